@@ -1,0 +1,94 @@
+"""The only module that picks concrete classes and wires them together."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from dataclasses import dataclass
+from pathlib import Path
+
+from bot.config import Settings, redact_url
+from bot.errors import StoreUnavailable
+from bot.llm.base import Engine
+from bot.memory.base import ConversationStore
+from bot.prompt.builder import ChatFormat, PromptBuilder
+from bot.service import ChatService
+
+__all__ = ["App", "build_app", "open_store"]
+
+log = logging.getLogger(__name__)
+
+REDIS_HINT = (
+    "start one with `redis-server --daemonize yes` (or `docker compose up -d redis`), "
+    "or set REDIS_URL=memory:// to keep history in this process only"
+)
+
+
+@dataclass
+class App:
+    settings: Settings
+    service: ChatService
+    store: ConversationStore
+    engine: Engine
+
+    async def aclose(self) -> None:
+        await self.engine.aclose()
+        await self.store.aclose()
+
+
+async def open_store(settings: Settings, *, default_url: str) -> ConversationStore:
+    """The store named by REDIS_URL (or `default_url`), checked to answer."""
+    url = settings.redis.url or default_url
+    history = settings.history
+    if url.startswith("memory://"):
+        from bot.memory.inprocess import InProcessStore
+
+        return InProcessStore(max_turns=history.max_turns, ttl_seconds=history.ttl_seconds)
+    from bot.memory.redis import RedisStore
+
+    store = RedisStore.from_url(
+        url, prefix=settings.redis.key_prefix, max_turns=history.max_turns, ttl_seconds=history.ttl_seconds
+    )
+    try:
+        await store.ping()
+    except StoreUnavailable as exc:
+        await store.aclose()
+        raise StoreUnavailable(
+            f"Redis at {redact_url(url)} (REDIS_URL) is not reachable: {exc}; {REDIS_HINT}"
+        ) from exc
+    log.info("conversation history in Redis at %s", redact_url(url))
+    return store
+
+
+async def build_app(settings: Settings, *, default_redis_url: str, show_progress: bool = False) -> App:
+    """Open the store, load the model (in a thread: it takes seconds) and assemble the service."""
+    from bot.llm.engine import TransformersEngine
+    from bot.llm.loader import load_model
+
+    system_prompt = settings.prompt.resolve()
+    store = await open_store(settings, default_url=default_redis_url)
+    try:
+        model = settings.model
+        loaded = await asyncio.to_thread(
+            load_model,
+            model.name,
+            dtype=model.dtype,
+            device=model.device,
+            cache_dir=Path(model.cache_dir) if model.cache_dir else None,
+            threads=model.threads,
+            progress=_print_progress if show_progress else None,
+        )
+    except BaseException:
+        await store.aclose()
+        raise
+    engine = TransformersEngine(loaded)
+    context = min(settings.model.max_context or engine.context_tokens, engine.context_tokens)
+    prompts = PromptBuilder(ChatFormat(loaded.tokenizer), system_prompt=system_prompt, context_tokens=context)
+    service = ChatService(store=store, engine=engine, prompts=prompts, params=settings.generation.params())
+    return App(settings=settings, service=service, store=store, engine=engine)
+
+
+def _print_progress(message: str) -> None:
+    from rich.console import Console
+
+    Console(stderr=True).print(f"[dim]· {message}[/dim]")

@@ -1,0 +1,90 @@
+"""The `bot` command. Reads the settings once and hands each sub-command what it needs."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import sys
+from collections.abc import Sequence
+
+from bot import __version__
+from bot.config import Settings, load_settings
+from bot.errors import ConfigError, ModelLoadError, StoreUnavailable
+
+__all__ = ["main"]
+
+EXIT_CONFIG = 2
+EXIT_RUNTIME = 1
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="bot", description="A Telegram customer-support assistant.")
+    parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
+    parser.add_argument("--env-file", default=".env", help="read settings from this file too (default: .env)")
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    chat = commands.add_parser("chat", help="talk to the assistant in this terminal (offline)")
+    chat.add_argument(
+        "--chat-id", default="terminal", help="conversation id in the store (default: terminal)"
+    )
+    chat.add_argument(
+        "-v", "--verbose", action="store_true", help="log prompt sizes and timings to stderr (DEBUG)"
+    )
+
+    commands.add_parser("config", help="print the effective settings, secrets masked")
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    try:
+        settings = load_settings(args.env_file)
+    except ConfigError as exc:
+        for line in str(exc).splitlines():
+            print(f"bot: {line}", file=sys.stderr)
+        return EXIT_CONFIG
+    if args.command == "config":
+        for name, value in settings.effective():
+            print(f"{name}={value}")
+        return 0
+    _setup_logging(settings, verbose=getattr(args, "verbose", False))
+    try:
+        if args.command == "chat":
+            return asyncio.run(_chat(settings, args.chat_id))
+    except ConfigError as exc:
+        print(f"bot: {exc}", file=sys.stderr)
+        return EXIT_CONFIG
+    except (ModelLoadError, StoreUnavailable) as exc:
+        print(f"bot: {exc}", file=sys.stderr)
+        return EXIT_RUNTIME
+    except KeyboardInterrupt:
+        return 130
+    raise AssertionError(f"unhandled command {args.command}")
+
+
+def _setup_logging(settings: Settings, *, verbose: bool) -> None:
+    from bot.logs import configure_logging
+
+    token = settings.telegram.bot_token
+    level = settings.log.level if settings.log.level != "INFO" or verbose else "WARNING"
+    configure_logging(level, verbose=verbose, secrets=[token.get_secret_value()] if token else [])
+
+
+async def _chat(settings: Settings, chat_id: str) -> int:
+    from bot.app import build_app
+    from bot.terminal import TerminalChat
+
+    interactive = sys.stdin.isatty()
+    if interactive:
+        import readline  # noqa: F401  (line editing and history for input())
+
+        print("Loading the model…", file=sys.stderr, flush=True)
+    app = await build_app(settings, default_redis_url="memory://", show_progress=True)
+    try:
+        chat = TerminalChat(
+            app.service, chat_id=chat_id, out=sys.stdout, read_line=input, interactive=interactive
+        )
+        await chat.run()
+    finally:
+        await app.aclose()
+    return 0

@@ -1,0 +1,267 @@
+"""Settings, read once from environment variables and an optional `.env` file.
+
+Each concern has its own section with its own prefix (GENERATION_*, MODEL_*, ...). `load_settings` is the
+only function here that touches the environment; it turns every validation problem into one line that
+names the variable, without echoing secret values.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Any, ClassVar, Literal
+from urllib.parse import urlsplit, urlunsplit
+
+from pydantic import BaseModel, Field, SecretStr, ValidationError, field_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from bot.domain import GenerationParams
+from bot.errors import ConfigError
+
+__all__ = [
+    "DEFAULT_SYSTEM_PROMPT",
+    "GenerationSettings",
+    "HistorySettings",
+    "LogSettings",
+    "ModelSettings",
+    "PromptSettings",
+    "RedisSettings",
+    "Settings",
+    "TelegramSettings",
+    "load_settings",
+    "redact_url",
+]
+
+DEFAULT_SYSTEM_PROMPT = (
+    "You are a friendly and concise customer-support assistant. Answer the customer's question "
+    "in a few sentences. If you do not know the answer, say so and offer to connect them with a "
+    "human colleague. Never invent order numbers, prices or contact details."
+)
+
+REDIS_SCHEMES = ("redis", "rediss", "unix", "memory")
+
+
+class _Section(BaseSettings):
+    model_config = SettingsConfigDict(extra="ignore", env_ignore_empty=True, validate_default=True)
+    secret_fields: ClassVar[frozenset[str]] = frozenset()
+
+    @classmethod
+    def env_name(cls, field: str) -> str:
+        return f"{cls.model_config.get('env_prefix', '')}{field}".upper()
+
+
+class TelegramSettings(_Section):
+    model_config = SettingsConfigDict(env_prefix="TELEGRAM_")
+    secret_fields = frozenset({"bot_token"})
+
+    bot_token: SecretStr | None = Field(None, description="Bot token from @BotFather (needed by `bot run`)")
+    api_base_url: str = Field(
+        "https://api.telegram.org/bot",
+        description="Bot API base URL; PTB calls <base><token>/<method> (self-hosted API or emulator)",
+    )
+
+    @field_validator("api_base_url")
+    @classmethod
+    def _http_url(cls, value: str) -> str:
+        if urlsplit(value).scheme not in ("http", "https") or not urlsplit(value).netloc:
+            raise ValueError("must be an http(s) URL such as https://api.telegram.org/bot")
+        return value
+
+
+class RedisSettings(_Section):
+    model_config = SettingsConfigDict(env_prefix="REDIS_")
+
+    url: str | None = Field(
+        None,
+        description="redis://host:port/db, rediss://, unix:///path or memory:// (in-process); "
+        "unset: `bot chat` keeps history in memory",
+    )
+    key_prefix: str = Field("bot", min_length=1, description="Prefix of every Redis key this bot writes")
+
+    @field_validator("url")
+    @classmethod
+    def _redis_url(cls, value: str | None) -> str | None:
+        if value is None:
+            return None
+        parts = urlsplit(value)
+        if parts.scheme not in REDIS_SCHEMES:
+            raise ValueError(
+                "must be a URL starting with redis://, rediss://, unix:// or memory:// "
+                "(for example redis://127.0.0.1:6379/0)"
+            )
+        if parts.scheme in ("redis", "rediss") and not parts.hostname:
+            raise ValueError("must name a host, for example redis://127.0.0.1:6379/0")
+        return value
+
+
+class ModelSettings(_Section):
+    model_config = SettingsConfigDict(env_prefix="MODEL_", protected_namespaces=())
+
+    name: str = Field(
+        "bundled:smollm2-135m-instruct",
+        min_length=1,
+        description="bundled:smollm2-135m-instruct, a local model directory, a .gguf file or a Hub model id",
+    )
+    dtype: Literal["auto", "float32", "bfloat16", "float16"] = Field(
+        "auto", description="auto: bfloat16 (or float16) on CUDA, float32 on CPU"
+    )
+    device: Literal["auto", "cpu", "cuda"] = Field("auto", description="Where the model runs")
+    cache_dir: Path | None = Field(
+        None, description="Where converted models are cached (default: the user cache directory)"
+    )
+    threads: Annotated[int, Field(ge=1)] | None = Field(
+        None, description="torch CPU threads (default: torch's choice, the number of cores)"
+    )
+    max_context: Annotated[int, Field(ge=64)] | None = Field(
+        None, description="Context window in tokens (default: the model's own maximum)"
+    )
+
+
+class PromptSettings(_Section):
+    model_config = SettingsConfigDict(env_prefix="")
+
+    system_prompt: str = Field(DEFAULT_SYSTEM_PROMPT, description="Instructions given to the model first")
+    system_prompt_file: Path | None = Field(
+        None, description="Read the system prompt from this UTF-8 file instead (wins over SYSTEM_PROMPT)"
+    )
+
+    @field_validator("system_prompt_file")
+    @classmethod
+    def _readable_file(cls, value: Path | None) -> Path | None:
+        if value is not None and not value.is_file():
+            raise ValueError(f"file {str(value)!r} does not exist or is not a file")
+        return value
+
+    def resolve(self) -> str:
+        """The effective system prompt (reads SYSTEM_PROMPT_FILE when it is set)."""
+        if self.system_prompt_file is None:
+            return self.system_prompt
+        try:
+            return self.system_prompt_file.read_text(encoding="utf-8").strip()
+        except (OSError, UnicodeDecodeError) as exc:
+            raise ConfigError(
+                f"SYSTEM_PROMPT_FILE: cannot read {str(self.system_prompt_file)!r}: {exc}"
+            ) from exc
+
+
+class HistorySettings(_Section):
+    model_config = SettingsConfigDict(env_prefix="HISTORY_")
+
+    max_turns: int = Field(20, ge=1, le=1000, description="Messages kept per chat (user and bot each count)")
+    ttl_seconds: int = Field(
+        7 * 24 * 3600, ge=1, description="A chat's history expires this long after its last message"
+    )
+
+
+class GenerationSettings(_Section):
+    model_config = SettingsConfigDict(env_prefix="GENERATION_")
+
+    temperature: float = Field(0.2, ge=0.0, le=5.0, description="Sampling temperature (0 = greedy)")
+    top_p: float = Field(0.9, gt=0.0, le=1.0, description="Nucleus sampling: keep tokens within this mass")
+    top_k: int = Field(50, ge=0, description="Keep only the k most likely tokens (0 = off)")
+    repetition_penalty: float = Field(
+        1.0,
+        gt=0.0,
+        le=10.0,
+        description="> 1 discourages repeating tokens, names from the question too (1 = off)",
+    )
+    max_new_tokens: int = Field(256, ge=1, le=8192, description="Longest reply, in tokens")
+    do_sample: bool = Field(True, description="false = greedy decoding (deterministic)")
+    seed: int | None = Field(None, ge=0, description="Fix the sampling seed for reproducible replies")
+    timeout_seconds: float = Field(60.0, gt=0, description="Give up on a reply after this many seconds")
+
+    def params(self) -> GenerationParams:
+        return GenerationParams(
+            max_new_tokens=self.max_new_tokens,
+            do_sample=self.do_sample and self.temperature > 0,
+            temperature=self.temperature,
+            top_p=self.top_p,
+            top_k=self.top_k,
+            repetition_penalty=self.repetition_penalty,
+            seed=self.seed,
+            timeout_seconds=self.timeout_seconds,
+        )
+
+
+class LogSettings(_Section):
+    model_config = SettingsConfigDict(env_prefix="LOG_")
+
+    level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = Field("INFO", description="Log level")
+
+    @field_validator("level", mode="before")
+    @classmethod
+    def _upper(cls, value: Any) -> Any:
+        return value.upper() if isinstance(value, str) else value
+
+
+class Settings(BaseModel):
+    """Every section, validated. Build it with `load_settings`."""
+
+    telegram: TelegramSettings
+    redis: RedisSettings
+    model: ModelSettings
+    prompt: PromptSettings
+    history: HistorySettings
+    generation: GenerationSettings
+    log: LogSettings
+
+    model_config = {"protected_namespaces": ()}
+
+    def sections(self) -> list[_Section]:
+        return [getattr(self, name) for name in type(self).model_fields]
+
+    def effective(self) -> list[tuple[str, str]]:
+        """(VARIABLE, value) for every setting, secrets masked, for `bot config`."""
+        rows: list[tuple[str, str]] = []
+        for section in self.sections():
+            for field in type(section).model_fields:
+                value = getattr(section, field)
+                if isinstance(value, SecretStr):
+                    shown = "********"
+                elif value is None:
+                    shown = ""
+                elif field == "url" and isinstance(section, RedisSettings):
+                    shown = redact_url(str(value))
+                else:
+                    shown = str(value)
+                rows.append((section.env_name(field), shown))
+        return rows
+
+
+def _format_error(section: type[_Section], error: Any) -> str:
+    field = str(error["loc"][0]) if error["loc"] else ""
+    name = section.env_name(field)
+    message = str(error["msg"]).removeprefix("Value error, ")
+    if field in section.secret_fields or "input" not in error:
+        return f"{name}: {message}"
+    raw = error["input"]
+    if not isinstance(raw, str | int | float):
+        return f"{name}: {message}"
+    shown = redact_url(raw) if field == "url" and isinstance(raw, str) else raw
+    return f"{name}={shown!s}: {message}"
+
+
+def load_settings(env_file: str | Path | None = ".env") -> Settings:
+    """Read every section; raise ConfigError listing each invalid variable on its own line."""
+    sections: dict[str, _Section] = {}
+    problems: list[str] = []
+    for name, info in Settings.model_fields.items():
+        cls: type[_Section] = info.annotation  # type: ignore[assignment]
+        try:
+            sections[name] = cls(_env_file=env_file)  # type: ignore[call-arg]
+        except ValidationError as exc:
+            problems.extend(_format_error(cls, error) for error in exc.errors())
+    if problems:
+        raise ConfigError("\n".join(f"invalid setting {problem}" for problem in problems))
+    return Settings(**sections)  # type: ignore[arg-type]
+
+
+def redact_url(url: str) -> str:
+    """The URL with any password replaced, safe to log."""
+    try:
+        parts = urlsplit(url)
+        if parts.password is None:
+            return url
+        netloc = f"{parts.username or ''}:****@{parts.hostname}" + (f":{parts.port}" if parts.port else "")
+    except ValueError:  # an unparseable port, say: show nothing of it rather than a secret
+        return "<unparseable URL>"
+    return urlunsplit(parts._replace(netloc=netloc))

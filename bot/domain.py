@@ -1,0 +1,71 @@
+"""Small immutable values shared by every layer. Imports nothing from the project."""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from enum import StrEnum
+
+__all__ = ["ChatKind", "GenerationParams", "Role", "Turn"]
+
+
+class Role(StrEnum):
+    USER = "user"
+    ASSISTANT = "assistant"
+
+
+class ChatKind(StrEnum):
+    PRIVATE = "private"
+    GROUP = "group"
+
+
+@dataclass(frozen=True, slots=True)
+class Turn:
+    """One message of a conversation, as stored.
+
+    `message_id` is the transport's id of the message (Telegram's message_id), used to drop redeliveries;
+    `author` is a display name, kept so that group history records who said what.
+    """
+
+    role: Role
+    content: str
+    timestamp: float = field(default_factory=time.time)
+    message_id: int | None = None
+    user_id: int | None = None
+    author: str | None = None
+
+    def to_json_dict(self) -> dict[str, object]:
+        data: dict[str, object] = {"role": self.role.value, "content": self.content, "ts": self.timestamp}
+        if self.message_id is not None:
+            data["mid"] = self.message_id
+        if self.user_id is not None:
+            data["uid"] = self.user_id
+        if self.author is not None:
+            data["author"] = self.author
+        return data
+
+    @classmethod
+    def from_json_dict(cls, data: dict[str, object]) -> Turn:
+        mid, uid, author = data.get("mid"), data.get("uid"), data.get("author")
+        return cls(
+            role=Role(str(data["role"])),
+            content=str(data["content"]),
+            timestamp=float(data["ts"]),  # type: ignore[arg-type]
+            message_id=int(mid) if mid is not None else None,  # type: ignore[call-overload]
+            user_id=int(uid) if uid is not None else None,  # type: ignore[call-overload]
+            author=str(author) if author is not None else None,
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class GenerationParams:
+    """How to sample one reply. Defaults match the GENERATION_* settings' defaults."""
+
+    max_new_tokens: int = 256
+    do_sample: bool = True
+    temperature: float = 0.2
+    top_p: float = 0.9
+    top_k: int = 50
+    repetition_penalty: float = 1.0
+    seed: int | None = None
+    timeout_seconds: float = 60.0

@@ -1,0 +1,50 @@
+"""The project's exception hierarchy.
+
+Foreign exceptions (redis, transformers, OS errors) are translated into these at the boundary, so that
+transports can turn each kind into the right message for a person without knowing where it came from.
+"""
+
+from __future__ import annotations
+
+__all__ = [
+    "BotError",
+    "ConfigError",
+    "EngineBusy",
+    "GenerationError",
+    "GenerationTimeout",
+    "ModelLoadError",
+    "PromptTooLong",
+    "StoreUnavailable",
+]
+
+
+class BotError(Exception):
+    """Base class of every error this project raises on purpose."""
+
+
+class ConfigError(BotError):
+    """A setting is missing or invalid; the message names the environment variable."""
+
+
+class ModelLoadError(BotError):
+    """The model named by MODEL_NAME could not be found or loaded."""
+
+
+class StoreUnavailable(BotError):
+    """The conversation store (Redis) could not be reached or refused the command."""
+
+
+class PromptTooLong(BotError):
+    """The message alone does not fit into the model's context window."""
+
+
+class GenerationError(BotError):
+    """The model failed while generating a reply."""
+
+
+class GenerationTimeout(GenerationError):
+    """The reply took longer than the configured timeout."""
+
+
+class EngineBusy(GenerationError):
+    """Too many replies are queued; the caller should try again shortly."""

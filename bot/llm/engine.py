@@ -1,0 +1,148 @@
+"""The local transformers engine: `model.generate` in a worker thread, streamed into the event loop.
+
+One generation runs at a time on a dedicated thread, so the event loop stays free and torch is never
+entered concurrently. Tokens cross into the loop through `call_soon_threadsafe`; text is produced with
+incremental detokenisation and cut at stop strings; a threading.Event stops `generate` early when the
+reply is complete, timed out, or no longer wanted.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import threading
+from collections.abc import AsyncIterator, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any
+
+import torch
+from transformers.generation.stopping_criteria import StoppingCriteria, StoppingCriteriaList
+from transformers.generation.streamers import BaseStreamer
+
+from bot.domain import GenerationParams
+from bot.errors import GenerationError, GenerationTimeout
+from bot.llm.detok import IncrementalDecoder, StopMatcher
+from bot.llm.loader import LoadedModel
+
+__all__ = ["TransformersEngine"]
+
+log = logging.getLogger(__name__)
+
+_END = object()
+
+
+class _LoopStreamer(BaseStreamer):
+    """Hands each new token (not the prompt) to an asyncio queue on the loop's thread."""
+
+    def __init__(self, loop: asyncio.AbstractEventLoop, queue: asyncio.Queue[Any]) -> None:
+        self._loop, self._queue = loop, queue
+        self._prompt_seen = False
+
+    def put(self, value: torch.Tensor) -> None:
+        if not self._prompt_seen:  # the first call carries the prompt
+            self._prompt_seen = True
+            return
+        self._loop.call_soon_threadsafe(self._queue.put_nowait, value.reshape(-1).tolist())
+
+    def end(self) -> None:
+        self._loop.call_soon_threadsafe(self._queue.put_nowait, _END)
+
+
+class _StopWhenSet(StoppingCriteria):
+    def __init__(self, event: threading.Event) -> None:
+        self._event = event
+
+    def __call__(self, input_ids: torch.LongTensor, scores: Any, **kwargs: Any) -> torch.BoolTensor:
+        return torch.full((input_ids.shape[0],), self._event.is_set(), dtype=torch.bool)  # type: ignore[return-value]
+
+
+class TransformersEngine:
+    def __init__(self, loaded: LoadedModel) -> None:
+        self._loaded = loaded
+        self.name = loaded.name
+        self.tokenizer = loaded.tokenizer
+        self.context_tokens = loaded.context_tokens
+        self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="generate")
+        pad = loaded.tokenizer.pad_token_id
+        self._pad_id = pad if pad is not None else loaded.model.generation_config.eos_token_id
+
+    async def stream(
+        self, prompt_ids: Sequence[int], params: GenerationParams, stop_strings: Sequence[str] = ()
+    ) -> AsyncIterator[str]:
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + params.timeout_seconds
+        queue: asyncio.Queue[Any] = asyncio.Queue()
+        stop = threading.Event()
+        kwargs = self._generate_kwargs(prompt_ids, params, _LoopStreamer(loop, queue), stop)
+        job = loop.run_in_executor(self._executor, self._generate, kwargs, params.seed)
+        decoder = IncrementalDecoder(self.tokenizer)
+        matcher = StopMatcher(stop_strings)
+        started = False  # leading whitespace of a reply is dropped ("Assistant: Hello" -> "Hello")
+        try:
+            while True:
+                try:
+                    item = await asyncio.wait_for(queue.get(), max(deadline - loop.time(), 0))
+                except TimeoutError:
+                    raise GenerationTimeout(
+                        f"no complete reply within {params.timeout_seconds:g} s"
+                    ) from None
+                if item is _END:
+                    break
+                text = matcher.feed(decoder.push(item))
+                if not started:
+                    text = text.lstrip()
+                    started = bool(text)
+                if text:
+                    yield text
+                if matcher.stopped:
+                    break
+            await job  # re-raises an error from the worker thread
+            tail = matcher.feed(decoder.flush()) + matcher.flush()
+            if tail.rstrip():
+                yield tail.rstrip() if started else tail.strip()
+            log.debug("generated %d tokens", decoder.token_count)
+        finally:
+            stop.set()
+            if not job.done():
+                await asyncio.shield(asyncio.wait([job]))
+            if not job.cancelled():
+                job.exception()  # retrieved here so an abandoned reply's error is not reported as unhandled
+
+    def _generate_kwargs(
+        self,
+        prompt_ids: Sequence[int],
+        params: GenerationParams,
+        streamer: BaseStreamer,
+        stop: threading.Event,
+    ) -> dict[str, Any]:
+        device = self._loaded.device
+        input_ids = torch.tensor([list(prompt_ids)], dtype=torch.long, device=device)
+        kwargs: dict[str, Any] = {
+            "input_ids": input_ids,
+            "attention_mask": torch.ones_like(input_ids),
+            "max_new_tokens": max(1, min(params.max_new_tokens, self.context_tokens - len(prompt_ids))),
+            "do_sample": params.do_sample,
+            "pad_token_id": self._pad_id,
+            "streamer": streamer,
+            "stopping_criteria": StoppingCriteriaList([_StopWhenSet(stop)]),
+        }
+        if params.repetition_penalty != 1.0:
+            kwargs["repetition_penalty"] = params.repetition_penalty
+        if params.do_sample:
+            kwargs.update(temperature=params.temperature, top_p=params.top_p, top_k=params.top_k)
+        else:  # keep the model's sampling defaults from warning about being ignored
+            kwargs.update(temperature=None, top_p=None, top_k=None)
+        return kwargs
+
+    def _generate(self, kwargs: dict[str, Any], seed: int | None) -> None:
+        try:
+            if seed is not None:
+                torch.manual_seed(seed)
+            with torch.inference_mode():
+                self._loaded.model.generate(**kwargs)
+        except Exception as exc:  # surfaced to the awaiting coroutine as the project's own error
+            kwargs["streamer"].end()
+            raise GenerationError(f"the model failed: {type(exc).__name__}: {exc}") from exc
+
+    async def aclose(self) -> None:
+        self._executor.shutdown(wait=True, cancel_futures=True)

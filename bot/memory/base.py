@@ -1,0 +1,48 @@
+"""What the service needs from a conversation store, and the documented Redis key layout.
+
+Keys (the `{...}` part is a Redis Cluster hash tag, so a chat's keys live on one shard):
+
+- `<prefix>:{chat:<chat_id>}:history`  LIST of JSON turns, oldest first, at most HISTORY_MAX_TURNS long
+- `<prefix>:{chat:<chat_id>}:appends`  ZSET of the ids of appends already applied (makes retries and
+  Telegram redeliveries idempotent), trimmed alongside the history
+
+Both keys expire HISTORY_TTL_SECONDS after the chat's last append.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Protocol
+
+from bot.domain import Turn
+
+__all__ = ["ConversationStore", "history_key", "ids_key"]
+
+
+def history_key(prefix: str, chat_id: int | str) -> str:
+    return f"{prefix}:{{chat:{chat_id}}}:history"
+
+
+def ids_key(prefix: str, chat_id: int | str) -> str:
+    return f"{prefix}:{{chat:{chat_id}}}:appends"
+
+
+class ConversationStore(Protocol):
+    """Per-chat history. Every method raises `StoreUnavailable` when the backend cannot be used."""
+
+    async def load(self, chat_id: int | str) -> list[Turn]:
+        """The chat's turns, oldest first."""
+        ...
+
+    async def append(self, chat_id: int | str, turns: Sequence[Turn], append_id: str) -> bool:
+        """Atomically add `turns`, trim to the cap and refresh the TTL.
+
+        Returns False (and changes nothing) when an append with the same `append_id` was already applied.
+        """
+        ...
+
+    async def clear(self, chat_id: int | str) -> None: ...
+
+    async def ping(self) -> None: ...
+
+    async def aclose(self) -> None: ...

@@ -1,0 +1,105 @@
+"""The Redis conversation store: the only module of the project that imports redis."""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+from collections.abc import Sequence
+from typing import Any
+
+from redis import asyncio as aioredis
+from redis.asyncio.retry import Retry
+from redis.backoff import ExponentialBackoff
+from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import RedisError
+from redis.exceptions import TimeoutError as RedisTimeoutError
+
+from bot.domain import Turn
+from bot.errors import StoreUnavailable
+from bot.memory.base import history_key, ids_key
+
+__all__ = ["RedisStore"]
+
+log = logging.getLogger(__name__)
+
+# One round trip, atomic: skip an append already applied, push, trim, refresh both TTLs.
+_APPEND = """
+if redis.call('ZSCORE', KEYS[2], ARGV[1]) then
+  return 0
+end
+local cap = tonumber(ARGV[2])
+redis.call('ZADD', KEYS[2], ARGV[4], ARGV[1])
+redis.call('ZREMRANGEBYRANK', KEYS[2], 0, -(cap + 1))
+for i = 5, #ARGV do
+  redis.call('RPUSH', KEYS[1], ARGV[i])
+end
+redis.call('LTRIM', KEYS[1], -cap, -1)
+redis.call('EXPIRE', KEYS[1], ARGV[3])
+redis.call('EXPIRE', KEYS[2], ARGV[3])
+return 1
+"""
+
+
+class RedisStore:
+    """Chat history in Redis lists; see `bot.memory.base` for the key layout."""
+
+    def __init__(self, client: aioredis.Redis, *, prefix: str, max_turns: int, ttl_seconds: int) -> None:
+        self._client = client
+        self._prefix = prefix
+        self._max_turns = max_turns
+        self._ttl = ttl_seconds
+        self._append = client.register_script(_APPEND)
+
+    @classmethod
+    def from_url(cls, url: str, *, prefix: str, max_turns: int, ttl_seconds: int) -> RedisStore:
+        """A store whose connection retries transient errors with capped exponential backoff."""
+        client = aioredis.from_url(
+            url,
+            decode_responses=True,
+            socket_connect_timeout=2,
+            socket_timeout=5,
+            health_check_interval=30,
+            retry=Retry(ExponentialBackoff(cap=1.0, base=0.05), retries=3),
+            retry_on_error=[RedisConnectionError, RedisTimeoutError],
+        )
+        return cls(client, prefix=prefix, max_turns=max_turns, ttl_seconds=ttl_seconds)
+
+    async def load(self, chat_id: int | str) -> list[Turn]:
+        raw: list[str] = await self._call(self._client.lrange(history_key(self._prefix, chat_id), 0, -1))
+        turns: list[Turn] = []
+        for item in raw:
+            try:
+                turns.append(Turn.from_json_dict(json.loads(item)))
+            except (ValueError, KeyError, TypeError):
+                log.warning("skipping an unreadable history entry of chat %s", chat_id)
+        return turns
+
+    async def append(self, chat_id: int | str, turns: Sequence[Turn], append_id: str) -> bool:
+        if not turns:
+            return False
+        payload = [json.dumps(turn.to_json_dict(), ensure_ascii=False) for turn in turns]
+        keys = [history_key(self._prefix, chat_id), ids_key(self._prefix, chat_id)]
+        args: list[str | int | float] = [append_id, self._max_turns, self._ttl, time.time(), *payload]
+        applied = await self._call(self._append(keys=keys, args=args))
+        return bool(applied)
+
+    async def clear(self, chat_id: int | str) -> None:
+        await self._call(
+            self._client.delete(history_key(self._prefix, chat_id), ids_key(self._prefix, chat_id))
+        )
+
+    async def ping(self) -> None:
+        await self._call(self._client.ping())
+
+    async def aclose(self) -> None:
+        await self._client.aclose()
+
+    @staticmethod
+    async def _call(awaitable: Any) -> Any:
+        try:
+            return await awaitable
+        except RedisError as exc:
+            raise StoreUnavailable(f"Redis: {type(exc).__name__}: {exc}") from exc
+        except OSError as exc:
+            raise StoreUnavailable(f"Redis: {exc}") from exc

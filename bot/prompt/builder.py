@@ -1,0 +1,110 @@
+"""Turn a system prompt, a chat's history and the new message into token ids that fit the model.
+
+Models with a chat template are prompted through it; models without one (the GPT-2 family) get a plain
+"User:/Assistant:" transcript and stop strings that end the reply where the model would start the next
+speaker's line. History is dropped from the oldest turn until prompt + reply budget fits the context.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+from bot.domain import Role, Turn
+from bot.errors import PromptTooLong
+
+__all__ = ["ChatFormat", "Prompt", "PromptBuilder", "Tokenizer"]
+
+
+class Tokenizer(Protocol):
+    """The part of a Hugging Face tokenizer the builder uses."""
+
+    chat_template: Any
+
+    def apply_chat_template(self, conversation: Any, **kwargs: Any) -> Any: ...
+
+    def encode(self, text: str, add_special_tokens: bool = ...) -> list[int]: ...
+
+
+@dataclass(frozen=True, slots=True)
+class Prompt:
+    ids: list[int]
+    stop_strings: tuple[str, ...]
+    history_used: int
+    history_dropped: int
+
+    @property
+    def token_count(self) -> int:
+        return len(self.ids)
+
+
+class ChatFormat:
+    """Renders messages to token ids with the tokenizer's chat template, or a plain transcript."""
+
+    PLAIN_STOP_STRINGS = ("\nUser:", "\nAssistant:", "\nSystem:")
+
+    def __init__(self, tokenizer: Tokenizer) -> None:
+        self._tokenizer = tokenizer
+        self.uses_template = bool(getattr(tokenizer, "chat_template", None))
+        self._system_role = self.uses_template and self._template_accepts_system()
+
+    @property
+    def stop_strings(self) -> tuple[str, ...]:
+        return () if self.uses_template else self.PLAIN_STOP_STRINGS
+
+    def render(self, system: str, messages: Sequence[tuple[Role, str]]) -> list[int]:
+        if not self.uses_template:
+            lines = [f"System: {system}", ""] if system else []
+            lines += [f"{'User' if role is Role.USER else 'Assistant'}: {text}" for role, text in messages]
+            lines.append("Assistant:")
+            return self._tokenizer.encode("\n".join(lines), add_special_tokens=True)
+        chat = [{"role": role.value, "content": text} for role, text in messages]
+        if system and self._system_role:
+            chat.insert(0, {"role": "system", "content": system})
+        elif system and chat:  # templates without a system role: prepend it to the first user message
+            chat[0] = {"role": chat[0]["role"], "content": f"{system}\n\n{chat[0]['content']}"}
+        text = self._tokenizer.apply_chat_template(chat, tokenize=False, add_generation_prompt=True)
+        return self._tokenizer.encode(str(text), add_special_tokens=False)
+
+    def _template_accepts_system(self) -> bool:
+        probe = [{"role": "system", "content": "SYSTEM-PROBE"}, {"role": "user", "content": "hi"}]
+        try:
+            text = self._tokenizer.apply_chat_template(probe, tokenize=False, add_generation_prompt=True)
+        except Exception:  # Jinja raise_exception() in templates that refuse a system turn
+            return False
+        return "SYSTEM-PROBE" in str(text)
+
+
+class PromptBuilder:
+    def __init__(self, chat_format: ChatFormat, *, system_prompt: str, context_tokens: int) -> None:
+        self._format = chat_format
+        self._system = system_prompt
+        self._context = context_tokens
+
+    def build(
+        self, history: Sequence[Turn], message: Turn, *, max_new_tokens: int, label_authors: bool = False
+    ) -> Prompt:
+        """The longest suffix of `history` that, with `message`, leaves room for `max_new_tokens`."""
+        budget = self._context - max_new_tokens
+        entries = [_entry(turn, label_authors) for turn in history]
+        new = _entry(message, label_authors)
+        start = 0
+        while True:
+            ids = self._format.render(self._system, [*entries[start:], new])
+            if len(ids) <= budget:
+                return Prompt(ids, self._format.stop_strings, len(entries) - start, start)
+            if start >= len(entries):
+                raise PromptTooLong(
+                    f"the message needs {len(ids)} tokens but only {budget} fit the context window"
+                )
+            start += 1
+            # Never open the transcript with a bot turn: some templates require user/assistant alternation.
+            while start < len(entries) and entries[start][0] is Role.ASSISTANT:
+                start += 1
+
+
+def _entry(turn: Turn, label_authors: bool) -> tuple[Role, str]:
+    if label_authors and turn.role is Role.USER and turn.author:
+        return turn.role, f"{turn.author}: {turn.content}"
+    return turn.role, turn.content

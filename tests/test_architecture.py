@@ -1,0 +1,68 @@
+"""Imports go one way; no module does I/O at import time; each module declares its public API."""
+
+from __future__ import annotations
+
+import ast
+import importlib
+import pkgutil
+from pathlib import Path
+
+import pytest
+
+import bot
+
+PACKAGE = Path(bot.__file__).parent
+
+# module prefix -> project modules it may import
+ALLOWED: dict[str, tuple[str, ...]] = {
+    "bot.domain": (),
+    "bot.errors": (),
+    "bot.memory": ("bot.domain", "bot.errors", "bot.memory"),
+    "bot.prompt": ("bot.domain", "bot.errors", "bot.prompt"),
+    "bot.llm": ("bot.domain", "bot.errors", "bot.llm"),
+    "bot.config": ("bot.domain", "bot.errors"),
+    "bot.service": ("bot.domain", "bot.errors", "bot.memory.base", "bot.llm.base", "bot.prompt"),
+    "bot.terminal": ("bot.errors", "bot.service"),
+}
+THIRD_PARTY_HOMES = {
+    "redis": ("bot.memory.redis",),
+    "torch": ("bot.llm.",),
+    "transformers": ("bot.llm.", "bot.logs"),
+}
+
+
+def modules() -> list[str]:
+    return sorted(m.name for m in pkgutil.walk_packages([str(PACKAGE)], prefix="bot."))
+
+
+def imports_of(module: str) -> set[str]:
+    path = PACKAGE.joinpath(*module.split(".")[1:])
+    source = (path / "__init__.py") if path.is_dir() else path.with_suffix(".py")
+    found: set[str] = set()
+    for node in ast.walk(ast.parse(source.read_text())):
+        if isinstance(node, ast.Import):
+            found.update(alias.name for alias in node.names)
+        elif isinstance(node, ast.ImportFrom) and node.module:
+            found.add(node.module)
+    return found
+
+
+@pytest.mark.parametrize("module", modules())
+def test_imports_go_one_way(module: str) -> None:
+    rule = next((allowed for prefix, allowed in ALLOWED.items() if module.startswith(prefix)), None)
+    for name in imports_of(module):
+        if name.startswith("bot.") and rule is not None:
+            assert name.startswith(rule), f"{module} must not import {name}"
+        top = name.split(".")[0]
+        if top in THIRD_PARTY_HOMES:
+            assert module.startswith(THIRD_PARTY_HOMES[top]), f"{module} imports {top}"
+
+
+@pytest.mark.parametrize("module", modules())
+def test_every_module_declares_its_public_api(module: str) -> None:
+    if module == "bot.__main__":  # importing it runs the command
+        return
+    imported = importlib.import_module(module)
+    assert hasattr(imported, "__all__"), f"{module} has no __all__"
+    for name in imported.__all__:
+        assert hasattr(imported, name), f"{module}.__all__ names missing {name}"
