@@ -9,12 +9,15 @@ from pathlib import Path
 
 from bot.config import Settings, redact_url
 from bot.errors import StoreUnavailable
+from bot.gate import AccessPolicy, Gate
 from bot.llm.base import Engine
-from bot.memory.base import ConversationStore
+from bot.memory.base import ConversationStore, Limits
 from bot.prompt.builder import ChatFormat, PromptBuilder
 from bot.service import ChatService
 
-__all__ = ["App", "build_app", "open_store"]
+__all__ = ["DEFAULT_REDIS_URL", "App", "build_app", "open_state"]
+
+DEFAULT_REDIS_URL = "redis://127.0.0.1:6379/0"
 
 log = logging.getLogger(__name__)
 
@@ -29,6 +32,8 @@ class App:
     settings: Settings
     service: ChatService
     store: ConversationStore
+    limits: Limits
+    gate: Gate
     engine: Engine
 
     async def aclose(self) -> None:
@@ -36,19 +41,19 @@ class App:
         await self.store.aclose()
 
 
-async def open_store(settings: Settings, *, default_url: str) -> ConversationStore:
-    """The store named by REDIS_URL (or `default_url`), checked to answer."""
+async def open_state(settings: Settings, *, default_url: str) -> tuple[ConversationStore, Limits]:
+    """History store and shared counters named by REDIS_URL (or `default_url`), checked to answer."""
     url = settings.redis.url or default_url
     history = settings.history
     if url.startswith("memory://"):
-        from bot.memory.inprocess import InProcessStore
+        from bot.memory.inprocess import InProcessLimits, InProcessStore
 
-        return InProcessStore(max_turns=history.max_turns, ttl_seconds=history.ttl_seconds)
-    from bot.memory.redis import RedisStore
+        return InProcessStore(max_turns=history.max_turns, ttl_seconds=history.ttl_seconds), InProcessLimits()
+    from bot.memory.redis import RedisLimits, RedisStore, connect
 
-    store = RedisStore.from_url(
-        url, prefix=settings.redis.key_prefix, max_turns=history.max_turns, ttl_seconds=history.ttl_seconds
-    )
+    client = connect(url)
+    prefix = settings.redis.key_prefix
+    store = RedisStore(client, prefix=prefix, max_turns=history.max_turns, ttl_seconds=history.ttl_seconds)
     try:
         await store.ping()
     except StoreUnavailable as exc:
@@ -57,7 +62,7 @@ async def open_store(settings: Settings, *, default_url: str) -> ConversationSto
             f"Redis at {redact_url(url)} (REDIS_URL) is not reachable: {exc}; {REDIS_HINT}"
         ) from exc
     log.info("conversation history in Redis at %s", redact_url(url))
-    return store
+    return store, RedisLimits(client, prefix=prefix)
 
 
 async def build_app(settings: Settings, *, default_redis_url: str, show_progress: bool = False) -> App:
@@ -66,7 +71,7 @@ async def build_app(settings: Settings, *, default_redis_url: str, show_progress
     from bot.llm.loader import load_model
 
     system_prompt = settings.prompt.resolve()
-    store = await open_store(settings, default_url=default_redis_url)
+    store, limits = await open_state(settings, default_url=default_redis_url)
     try:
         model = settings.model
         loaded = await asyncio.to_thread(
@@ -84,8 +89,24 @@ async def build_app(settings: Settings, *, default_redis_url: str, show_progress
     engine = TransformersEngine(loaded)
     context = min(settings.model.max_context or engine.context_tokens, engine.context_tokens)
     prompts = PromptBuilder(ChatFormat(loaded.tokenizer), system_prompt=system_prompt, context_tokens=context)
-    service = ChatService(store=store, engine=engine, prompts=prompts, params=settings.generation.params())
-    return App(settings=settings, service=service, store=store, engine=engine)
+    telegram, rate = settings.telegram, settings.rate_limit
+    policy = AccessPolicy(
+        allowed_user_ids=telegram.allowed_user_ids,
+        allowed_chat_ids=telegram.allowed_chat_ids,
+        admin_user_ids=telegram.admin_user_ids,
+        per_minute=rate.per_minute,
+        per_day=rate.per_day,
+    )
+    gate = Gate(policy, limits)
+    service = ChatService(
+        store=store,
+        engine=engine,
+        prompts=prompts,
+        params=settings.generation.params(),
+        gate=gate,
+        limits=limits,
+    )
+    return App(settings=settings, service=service, store=store, limits=limits, gate=gate, engine=engine)
 
 
 def _print_progress(message: str) -> None:

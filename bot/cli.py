@@ -31,12 +31,19 @@ def _parser() -> argparse.ArgumentParser:
         "-v", "--verbose", action="store_true", help="log prompt sizes and timings to stderr (DEBUG)"
     )
 
-    commands.add_parser("config", help="print the effective settings, secrets masked")
+    commands.add_parser("run", help="run the bot on Telegram (long polling, or webhook if configured)")
+    config = commands.add_parser("config", help="print the effective settings, secrets masked")
+    config.add_argument("--example", action="store_true", help="print a documented .env template instead")
     return parser
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
+    if args.command == "config" and args.example:
+        from bot.config import example_env
+
+        print(example_env(), end="")
+        return 0
     try:
         settings = load_settings(args.env_file)
     except ConfigError as exc:
@@ -51,6 +58,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         if args.command == "chat":
             return asyncio.run(_chat(settings, args.chat_id))
+        if args.command == "run":
+            return asyncio.run(_run(settings))
     except ConfigError as exc:
         print(f"bot: {exc}", file=sys.stderr)
         return EXIT_CONFIG
@@ -88,3 +97,18 @@ async def _chat(settings: Settings, chat_id: str) -> int:
     finally:
         await app.aclose()
     return 0
+
+
+async def _run(settings: Settings) -> int:
+    from bot.app import DEFAULT_REDIS_URL, build_app
+    from bot.telegram.runner import serve
+
+    if settings.telegram.bot_token is None:
+        raise ConfigError(
+            "invalid setting TELEGRAM_BOT_TOKEN: required by `bot run` (create a bot with @BotFather)"
+        )
+    app = await build_app(settings, default_redis_url=DEFAULT_REDIS_URL)
+    try:
+        return await serve(settings.telegram, app.service, app.gate)
+    finally:
+        await app.aclose()

@@ -7,12 +7,13 @@ names the variable, without echoing secret values.
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 from typing import Annotated, Any, ClassVar, Literal
 from urllib.parse import urlsplit, urlunsplit
 
-from pydantic import BaseModel, Field, SecretStr, ValidationError, field_validator
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic import BaseModel, Field, SecretStr, ValidationError, field_validator, model_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 from bot.domain import GenerationParams
 from bot.errors import ConfigError
@@ -24,9 +25,11 @@ __all__ = [
     "LogSettings",
     "ModelSettings",
     "PromptSettings",
+    "RateLimitSettings",
     "RedisSettings",
     "Settings",
     "TelegramSettings",
+    "example_env",
     "load_settings",
     "redact_url",
 ]
@@ -38,6 +41,26 @@ DEFAULT_SYSTEM_PROMPT = (
 )
 
 REDIS_SCHEMES = ("redis", "rediss", "unix", "memory")
+
+DEFAULT_START_MESSAGE = (
+    "Hello! I am the support assistant. Ask me anything about our products, orders or your account. "
+    "Send /reset to start a new conversation and /help for more."
+)
+
+IdSet = Annotated[frozenset[int], NoDecode]
+
+
+def _id_set(value: Any) -> Any:
+    """'1, 2,3' -> {1, 2, 3}; the error names the item that is not an integer id."""
+    if not isinstance(value, str):
+        return value
+    ids = set()
+    for item in filter(None, (part.strip() for part in value.split(","))):
+        try:
+            ids.add(int(item))
+        except ValueError:
+            raise ValueError(f"{item!r} is not a numeric Telegram id (expected e.g. 12345,-100987)") from None
+    return frozenset(ids)
 
 
 class _Section(BaseSettings):
@@ -51,12 +74,47 @@ class _Section(BaseSettings):
 
 class TelegramSettings(_Section):
     model_config = SettingsConfigDict(env_prefix="TELEGRAM_")
-    secret_fields = frozenset({"bot_token"})
+    secret_fields = frozenset({"bot_token", "webhook_secret"})
 
     bot_token: SecretStr | None = Field(None, description="Bot token from @BotFather (needed by `bot run`)")
     api_base_url: str = Field(
         "https://api.telegram.org/bot",
         description="Bot API base URL; PTB calls <base><token>/<method> (self-hosted API or emulator)",
+    )
+
+    webhook_url: str | None = Field(
+        None, description="Public HTTPS URL Telegram posts updates to; unset = long polling"
+    )
+    webhook_secret: SecretStr | None = Field(
+        None, description="Secret Telegram sends with every webhook request (1-256 of A-Z a-z 0-9 _ -)"
+    )
+    webhook_listen: str = Field("0.0.0.0", description="Address the webhook server listens on")
+    webhook_port: int = Field(8443, ge=1, le=65535, description="Port the webhook server listens on")
+    allowed_user_ids: IdSet = Field(
+        frozenset(), description="Comma-separated user ids who may use the bot (empty = everyone)"
+    )
+    allowed_chat_ids: IdSet = Field(
+        frozenset(), description="Comma-separated chat ids (groups) where everyone may use the bot"
+    )
+    admin_user_ids: IdSet = Field(
+        frozenset(), description="Comma-separated admin user ids: always allowed, never rate limited"
+    )
+    group_trigger: Literal["mention_or_reply", "mention", "always"] = Field(
+        "mention_or_reply", description="When to answer in groups: on @mention and/or reply to the bot"
+    )
+    start_message: str = Field(DEFAULT_START_MESSAGE, description="The /start greeting")
+    stream_interval_seconds: float = Field(
+        1.0,
+        ge=0,
+        le=60,
+        description="Edit the streamed reply at most this often (0 = send only the final text)",
+    )
+    shutdown_grace_seconds: float = Field(
+        20.0, ge=0, description="On SIGTERM, wait this long for replies in progress to finish"
+    )
+
+    _split_ids = field_validator("allowed_user_ids", "allowed_chat_ids", "admin_user_ids", mode="before")(
+        _id_set
     )
 
     @field_validator("api_base_url")
@@ -65,6 +123,28 @@ class TelegramSettings(_Section):
         if urlsplit(value).scheme not in ("http", "https") or not urlsplit(value).netloc:
             raise ValueError("must be an http(s) URL such as https://api.telegram.org/bot")
         return value
+
+    @field_validator("webhook_url")
+    @classmethod
+    def _https_url(cls, value: str | None) -> str | None:
+        if value is not None and (
+            urlsplit(value).scheme not in ("http", "https") or not urlsplit(value).netloc
+        ):
+            raise ValueError("must be a URL such as https://bot.example.com/telegram")
+        return value
+
+    @field_validator("webhook_secret")
+    @classmethod
+    def _secret_shape(cls, value: SecretStr | None) -> SecretStr | None:
+        if value is not None and not re.fullmatch(r"[A-Za-z0-9_-]{1,256}", value.get_secret_value()):
+            raise ValueError("must be 1-256 characters of A-Z, a-z, 0-9, _ and -")
+        return value
+
+    @model_validator(mode="after")
+    def _webhook_needs_secret(self) -> TelegramSettings:
+        if self.webhook_url and self.webhook_secret is None:
+            raise ValueError("TELEGRAM_WEBHOOK_SECRET: required when TELEGRAM_WEBHOOK_URL is set")
+        return self
 
 
 class RedisSettings(_Section):
@@ -182,6 +262,13 @@ class GenerationSettings(_Section):
         )
 
 
+class RateLimitSettings(_Section):
+    model_config = SettingsConfigDict(env_prefix="RATE_LIMIT_")
+
+    per_minute: int = Field(20, ge=0, description="Messages a user may send per minute (0 = no limit)")
+    per_day: int = Field(300, ge=0, description="Messages a user may send per UTC day (0 = no limit)")
+
+
 class LogSettings(_Section):
     model_config = SettingsConfigDict(env_prefix="LOG_")
 
@@ -194,15 +281,16 @@ class LogSettings(_Section):
 
 
 class Settings(BaseModel):
-    """Every section, validated. Build it with `load_settings`."""
+    """Every section, validated. Build it with `load_settings`. Field docstrings title `.env.example`."""
 
-    telegram: TelegramSettings
-    redis: RedisSettings
-    model: ModelSettings
-    prompt: PromptSettings
-    history: HistorySettings
-    generation: GenerationSettings
-    log: LogSettings
+    telegram: TelegramSettings = Field(title="Telegram")
+    redis: RedisSettings = Field(title="Redis (conversation history, limits)")
+    model: ModelSettings = Field(title="Model")
+    prompt: PromptSettings = Field(title="Prompt")
+    history: HistorySettings = Field(title="History")
+    generation: GenerationSettings = Field(title="Generation (sampling)")
+    rate_limit: RateLimitSettings = Field(title="Rate limits (per user, shared through Redis)")
+    log: LogSettings = Field(title="Logging")
 
     model_config = {"protected_namespaces": ()}
 
@@ -219,6 +307,8 @@ class Settings(BaseModel):
                     shown = "********"
                 elif value is None:
                     shown = ""
+                elif isinstance(value, frozenset):
+                    shown = ",".join(str(item) for item in sorted(value))
                 elif field == "url" and isinstance(section, RedisSettings):
                     shown = redact_url(str(value))
                 else:
@@ -228,9 +318,11 @@ class Settings(BaseModel):
 
 
 def _format_error(section: type[_Section], error: Any) -> str:
-    field = str(error["loc"][0]) if error["loc"] else ""
-    name = section.env_name(field)
     message = str(error["msg"]).removeprefix("Value error, ")
+    if not error["loc"]:  # a check across fields: its message names the variables itself
+        return message
+    field = str(error["loc"][0])
+    name = section.env_name(field)
     if field in section.secret_fields or "input" not in error:
         return f"{name}: {message}"
     raw = error["input"]
@@ -265,3 +357,28 @@ def redact_url(url: str) -> str:
     except ValueError:  # an unparseable port, say: show nothing of it rather than a secret
         return "<unparseable URL>"
     return urlunsplit(parts._replace(netloc=netloc))
+
+
+def example_env() -> str:
+    """The text of `.env.example`: every variable with its description and default, commented out."""
+    lines = [
+        "# Every setting of the bot, with its default. Copy to .env and uncomment what you change.",
+        "# Environment variables win over this file.",
+        "# `bot config` prints the effective values (secrets masked).",
+        "# Generated by `bot config --example`.",
+    ]
+    for info in Settings.model_fields.values():
+        section: type[_Section] = info.annotation  # type: ignore[assignment]
+        lines += ["", f"# ---- {info.title} ----"]
+        for field, spec in section.model_fields.items():
+            default = spec.default
+            if default is None or isinstance(default, SecretStr):
+                shown = ""
+            elif isinstance(default, bool):
+                shown = str(default).lower()
+            elif isinstance(default, frozenset):
+                shown = ",".join(str(item) for item in sorted(default))
+            else:
+                shown = str(default)
+            lines += [f"# {spec.description}", f"# {section.env_name(field)}={shown}"]
+    return "\n".join(lines) + "\n"

@@ -7,13 +7,16 @@ transports can turn each kind into the right message for a person without knowin
 from __future__ import annotations
 
 __all__ = [
+    "AccessDenied",
     "BotError",
     "ConfigError",
+    "DuplicateDelivery",
     "EngineBusy",
     "GenerationError",
     "GenerationTimeout",
     "ModelLoadError",
     "PromptTooLong",
+    "RateLimited",
     "StoreUnavailable",
 ]
 
@@ -48,3 +51,20 @@ class GenerationTimeout(GenerationError):
 
 class EngineBusy(GenerationError):
     """Too many replies are queued; the caller should try again shortly."""
+
+
+class DuplicateDelivery(BotError):
+    """This exact update was already handled (a redelivery); it must not be answered again."""
+
+
+class AccessDenied(BotError):
+    """The user or chat is not on the allow-list."""
+
+
+class RateLimited(BotError):
+    """The user sent too many messages; `retry_after` seconds until they may write again."""
+
+    def __init__(self, message: str, *, retry_after: float, daily: bool) -> None:
+        super().__init__(message)
+        self.retry_after = retry_after
+        self.daily = daily

@@ -9,7 +9,7 @@ from collections.abc import Iterable
 __all__ = ["RedactingFilter", "configure_logging"]
 
 # Telegram bot tokens look like 123456789:AA...; they also appear inside Bot API URLs.
-_TOKEN_RE = re.compile(r"\b\d{5,}:[A-Za-z0-9_-]{30,}\b")
+_TOKEN_RE = re.compile(r"(?<!\d)\d{5,}:[A-Za-z0-9_-]{30,}")
 
 
 class RedactingFilter(logging.Filter):
@@ -21,12 +21,22 @@ class RedactingFilter(logging.Filter):
 
     def filter(self, record: logging.LogRecord) -> bool:
         message = record.getMessage()
-        masked = _TOKEN_RE.sub("<redacted-token>", message)
-        for secret in self._secrets:
-            masked = masked.replace(secret, "<redacted>")
+        masked = self.mask(message)
         if masked != message:
             record.msg, record.args = masked, None
+        if record.exc_info and not record.exc_text:  # tracebacks quote URLs and arguments too
+            record.exc_text = logging.Formatter().formatException(record.exc_info)
+        if record.exc_text:
+            record.exc_text = self.mask(record.exc_text)
+        if record.stack_info:
+            record.stack_info = self.mask(record.stack_info)
         return True
+
+    def mask(self, text: str) -> str:
+        text = _TOKEN_RE.sub("<redacted-token>", text)
+        for secret in self._secrets:
+            text = text.replace(secret, "<redacted>")
+        return text
 
 
 def configure_logging(level: str, *, verbose: bool = False, secrets: Iterable[str] = ()) -> None:

@@ -1,6 +1,7 @@
 """ChatService: the one transport-agnostic flow from a user's message to the bot's reply.
 
-load history -> build the prompt within the token budget -> stream the reply -> store both turns.
+drop redeliveries -> the gate (allow-lists, rate limits) -> load history -> build the prompt within the
+token budget -> stream the reply -> store both turns.
 Transports (terminal, Telegram) call only this. It depends on protocols, never on Redis or torch.
 """
 
@@ -14,9 +15,10 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 
 from bot.domain import ChatKind, GenerationParams, Role, Turn
-from bot.errors import StoreUnavailable
+from bot.errors import DuplicateDelivery, StoreUnavailable
+from bot.gate import Gate
 from bot.llm.base import Engine
-from bot.memory.base import ConversationStore
+from bot.memory.base import ConversationStore, Limits
 from bot.prompt.builder import PromptBuilder
 
 __all__ = ["EMPTY_REPLY_FALLBACK", "ChatService", "Message"]
@@ -36,6 +38,7 @@ class Message:
     author: str | None = None
     message_id: int | None = None
     chat_kind: ChatKind = ChatKind.PRIVATE
+    delivery_id: str | None = None  # the transport's id of this delivery (a Telegram update), for dedup
 
 
 class ChatService:
@@ -46,8 +49,14 @@ class ChatService:
         engine: Engine,
         prompts: PromptBuilder,
         params: GenerationParams,
+        gate: Gate | None = None,
+        limits: Limits | None = None,
+        dedup_ttl_seconds: int = 86_400,
     ) -> None:
         self._store = store
+        self._gate = gate
+        self._limits = limits
+        self._dedup_ttl = dedup_ttl_seconds
         self._engine = engine
         self._prompts = prompts
         self._params = params
@@ -60,13 +69,28 @@ class ChatService:
     async def respond(self, message: Message) -> AsyncIterator[str]:
         """Stream the reply to `message`; both turns are stored once the reply is complete.
 
-        Messages of one chat are answered one at a time, in arrival order. If the store is down the bot
-        still answers, without history, and says so in the log. A reply abandoned midway stores nothing.
+        Messages of one chat are answered one at a time, in arrival order (the lock is taken before any
+        await). Raises DuplicateDelivery, AccessDenied or RateLimited before the first piece. If the store
+        is down the bot still answers, without history, and says so in the log. A reply abandoned midway
+        stores nothing.
         """
         with self._chat_lock(message.chat_id) as lock:
             async with lock:
+                await self._screen(message)
                 async for piece in self._respond_locked(message):
                     yield piece
+
+    async def _screen(self, message: Message) -> None:
+        if message.delivery_id is not None and self._limits is not None:
+            try:
+                first = await self._limits.claim(message.delivery_id, self._dedup_ttl)
+            except StoreUnavailable as exc:
+                log.warning("cannot check delivery %s for duplicates: %s", message.delivery_id, exc)
+                first = True
+            if not first:
+                raise DuplicateDelivery(f"delivery {message.delivery_id} was already handled")
+        if self._gate is not None:
+            await self._gate.admit(message.user_id, message.chat_id)
 
     async def _respond_locked(self, message: Message) -> AsyncIterator[str]:
         try:

@@ -15,6 +15,16 @@ from tests.tiny_models import build_tiny_gpt2, build_tiny_llama
 
 REDIS_URL = os.environ.get("TEST_REDIS_URL", "redis://127.0.0.1:6379/0")
 ROOT = Path(__file__).resolve().parent.parent
+BOT_SETTING_PREFIXES = (
+    "TELEGRAM_",
+    "REDIS_",
+    "MODEL_",
+    "GENERATION_",
+    "HISTORY_",
+    "SYSTEM_PROMPT",
+    "LOG_",
+    "RATE_LIMIT_",
+)
 
 
 @pytest.fixture(scope="session")

@@ -21,8 +21,10 @@ ALLOWED: dict[str, tuple[str, ...]] = {
     "bot.prompt": ("bot.domain", "bot.errors", "bot.prompt"),
     "bot.llm": ("bot.domain", "bot.errors", "bot.llm"),
     "bot.config": ("bot.domain", "bot.errors"),
-    "bot.service": ("bot.domain", "bot.errors", "bot.memory.base", "bot.llm.base", "bot.prompt"),
+    "bot.gate": ("bot.errors", "bot.memory.base"),
+    "bot.service": ("bot.domain", "bot.errors", "bot.gate", "bot.memory.base", "bot.llm.base", "bot.prompt"),
     "bot.terminal": ("bot.errors", "bot.service"),
+    "bot.telegram": ("bot.config", "bot.domain", "bot.errors", "bot.gate", "bot.service", "bot.telegram"),
 }
 THIRD_PARTY_HOMES = {
     "redis": ("bot.memory.redis",),

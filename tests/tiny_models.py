@@ -51,8 +51,11 @@ def _tokenizer(with_template: bool) -> PreTrainedTokenizerFast:
     return tokenizer
 
 
-def build_tiny_llama(path: Path) -> Path:
-    """A 2-layer Llama with a ChatML template (the shape of SmolLM2), saved as a model directory."""
+def build_tiny_llama(path: Path, *, context: int = 512, endless: bool = False) -> Path:
+    """A 2-layer Llama with a ChatML template (the shape of SmolLM2), saved as a model directory.
+
+    `endless`: its generation config names no end-of-sequence token, so replies run to max_new_tokens.
+    """
     tokenizer = _tokenizer(with_template=True)
     config = LlamaConfig(
         vocab_size=len(tokenizer),
@@ -61,7 +64,7 @@ def build_tiny_llama(path: Path) -> Path:
         num_hidden_layers=2,
         num_attention_heads=4,
         num_key_value_heads=2,
-        max_position_embeddings=512,
+        max_position_embeddings=context,
         bos_token_id=tokenizer.bos_token_id,
         eos_token_id=tokenizer.eos_token_id,
         pad_token_id=tokenizer.pad_token_id,
@@ -69,7 +72,10 @@ def build_tiny_llama(path: Path) -> Path:
         initializer_range=0.5,  # large random weights: varied text, not one repeated token
     )
     torch.manual_seed(0)
-    LlamaForCausalLM(config).save_pretrained(path)
+    model = LlamaForCausalLM(config)
+    if endless:
+        model.generation_config.eos_token_id = None
+    model.save_pretrained(path)
     tokenizer.save_pretrained(path)
     return path
 

@@ -6,17 +6,21 @@ Keys (the `{...}` part is a Redis Cluster hash tag, so a chat's keys live on one
 - `<prefix>:{chat:<chat_id>}:appends`  ZSET of the ids of appends already applied (makes retries and
   Telegram redeliveries idempotent), trimmed alongside the history
 
-Both keys expire HISTORY_TTL_SECONDS after the chat's last append.
+Both keys expire HISTORY_TTL_SECONDS after the chat's last append. Limits (see `Limits`):
+
+- `<prefix>:delivery:<id>`             STRING set with NX and a TTL: this delivery was already handled
+- `<prefix>:{<scope>}:<bucket>`        STRING counter with a TTL, e.g. `bot:{user:42}:min:29212345`
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import Protocol
 
 from bot.domain import Turn
 
-__all__ = ["ConversationStore", "history_key", "ids_key"]
+__all__ = ["Bucket", "ConversationStore", "Limits", "history_key", "ids_key"]
 
 
 def history_key(prefix: str, chat_id: int | str) -> str:
@@ -46,3 +50,27 @@ class ConversationStore(Protocol):
     async def ping(self) -> None: ...
 
     async def aclose(self) -> None: ...
+
+
+@dataclass(frozen=True, slots=True)
+class Bucket:
+    """A counter that admits at most `limit` hits until it expires `ttl_seconds` after its first hit."""
+
+    name: str
+    limit: int
+    ttl_seconds: int
+
+
+class Limits(Protocol):
+    """Shared counters for deduplication and rate limits, so they hold across restarts and replicas."""
+
+    async def claim(self, key: str, ttl_seconds: int) -> bool:
+        """True the first time `key` is claimed within `ttl_seconds`, False afterwards."""
+        ...
+
+    async def consume(self, scope: str, buckets: Sequence[Bucket]) -> int:
+        """Count one hit in every bucket if none is full and return -1; else the index of the first full one.
+
+        A refused hit counts nowhere, so a user who waits for the window to pass is admitted again.
+        """
+        ...

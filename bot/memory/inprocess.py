@@ -8,8 +8,9 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
 from bot.domain import Turn
+from bot.memory.base import Bucket
 
-__all__ = ["InProcessStore"]
+__all__ = ["InProcessLimits", "InProcessStore"]
 
 
 @dataclass
@@ -64,3 +65,35 @@ class InProcessStore:
 
     async def aclose(self) -> None:
         self._chats.clear()
+
+
+class InProcessLimits:
+    """`RedisLimits` for a single process: claims and counters with expiry, lost on exit."""
+
+    def __init__(self, *, clock: Callable[[], float] = time.monotonic) -> None:
+        self._clock = clock
+        self._values: dict[str, tuple[int, float]] = {}  # key -> (count, expires_at)
+
+    def _get(self, key: str) -> int:
+        count, expires_at = self._values.get(key, (0, 0.0))
+        return count if expires_at > self._clock() else 0
+
+    async def claim(self, key: str, ttl_seconds: int) -> bool:
+        if self._get(f"delivery:{key}"):
+            return False
+        self._values[f"delivery:{key}"] = (1, self._clock() + ttl_seconds)
+        return True
+
+    async def consume(self, scope: str, buckets: Sequence[Bucket]) -> int:
+        keys = [f"{scope}:{bucket.name}" for bucket in buckets]
+        for index, (key, bucket) in enumerate(zip(keys, buckets, strict=True)):
+            if self._get(key) >= bucket.limit:
+                return index
+        now = self._clock()
+        for key, bucket in zip(keys, buckets, strict=True):
+            count = self._get(key)
+            expires_at = self._values[key][1] if count else now + bucket.ttl_seconds
+            self._values[key] = (count + 1, expires_at)
+        if len(self._values) > 100_000:  # drop expired entries now and then
+            self._values = {k: v for k, v in self._values.items() if v[1] > now}
+        return -1

@@ -17,9 +17,9 @@ from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from bot.domain import Turn
 from bot.errors import StoreUnavailable
-from bot.memory.base import history_key, ids_key
+from bot.memory.base import Bucket, history_key, ids_key
 
-__all__ = ["RedisStore"]
+__all__ = ["RedisLimits", "RedisStore", "connect"]
 
 log = logging.getLogger(__name__)
 
@@ -40,6 +40,44 @@ redis.call('EXPIRE', KEYS[2], ARGV[3])
 return 1
 """
 
+# Admit a hit only if every bucket has room; then count it in all of them.
+_CONSUME = """
+for i = 1, #KEYS do
+  if tonumber(redis.call('GET', KEYS[i]) or '0') >= tonumber(ARGV[2 * i - 1]) then
+    return i - 1
+  end
+end
+for i = 1, #KEYS do
+  if redis.call('INCR', KEYS[i]) == 1 then
+    redis.call('EXPIRE', KEYS[i], ARGV[2 * i])
+  end
+end
+return -1
+"""
+
+
+def connect(url: str) -> aioredis.Redis:
+    """A client whose commands retry transient errors with capped exponential backoff."""
+    return aioredis.from_url(
+        url,
+        decode_responses=True,
+        socket_connect_timeout=2,
+        socket_timeout=5,
+        health_check_interval=30,
+        retry=Retry(ExponentialBackoff(cap=1.0, base=0.05), retries=3),
+        retry_on_error=[RedisConnectionError, RedisTimeoutError],
+    )
+
+
+async def _call(awaitable: Any) -> Any:
+    """Await a redis command, translating its failures into StoreUnavailable."""
+    try:
+        return await awaitable
+    except RedisError as exc:
+        raise StoreUnavailable(f"Redis: {type(exc).__name__}: {exc}") from exc
+    except OSError as exc:
+        raise StoreUnavailable(f"Redis: {exc}") from exc
+
 
 class RedisStore:
     """Chat history in Redis lists; see `bot.memory.base` for the key layout."""
@@ -53,20 +91,10 @@ class RedisStore:
 
     @classmethod
     def from_url(cls, url: str, *, prefix: str, max_turns: int, ttl_seconds: int) -> RedisStore:
-        """A store whose connection retries transient errors with capped exponential backoff."""
-        client = aioredis.from_url(
-            url,
-            decode_responses=True,
-            socket_connect_timeout=2,
-            socket_timeout=5,
-            health_check_interval=30,
-            retry=Retry(ExponentialBackoff(cap=1.0, base=0.05), retries=3),
-            retry_on_error=[RedisConnectionError, RedisTimeoutError],
-        )
-        return cls(client, prefix=prefix, max_turns=max_turns, ttl_seconds=ttl_seconds)
+        return cls(connect(url), prefix=prefix, max_turns=max_turns, ttl_seconds=ttl_seconds)
 
     async def load(self, chat_id: int | str) -> list[Turn]:
-        raw: list[str] = await self._call(self._client.lrange(history_key(self._prefix, chat_id), 0, -1))
+        raw: list[str] = await _call(self._client.lrange(history_key(self._prefix, chat_id), 0, -1))
         turns: list[Turn] = []
         for item in raw:
             try:
@@ -81,25 +109,33 @@ class RedisStore:
         payload = [json.dumps(turn.to_json_dict(), ensure_ascii=False) for turn in turns]
         keys = [history_key(self._prefix, chat_id), ids_key(self._prefix, chat_id)]
         args: list[str | int | float] = [append_id, self._max_turns, self._ttl, time.time(), *payload]
-        applied = await self._call(self._append(keys=keys, args=args))
+        applied = await _call(self._append(keys=keys, args=args))
         return bool(applied)
 
     async def clear(self, chat_id: int | str) -> None:
-        await self._call(
-            self._client.delete(history_key(self._prefix, chat_id), ids_key(self._prefix, chat_id))
-        )
+        await _call(self._client.delete(history_key(self._prefix, chat_id), ids_key(self._prefix, chat_id)))
 
     async def ping(self) -> None:
-        await self._call(self._client.ping())
+        await _call(self._client.ping())
 
     async def aclose(self) -> None:
         await self._client.aclose()
 
-    @staticmethod
-    async def _call(awaitable: Any) -> Any:
-        try:
-            return await awaitable
-        except RedisError as exc:
-            raise StoreUnavailable(f"Redis: {type(exc).__name__}: {exc}") from exc
-        except OSError as exc:
-            raise StoreUnavailable(f"Redis: {exc}") from exc
+
+class RedisLimits:
+    """Deduplication claims and rate-limit counters; shares the store's client, which the store closes."""
+
+    def __init__(self, client: aioredis.Redis, *, prefix: str) -> None:
+        self._client = client
+        self._prefix = prefix
+        self._consume = client.register_script(_CONSUME)
+
+    async def claim(self, key: str, ttl_seconds: int) -> bool:
+        return bool(
+            await _call(self._client.set(f"{self._prefix}:delivery:{key}", 1, nx=True, ex=ttl_seconds))
+        )
+
+    async def consume(self, scope: str, buckets: Sequence[Bucket]) -> int:
+        keys = [f"{self._prefix}:{{{scope}}}:{bucket.name}" for bucket in buckets]
+        args = [value for bucket in buckets for value in (bucket.limit, bucket.ttl_seconds)]
+        return int(await _call(self._consume(keys=keys, args=args)))

@@ -454,6 +454,11 @@ class FakeBotApi:
             self._cond.notify_all()
             return int(update["update_id"])
 
+    def pending_updates(self) -> list[JSON]:
+        """Copies of the queued, unconfirmed updates (e.g. to POST one to a webhook by hand)."""
+        with self._cond:
+            return copy.deepcopy(self._queue)
+
     def push_raw(self, update: JSON) -> int:
         """Queue a hand-built update (sticker, photo, edited_message, channel_post, ...)."""
         return self.push_update(update)

@@ -1,0 +1,338 @@
+"""The Telegram bot end to end: PTB over HTTP to the fake Bot API, real Redis, a real tiny model."""
+
+from __future__ import annotations
+
+import asyncio
+from pathlib import Path
+from typing import Any
+
+import pytest
+import redis
+
+from bot.memory import history_key
+from bot.telegram.handlers import CONFLICT, Texts
+from bot.telegram.split import utf16_len
+from tests.fakes.bot_api import FakeBotApi
+from tests.telegram.conftest import free_port
+from tests.tiny_models import build_tiny_llama
+
+ANNA, BEN = 1001, 1002
+GROUP = -100500
+
+
+async def replies_in(api: FakeBotApi, chat_id: int, count: int) -> list[str]:
+    """Wait until `count` bot messages in the chat show their final text (no streaming cursor)."""
+    await api.wait_for(
+        lambda: (
+            len(api.messages_in(chat_id)) >= count
+            and not any(t.endswith(" …") for t in api.messages_in(chat_id))
+        ),
+        timeout=30,
+    )
+    return api.messages_in(chat_id)
+
+
+async def test_two_users_at_once_keep_apart_histories(
+    fake_api: FakeBotApi, start_bot: Any, redis_client: redis.Redis, key_prefix: str
+) -> None:
+    await start_bot()
+    fake_api.send_text(ANNA, ANNA, "Hi, I am Anna", first_name="Anna")
+    fake_api.send_text(BEN, BEN, "Hi, I am Ben", first_name="Ben")
+    assert len(await replies_in(fake_api, ANNA, 1)) == 1
+    assert len(await replies_in(fake_api, BEN, 1)) == 1
+    await fake_api.wait_for(lambda: redis_client.llen(history_key(key_prefix, BEN)) == 2)
+    anna = redis_client.lrange(history_key(key_prefix, ANNA), 0, -1)
+    ben = redis_client.lrange(history_key(key_prefix, BEN), 0, -1)
+    assert "Anna" in anna[0] and not any("Ben" in turn for turn in anna)
+    assert "Ben" in ben[0] and not any("Anna" in turn for turn in ben)
+    assert fake_api.calls_of("sendChatAction"), "the typing action is shown while the model works"
+    commands = fake_api.calls_of("setMyCommands")[0].params["commands"]
+    assert {c["command"] for c in commands} >= {"start", "help", "reset", "new"}
+
+
+async def test_reset_clears_the_chat_history(
+    fake_api: FakeBotApi, start_bot: Any, redis_client: redis.Redis, key_prefix: str
+) -> None:
+    await start_bot()
+    fake_api.send_text(ANNA, ANNA, "remember me")
+    await replies_in(fake_api, ANNA, 1)
+    await fake_api.wait_for(lambda: redis_client.exists(history_key(key_prefix, ANNA)) == 1)
+    fake_api.send_text(ANNA, ANNA, "/new")
+    assert (await replies_in(fake_api, ANNA, 2))[-1] == Texts.RESET
+    assert redis_client.exists(history_key(key_prefix, ANNA)) == 0
+
+
+async def test_start_help_and_unknown_commands(fake_api: FakeBotApi, start_bot: Any) -> None:
+    await start_bot(TELEGRAM_START_MESSAGE="Welcome to Acme support!")
+    fake_api.send_text(ANNA, ANNA, "/start")
+    assert await replies_in(fake_api, ANNA, 1) == ["Welcome to Acme support!"]
+    fake_api.send_text(ANNA, ANNA, "/help")
+    fake_api.send_text(ANNA, ANNA, "/frobnicate")
+    assert (await replies_in(fake_api, ANNA, 3))[1:] == [Texts.HELP, Texts.UNKNOWN_COMMAND]
+
+
+async def test_groups_are_answered_only_when_addressed(
+    fake_api: FakeBotApi, start_bot: Any, redis_client: redis.Redis, key_prefix: str
+) -> None:
+    await start_bot()
+    fake_api.send_text(GROUP, ANNA, "hello everyone", chat_type="supergroup", first_name="Anna")
+    mention = fake_api.send_text(
+        GROUP, BEN, "@support_test_bot where is my parcel?", chat_type="supergroup", first_name="Ben"
+    )
+    assert len(await replies_in(fake_api, GROUP, 1)) == 1
+    (reply,) = [m for m in fake_api.sent_messages if m["chat"]["id"] == GROUP and m["from"]["is_bot"]]
+    assert reply["reply_to_message"]["from"]["first_name"] == "Ben", "a group answer replies to the question"
+    fake_api.send_text(
+        GROUP,
+        ANNA,
+        "thanks, and mine?",
+        chat_type="supergroup",
+        first_name="Anna",
+        reply_to_bot_message_id=reply["message_id"],
+    )
+    await replies_in(fake_api, GROUP, 2)
+    history = redis_client.lrange(history_key(key_prefix, GROUP), 0, -1)
+    assert len(history) == 4 and "hello everyone" not in "".join(history)
+    assert (
+        '"author": "Ben"' in history[0]
+        and "where is my parcel?" in history[0]
+        and "@support" not in history[0]
+    )
+    assert '"author": "Anna"' in history[2]
+    assert mention
+
+
+async def test_five_quick_messages_are_answered_in_order(
+    fake_api: FakeBotApi, start_bot: Any, redis_client: redis.Redis, key_prefix: str
+) -> None:
+    await start_bot(TELEGRAM_STREAM_INTERVAL_SECONDS="0")
+    for n in range(5):
+        fake_api.send_text(ANNA, ANNA, f"question {n}")
+    await replies_in(fake_api, ANNA, 5)
+    await fake_api.wait_for(lambda: redis_client.llen(history_key(key_prefix, ANNA)) == 10)
+    import json
+
+    turns = [json.loads(t) for t in redis_client.lrange(history_key(key_prefix, ANNA), 0, -1)]
+    assert [t["content"] for t in turns[::2]] == [f"question {n}" for n in range(5)]
+    assert [t["role"] for t in turns] == ["user", "assistant"] * 5
+    assert [t["content"] for t in turns[1::2]] == fake_api.messages_in(ANNA)
+
+
+async def test_a_long_reply_is_split_in_order(fake_api: FakeBotApi, start_bot: Any, tmp_path: Path) -> None:
+    model = build_tiny_llama(tmp_path / "tiny-4k", context=4096, endless=True)
+    await start_bot(
+        MODEL_NAME=str(model), GENERATION_MAX_NEW_TOKENS="3000", TELEGRAM_STREAM_INTERVAL_SECONDS="0.5"
+    )
+    fake_api.send_text(ANNA, ANNA, "tell me everything")
+    await fake_api.wait_for(
+        lambda: any(call.params.get("chat_id") == ANNA for call in fake_api.calls_of("sendMessage")), 30
+    )
+    bot = fake_api.calls_of("getMe")
+    assert bot
+    await fake_api.wait_for(
+        lambda: len(fake_api.messages_in(ANNA)) >= 2 and not fake_api.messages_in(ANNA)[-1].endswith(" …"), 60
+    )
+    await asyncio.sleep(1)  # let the final edits land
+    parts = fake_api.messages_in(ANNA)
+    assert len(parts) >= 2 and all(utf16_len(p) <= 4096 for p in parts)
+    assert sum(utf16_len(p) for p in parts) > 4096
+
+
+async def test_a_429_storm_while_streaming_delivers_each_reply_once(
+    fake_api: FakeBotApi, start_bot: Any
+) -> None:
+    await start_bot(GENERATION_MAX_NEW_TOKENS="60", TELEGRAM_STREAM_INTERVAL_SECONDS="0.01")
+    fake_api.fail_next("editMessageText", 5, retry_after=1)
+    fake_api.send_text(ANNA, ANNA, "hello")
+    (reply,) = await replies_in(fake_api, ANNA, 1)
+    await asyncio.sleep(1.5)
+    assert fake_api.messages_in(ANNA) == [reply] and reply
+    edits = fake_api.calls_of("editMessageText")
+    refused = [c for c in edits if c.status == 429]
+    assert refused, "the storm hit the stream"
+    later = [c for c in edits if c.status == 200 and c.at > refused[0].at]
+    assert all(c.at >= refused[0].at + 1 for c in later), "an edit was sent before retry_after had passed"
+
+
+async def test_a_redelivered_update_is_answered_once(
+    fake_api: FakeBotApi, bot_env: dict[str, str], start_bot: Any, redis_client: redis.Redis, key_prefix: str
+) -> None:
+    update_id = fake_api.send_text(ANNA, ANNA, "only once please")
+    (original,) = [u for u in fake_api.pending_updates() if u["update_id"] == update_id]
+    port = free_port()
+    url = f"http://127.0.0.1:{port}/telegram"
+    await start_bot(
+        TELEGRAM_WEBHOOK_URL=url,
+        TELEGRAM_WEBHOOK_SECRET="s3cret",
+        TELEGRAM_WEBHOOK_LISTEN="127.0.0.1",
+        TELEGRAM_WEBHOOK_PORT=str(port),
+    )
+    await fake_api.wait_for(lambda: bool(fake_api.calls_of("setWebhook")))
+    for _ in range(2):
+        assert await asyncio.to_thread(fake_api.webhook_post, url, original, "s3cret") == 200
+    await replies_in(fake_api, ANNA, 1)
+    await asyncio.sleep(1)
+    assert len(fake_api.messages_in(ANNA)) == 1
+    assert redis_client.llen(history_key(key_prefix, ANNA)) == 2
+
+
+async def test_webhook_refuses_a_missing_or_wrong_secret(fake_api: FakeBotApi, start_bot: Any) -> None:
+    port = free_port()
+    url = f"http://127.0.0.1:{port}/telegram"
+    await start_bot(
+        TELEGRAM_WEBHOOK_URL=url,
+        TELEGRAM_WEBHOOK_SECRET="s3cret",
+        TELEGRAM_WEBHOOK_LISTEN="127.0.0.1",
+        TELEGRAM_WEBHOOK_PORT=str(port),
+    )
+    await fake_api.wait_for(lambda: bool(fake_api.calls_of("setWebhook")))
+    assert fake_api.calls_of("setWebhook")[0].params["secret_token"] == "s3cret"
+    update_id = fake_api.send_text(ANNA, ANNA, "hi over webhook")
+    (update,) = [u for u in fake_api.pending_updates() if u["update_id"] == update_id]
+    assert await asyncio.to_thread(fake_api.webhook_post, url, update, None) == 403
+    assert await asyncio.to_thread(fake_api.webhook_post, url, update, "wrong") == 403
+    await asyncio.sleep(0.5)
+    assert fake_api.messages_in(ANNA) == []
+    assert await asyncio.to_thread(fake_api.webhook_post, url, update, "s3cret") == 200
+    assert len(await replies_in(fake_api, ANNA, 1)) == 1
+
+
+async def test_a_stranger_is_turned_away_by_the_allow_list(
+    fake_api: FakeBotApi, start_bot: Any, redis_client: redis.Redis, key_prefix: str
+) -> None:
+    await start_bot(TELEGRAM_ALLOWED_USER_IDS=str(ANNA))
+    fake_api.send_text(BEN, BEN, "let me in")
+    assert await replies_in(fake_api, BEN, 1) == [Texts.NOT_ALLOWED]
+    fake_api.send_text(ANNA, ANNA, "hello")
+    await replies_in(fake_api, ANNA, 1)
+    assert redis_client.exists(history_key(key_prefix, BEN)) == 0
+
+
+async def test_the_rate_limit_says_when_to_write_again(fake_api: FakeBotApi, start_bot: Any) -> None:
+    await start_bot(RATE_LIMIT_PER_MINUTE="2", TELEGRAM_STREAM_INTERVAL_SECONDS="0")
+    for n in range(3):
+        fake_api.send_text(ANNA, ANNA, f"message {n}")
+    texts = await replies_in(fake_api, ANNA, 3)
+    assert "too fast" in texts[-1] and "seconds" in texts[-1]
+
+
+async def test_stickers_photos_and_userless_updates_never_raise(fake_api: FakeBotApi, start_bot: Any) -> None:
+    await start_bot()
+    base = {"date": 1_700_000_000, "from": {"id": ANNA, "is_bot": False, "first_name": "Anna"}}
+    fake_api.push_raw(
+        {
+            "message": {
+                **base,
+                "message_id": 1,
+                "chat": {"id": ANNA, "type": "private"},
+                "sticker": {
+                    "file_id": "s",
+                    "file_unique_id": "s",
+                    "type": "regular",
+                    "width": 1,
+                    "height": 1,
+                    "is_animated": False,
+                    "is_video": False,
+                },
+            }
+        }
+    )
+    fake_api.push_raw(
+        {
+            "message": {
+                **base,
+                "message_id": 2,
+                "chat": {"id": GROUP, "type": "group", "title": "G"},
+                "photo": [{"file_id": "p", "file_unique_id": "p", "width": 1, "height": 1}],
+            }
+        }
+    )
+    fake_api.push_raw(
+        {
+            "message": {
+                "message_id": 3,
+                "date": 1_700_000_000,
+                "chat": {"id": GROUP, "type": "group", "title": "G"},
+                "sender_chat": {"id": GROUP, "type": "group", "title": "G"},
+                "text": "anonymous admin",
+            }
+        }
+    )
+    fake_api.push_raw(
+        {
+            "edited_message": {
+                **base,
+                "message_id": 4,
+                "edit_date": 1,
+                "chat": {"id": ANNA, "type": "private"},
+                "text": "edited",
+            }
+        }
+    )
+    fake_api.push_raw(
+        {
+            "channel_post": {
+                "message_id": 5,
+                "date": 1,
+                "chat": {"id": -100777, "type": "channel", "title": "C"},
+                "text": "post",
+            }
+        }
+    )
+    assert await replies_in(fake_api, ANNA, 1) == [Texts.UNSUPPORTED]
+    fake_api.send_text(ANNA, ANNA, "still there?")
+    await replies_in(fake_api, ANNA, 2)
+    assert fake_api.messages_in(GROUP) == []
+
+
+async def test_redis_stopped_mid_conversation_still_gets_answers(
+    fake_api: FakeBotApi, start_bot: Any, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    import subprocess
+
+    port = free_port()
+    server = subprocess.Popen(
+        [
+            "redis-server",
+            "--port",
+            str(port),
+            "--bind",
+            "127.0.0.1",
+            "--save",
+            "",
+            "--appendonly",
+            "no",
+            "--dir",
+            str(tmp_path),
+        ],
+        stdout=subprocess.DEVNULL,
+    )
+    try:
+        client = redis.Redis(port=port)
+        for _ in range(100):
+            try:
+                client.ping()
+                break
+            except redis.ConnectionError:
+                await asyncio.sleep(0.05)
+        await start_bot(REDIS_URL=f"redis://127.0.0.1:{port}/0")
+        fake_api.send_text(ANNA, ANNA, "first")
+        await replies_in(fake_api, ANNA, 1)
+        server.terminate()
+        server.wait(10)
+        fake_api.send_text(ANNA, ANNA, "second, while Redis is down")
+        texts = await replies_in(fake_api, ANNA, 2)
+        assert texts[1] and texts[1] not in (Texts.FAILED, Texts.TIMEOUT)
+        assert any("without history" in m for m in caplog.messages)
+    finally:
+        server.kill()
+        server.wait(10)
+
+
+async def test_a_second_poller_conflict_stops_the_bot(
+    fake_api: FakeBotApi, start_bot: Any, caplog: pytest.LogCaptureFixture
+) -> None:
+    fake_api.fail_next_with("getUpdates", 1, 409, "Conflict: terminated by other getUpdates request")
+    bot = await start_bot()
+    assert await asyncio.wait_for(bot.task, 30) == 1
+    assert CONFLICT in caplog.messages

@@ -1,0 +1,89 @@
+"""The gate: allow-lists, admins, per-minute limits and daily quotas on real Redis and in process."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+
+import pytest
+
+from bot.errors import AccessDenied, RateLimited
+from bot.gate import AccessPolicy, Gate
+from bot.memory import Limits
+from bot.memory.inprocess import InProcessLimits
+from bot.memory.redis import RedisLimits, connect
+
+NOON = 1_800_000_000.0 - 1_800_000_000.0 % 86_400 + 43_200  # a UTC noon, at the start of a minute
+
+
+@pytest.fixture(params=["redis", "inprocess"])
+async def limits(request: pytest.FixtureRequest, redis_url: str, key_prefix: str) -> AsyncIterator[Limits]:
+    if request.param == "inprocess":
+        yield InProcessLimits()
+        return
+    client = connect(redis_url)
+    yield RedisLimits(client, prefix=key_prefix)
+    await client.aclose()
+
+
+def gate(limits: Limits, now: list[float], **policy: object) -> Gate:
+    return Gate(AccessPolicy(**policy), limits, clock=lambda: now[0])  # type: ignore[arg-type]
+
+
+async def test_allow_lists(limits: Limits) -> None:
+    g = gate(
+        limits,
+        [NOON],
+        allowed_user_ids=frozenset({1}),
+        allowed_chat_ids=frozenset({-50}),
+        admin_user_ids=frozenset({9}),
+    )
+    await g.admit(1, 1)
+    await g.admit(2, -50)  # anyone in an allowed group
+    await g.admit(9, 9)  # admins always
+    with pytest.raises(AccessDenied):
+        await g.admit(2, 2)
+    assert gate(limits, [NOON]).allows(12345, 12345), "empty allow-lists admit everyone"
+
+
+async def test_per_minute_limit_says_when_to_retry_and_resets(limits: Limits) -> None:
+    now = [NOON + 10]
+    g = gate(limits, now, per_minute=2)
+    await g.admit(5, 5)
+    await g.admit(5, 5)
+    with pytest.raises(RateLimited) as caught:
+        await g.admit(5, 5)
+    assert caught.value.retry_after == pytest.approx(50) and not caught.value.daily
+    await g.admit(6, 6)  # other users are not affected
+    now[0] += 60
+    await g.admit(5, 5)
+
+
+async def test_daily_quota(limits: Limits) -> None:
+    now = [NOON]
+    g = gate(limits, now, per_minute=100, per_day=3)
+    for minute in range(3):
+        now[0] = NOON + 60 * minute
+        await g.admit(7, 7)
+    with pytest.raises(RateLimited) as caught:
+        await g.admit(7, 7)
+    assert caught.value.daily and caught.value.retry_after == pytest.approx(43_200 - 120)
+
+
+async def test_admins_are_never_limited(limits: Limits) -> None:
+    g = gate(limits, [NOON], per_minute=1, admin_user_ids=frozenset({3}))
+    for _ in range(5):
+        await g.admit(3, 3)
+
+
+async def test_a_redis_outage_lets_messages_through() -> None:
+    client = connect("redis://127.0.0.1:1/0")
+    g = Gate(AccessPolicy(per_minute=1), RedisLimits(client, prefix="x"))
+    await g.admit(1, 1)
+    await g.admit(1, 1)
+    await client.aclose()
+
+
+async def test_claims_are_granted_once(limits: Limits) -> None:
+    assert await limits.claim("tg:1:100", 60) is True
+    assert await limits.claim("tg:1:100", 60) is False
+    assert await limits.claim("tg:1:101", 60) is True
