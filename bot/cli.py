@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import json
 import sys
 from collections.abc import Sequence
+from pathlib import Path
 
 from bot import __version__
 from bot.config import Settings, load_settings
@@ -32,6 +34,14 @@ def _parser() -> argparse.ArgumentParser:
     )
 
     commands.add_parser("run", help="run the bot on Telegram (long polling, or webhook if configured)")
+    evaluate = commands.add_parser(
+        "safety-eval", help="measure the input safety checks on a labelled JSONL corpus"
+    )
+    evaluate.add_argument(
+        "corpus", type=Path, help='JSONL lines of {"text": ..., "label": injection|pii|toxic|benign}'
+    )
+    evaluate.add_argument("--json", type=Path, metavar="OUT", help="write every verdict and the summary here")
+
     config = commands.add_parser("config", help="print the effective settings, secrets masked")
     config.add_argument("--example", action="store_true", help="print a documented .env template instead")
     return parser
@@ -54,6 +64,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         for name, value in settings.effective():
             print(f"{name}={value}")
         return 0
+    if args.command == "safety-eval":
+        return _safety_eval(settings, args.corpus, args.json)
     _setup_logging(settings, verbose=getattr(args, "verbose", False))
     try:
         if args.command == "chat":
@@ -112,3 +124,46 @@ async def _run(settings: Settings) -> int:
         return await serve(settings.telegram, app.service, app.gate)
     finally:
         await app.aclose()
+
+
+def _safety_eval(settings: Settings, corpus: Path, out: Path | None) -> int:
+    from rich.console import Console
+    from rich.table import Table
+
+    from bot.app import build_safety
+    from bot.safety.evaluation import evaluate, read_corpus
+
+    try:
+        rows = read_corpus(corpus)
+    except (OSError, ValueError) as exc:
+        print(f"bot: cannot read the corpus: {exc}", file=sys.stderr)
+        return EXIT_RUNTIME
+    pipeline, _prompt = build_safety(settings)
+    result = evaluate(pipeline, rows)
+    summary = result.summary
+    table = Table(title=f"Input safety checks on {corpus} ({summary['messages']} messages)")
+    for column in ("label", "messages", "detected", "false positives", "p50 ms", "p95 ms"):
+        table.add_column(column, justify="left" if column == "label" else "right")
+    for label, figures in summary["labels"].items():
+        detected = figures.get("detection_rate")
+        false_positives = figures.get("false_positive_rate")
+        table.add_row(
+            label,
+            str(figures["messages"]),
+            f"{detected:.1%}" if detected is not None else "",
+            f"{false_positives:.1%}" if false_positives is not None else "",
+            f"{figures['p50_ms']:.3f}",
+            f"{figures['p95_ms']:.3f}",
+        )
+    table.add_row(
+        "all", str(summary["messages"]), "", "", f"{summary['p50_ms']:.3f}", f"{summary['p95_ms']:.3f}"
+    )
+    console = Console()
+    console.print(table)
+    if summary["pii_redaction_rate"]:
+        rates = ", ".join(f"{kind} {rate:.1%}" for kind, rate in summary["pii_redaction_rate"].items())
+        console.print(f"PII redacted by kind: {rates}")
+    if out is not None:
+        out.write_text(json.dumps({"results": result.rows, "summary": summary}, ensure_ascii=False, indent=1))
+        console.print(f"wrote {out}")
+    return 0

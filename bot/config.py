@@ -27,6 +27,7 @@ __all__ = [
     "PromptSettings",
     "RateLimitSettings",
     "RedisSettings",
+    "SafetySettings",
     "Settings",
     "TelegramSettings",
     "example_env",
@@ -248,6 +249,9 @@ class GenerationSettings(_Section):
     do_sample: bool = Field(True, description="false = greedy decoding (deterministic)")
     seed: int | None = Field(None, ge=0, description="Fix the sampling seed for reproducible replies")
     timeout_seconds: float = Field(60.0, gt=0, description="Give up on a reply after this many seconds")
+    num_candidates: int = Field(
+        1, ge=1, le=16, description="Sample this many replies in one batch and send the best safe one"
+    )
 
     def params(self) -> GenerationParams:
         return GenerationParams(
@@ -259,6 +263,7 @@ class GenerationSettings(_Section):
             repetition_penalty=self.repetition_penalty,
             seed=self.seed,
             timeout_seconds=self.timeout_seconds,
+            num_candidates=self.num_candidates,
         )
 
 
@@ -267,6 +272,82 @@ class RateLimitSettings(_Section):
 
     per_minute: int = Field(20, ge=0, description="Messages a user may send per minute (0 = no limit)")
     per_day: int = Field(300, ge=0, description="Messages a user may send per UTC day (0 = no limit)")
+
+
+class SafetySettings(_Section):
+    model_config = SettingsConfigDict(env_prefix="SAFETY_")
+
+    max_input_chars: int = Field(
+        4000, ge=1, description="Longer messages are refused before the model sees them"
+    )
+    normalize_unicode: bool = Field(
+        True, description="NFKC and removal of bidi overrides / hidden characters (emoji and RTL kept)"
+    )
+    redact_pii: bool = Field(
+        True, description="Replace e-mails, phones, cards, IBANs and IPs with [email], [phone], ... both ways"
+    )
+    phone_regions: str = Field(
+        "US,GB,DE,FR,ES,IT,NL,RU,CN", description="Regions whose national phone formats are recognised"
+    )
+    injection_action: Literal["block", "log", "off"] = Field(
+        "block", description="Prompt-injection / jailbreak attempts: block (refuse), log only, or off"
+    )
+    abuse_action: Literal["block", "log", "off"] = Field(
+        "block", description="Insults, threats, slurs and swearing aimed at someone: block (refuse), log, off"
+    )
+    profanity_action: Literal["block", "redact", "log", "off"] = Field(
+        "log", description='Swearing aimed at nobody ("WTF happened to my bill"): block, redact, log, off'
+    )
+    blocked_terms: str = Field("", description="Comma-separated topics/phrases to refuse (case-insensitive)")
+    blocked_terms_file: Path | None = Field(None, description="File with more blocked phrases, one per line")
+    canary: bool = Field(
+        True, description="Put a canary token in the system prompt; a reply containing it is never sent"
+    )
+    prompt_overlap_words: int = Field(
+        10, ge=0, description="Block replies quoting this many consecutive system-prompt words (0 = off)"
+    )
+    check_degenerate: bool = Field(
+        True, description="Replace empty or looping replies with the fallback text"
+    )
+    output_profanity: bool = Field(True, description="Never send a reply that swears or insults")
+    max_output_chars: int = Field(3500, ge=1, description="Longer replies are cut at a sentence end")
+    refusal_text: str = Field(
+        "Sorry, I can't help with that. I'm here for questions about our products, orders and your account.",
+        description="Answer to a refused message or a reply that failed the output checks",
+    )
+    too_long_text: str = Field(
+        "Your message is too long for me to read. Please shorten it and send it again.",
+        description="Answer to a message over SAFETY_MAX_INPUT_CHARS",
+    )
+    abuse_text: str = Field(
+        "I'd like to help, but let's keep it respectful, please. What can I do for you?",
+        description="Answer to a message refused for profanity or abuse",
+    )
+    fallback_text: str = Field(
+        "Sorry, I could not put an answer together. Could you rephrase your question?",
+        description="Sent instead of an empty or degenerate reply",
+    )
+    audit_max_entries: int = Field(10_000, ge=100, description="Length of the Redis stream of safety events")
+
+    @field_validator("blocked_terms_file")
+    @classmethod
+    def _terms_file(cls, value: Path | None) -> Path | None:
+        if value is not None and not value.is_file():
+            raise ValueError(f"file {str(value)!r} does not exist or is not a file")
+        return value
+
+    def terms(self) -> list[str]:
+        """SAFETY_BLOCKED_TERMS plus the lines of SAFETY_BLOCKED_TERMS_FILE (read here, at start-up)."""
+        terms = [t.strip() for t in self.blocked_terms.split(",") if t.strip()]
+        if self.blocked_terms_file is not None:
+            try:
+                lines = self.blocked_terms_file.read_text(encoding="utf-8").splitlines()
+            except (OSError, UnicodeDecodeError) as exc:
+                raise ConfigError(
+                    f"invalid setting SAFETY_BLOCKED_TERMS_FILE: cannot read it: {exc}"
+                ) from exc
+            terms += [line.strip() for line in lines if line.strip() and not line.startswith("#")]
+        return terms
 
 
 class LogSettings(_Section):
@@ -290,6 +371,7 @@ class Settings(BaseModel):
     history: HistorySettings = Field(title="History")
     generation: GenerationSettings = Field(title="Generation (sampling)")
     rate_limit: RateLimitSettings = Field(title="Rate limits (per user, shared through Redis)")
+    safety: SafetySettings = Field(title="Safety filters")
     log: LogSettings = Field(title="Logging")
 
     model_config = {"protected_namespaces": ()}

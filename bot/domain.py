@@ -6,12 +6,31 @@ import time
 from dataclasses import dataclass, field
 from enum import StrEnum
 
-__all__ = ["ChatKind", "GenerationParams", "Role", "Turn"]
+__all__ = ["Action", "ChatKind", "GenerationParams", "Role", "Turn", "Verdict"]
 
 
 class Role(StrEnum):
     USER = "user"
     ASSISTANT = "assistant"
+
+
+class Action(StrEnum):
+    ALLOW = "allow"
+    REDACT = "redact"
+    BLOCK = "block"
+
+
+@dataclass(frozen=True, slots=True)
+class Verdict:
+    """What a safety check decided: `text` is what may go on (redacted when action is REDACT)."""
+
+    action: Action
+    text: str
+    reasons: tuple[str, ...] = ()
+
+    @property
+    def blocked(self) -> bool:
+        return self.action is Action.BLOCK
 
 
 class ChatKind(StrEnum):
@@ -69,3 +88,4 @@ class GenerationParams:
     repetition_penalty: float = 1.0
     seed: int | None = None
     timeout_seconds: float = 60.0
+    num_candidates: int = 1

@@ -14,9 +14,11 @@ __all__ = [
     "EngineBusy",
     "GenerationError",
     "GenerationTimeout",
+    "InputRefused",
     "ModelLoadError",
     "PromptTooLong",
     "RateLimited",
+    "ReplyReplaced",
     "StoreUnavailable",
 ]
 
@@ -68,3 +70,21 @@ class RateLimited(BotError):
         super().__init__(message)
         self.retry_after = retry_after
         self.daily = daily
+
+
+class InputRefused(BotError):
+    """The safety pipeline refused the message; `text` is what to tell the person."""
+
+    def __init__(self, text: str, *, reasons: tuple[str, ...]) -> None:
+        super().__init__(f"message refused: {', '.join(reasons)}")
+        self.text = text
+        self.reasons = reasons
+
+
+class ReplyReplaced(BotError):
+    """The reply failed the output checks after part of it was shown; show `text` instead of all of it."""
+
+    def __init__(self, text: str, *, reasons: tuple[str, ...]) -> None:
+        super().__init__(f"reply replaced: {', '.join(reasons)}")
+        self.text = text
+        self.reasons = reasons

@@ -10,7 +10,15 @@ import asyncio
 from collections.abc import Callable
 from typing import TextIO
 
-from bot.errors import EngineBusy, GenerationError, GenerationTimeout, PromptTooLong, StoreUnavailable
+from bot.errors import (
+    EngineBusy,
+    GenerationError,
+    GenerationTimeout,
+    InputRefused,
+    PromptTooLong,
+    ReplyReplaced,
+    StoreUnavailable,
+)
 from bot.service import ChatService, Message
 
 __all__ = ["HELP", "TerminalChat"]
@@ -69,6 +77,10 @@ class TerminalChat:
         try:
             async for piece in self._service.respond(Message(chat_id=self._chat_id, text=text)):
                 self._say(piece)
+        except InputRefused as exc:
+            self._say(exc.text)
+        except ReplyReplaced as exc:  # what was shown of the reply is withdrawn
+            self._say(("\n" if self._interactive else "") + exc.text)
         except PromptTooLong:
             self._say("(that message is too long for me to read; please shorten it)")
         except GenerationTimeout:

@@ -22,7 +22,16 @@ ALLOWED: dict[str, tuple[str, ...]] = {
     "bot.llm": ("bot.domain", "bot.errors", "bot.llm"),
     "bot.config": ("bot.domain", "bot.errors"),
     "bot.gate": ("bot.errors", "bot.memory.base"),
-    "bot.service": ("bot.domain", "bot.errors", "bot.gate", "bot.memory.base", "bot.llm.base", "bot.prompt"),
+    "bot.safety": ("bot.config", "bot.domain", "bot.errors", "bot.safety"),
+    "bot.service": (
+        "bot.domain",
+        "bot.errors",
+        "bot.gate",
+        "bot.memory.base",
+        "bot.llm.base",
+        "bot.prompt",
+        "bot.safety",
+    ),
     "bot.terminal": ("bot.errors", "bot.service"),
     "bot.telegram": ("bot.config", "bot.domain", "bot.errors", "bot.gate", "bot.service", "bot.telegram"),
 }

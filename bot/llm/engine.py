@@ -11,7 +11,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import threading
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncGenerator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
@@ -21,6 +21,7 @@ from transformers.generation.streamers import BaseStreamer
 
 from bot.domain import GenerationParams
 from bot.errors import GenerationError, GenerationTimeout
+from bot.llm.base import Candidate
 from bot.llm.detok import IncrementalDecoder, StopMatcher
 from bot.llm.loader import LoadedModel
 
@@ -68,7 +69,7 @@ class TransformersEngine:
 
     async def stream(
         self, prompt_ids: Sequence[int], params: GenerationParams, stop_strings: Sequence[str] = ()
-    ) -> AsyncIterator[str]:
+    ) -> AsyncGenerator[str, None]:
         loop = asyncio.get_running_loop()
         deadline = loop.time() + params.timeout_seconds
         queue: asyncio.Queue[Any] = asyncio.Queue()
@@ -108,11 +109,60 @@ class TransformersEngine:
             if not job.cancelled():
                 job.exception()  # retrieved here so an abandoned reply's error is not reported as unhandled
 
+    async def candidates(
+        self, prompt_ids: Sequence[int], params: GenerationParams, stop_strings: Sequence[str] = ()
+    ) -> list[Candidate]:
+        loop = asyncio.get_running_loop()
+        stop = threading.Event()
+        kwargs = self._generate_kwargs(prompt_ids, params, None, stop)
+        kwargs.update(
+            do_sample=True,
+            num_return_sequences=params.num_candidates,
+            return_dict_in_generate=True,
+            output_scores=True,
+        )
+        if not params.do_sample:  # best-of-n needs variety: sample from the configured distribution
+            kwargs.update(temperature=params.temperature or 0.7, top_p=params.top_p, top_k=params.top_k)
+        job = loop.run_in_executor(
+            self._executor, self._sample_many, kwargs, params.seed, len(prompt_ids), tuple(stop_strings)
+        )
+        try:
+            return await asyncio.wait_for(asyncio.shield(job), params.timeout_seconds)
+        except TimeoutError:
+            raise GenerationTimeout(f"no complete reply within {params.timeout_seconds:g} s") from None
+        finally:
+            stop.set()
+
+    def _sample_many(
+        self, kwargs: dict[str, Any], seed: int | None, prompt_len: int, stop_strings: tuple[str, ...]
+    ) -> list[Candidate]:
+        model = self._loaded.model
+        try:
+            if seed is not None:
+                torch.manual_seed(seed)
+            with torch.inference_mode():
+                out = model.generate(**kwargs)
+                scores = model.compute_transition_scores(out.sequences, out.scores, normalize_logits=True)
+        except Exception as exc:  # surfaced to the awaiting coroutine as the project's own error
+            raise GenerationError(f"the model failed: {type(exc).__name__}: {exc}") from exc
+        eos = model.generation_config.eos_token_id
+        eos_ids = set(eos if isinstance(eos, list) else [eos]) if eos is not None else set()
+        candidates = []
+        for row, row_scores in zip(out.sequences[:, prompt_len:].tolist(), scores.tolist(), strict=True):
+            length = next((i + 1 for i, token in enumerate(row) if token in eos_ids), len(row))
+            logprobs = [s for s in row_scores[:length] if s != float("-inf")]
+            text = self.tokenizer.decode(row[:length], skip_special_tokens=True)
+            for marker in stop_strings:
+                text = text.split(marker, 1)[0]
+            mean = sum(logprobs) / len(logprobs) if logprobs else float("-inf")
+            candidates.append(Candidate(text.strip(), mean))
+        return sorted(candidates, key=lambda c: c.mean_logprob, reverse=True)
+
     def _generate_kwargs(
         self,
         prompt_ids: Sequence[int],
         params: GenerationParams,
-        streamer: BaseStreamer,
+        streamer: BaseStreamer | None,
         stop: threading.Event,
     ) -> dict[str, Any]:
         device = self._loaded.device
@@ -123,9 +173,10 @@ class TransformersEngine:
             "max_new_tokens": max(1, min(params.max_new_tokens, self.context_tokens - len(prompt_ids))),
             "do_sample": params.do_sample,
             "pad_token_id": self._pad_id,
-            "streamer": streamer,
             "stopping_criteria": StoppingCriteriaList([_StopWhenSet(stop)]),
         }
+        if streamer is not None:
+            kwargs["streamer"] = streamer
         if params.repetition_penalty != 1.0:
             kwargs["repetition_penalty"] = params.repetition_penalty
         if params.do_sample:

@@ -1,5 +1,5 @@
 """Conversation memory: the store protocol and its key layout. Concrete stores live in submodules."""
 
-from bot.memory.base import Bucket, ConversationStore, Limits, history_key, ids_key
+from bot.memory.base import AuditLog, Bucket, ConversationStore, Limits, history_key, ids_key
 
-__all__ = ["Bucket", "ConversationStore", "Limits", "history_key", "ids_key"]
+__all__ = ["AuditLog", "Bucket", "ConversationStore", "Limits", "history_key", "ids_key"]

@@ -10,17 +10,18 @@ Both keys expire HISTORY_TTL_SECONDS after the chat's last append. Limits (see `
 
 - `<prefix>:delivery:<id>`             STRING set with NX and a TTL: this delivery was already handled
 - `<prefix>:{<scope>}:<bucket>`        STRING counter with a TTL, e.g. `bot:{user:42}:min:29212345`
+- `<prefix>:safety:audit`              STREAM of safety events (reason codes, never message text), capped
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Protocol
 
 from bot.domain import Turn
 
-__all__ = ["Bucket", "ConversationStore", "Limits", "history_key", "ids_key"]
+__all__ = ["AuditLog", "Bucket", "ConversationStore", "Limits", "history_key", "ids_key"]
 
 
 def history_key(prefix: str, chat_id: int | str) -> str:
@@ -73,4 +74,14 @@ class Limits(Protocol):
 
         A refused hit counts nowhere, so a user who waits for the window to pass is admitted again.
         """
+        ...
+
+
+class AuditLog(Protocol):
+    """An append-only, length-capped record of safety events for admins to review."""
+
+    async def record(self, event: Mapping[str, str]) -> None: ...
+
+    async def recent(self, count: int) -> list[dict[str, str]]:
+        """The newest `count` events, newest first."""
         ...

@@ -4,13 +4,13 @@ from __future__ import annotations
 
 import time
 from collections import OrderedDict, deque
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 
 from bot.domain import Turn
 from bot.memory.base import Bucket
 
-__all__ = ["InProcessLimits", "InProcessStore"]
+__all__ = ["InProcessAudit", "InProcessLimits", "InProcessStore"]
 
 
 @dataclass
@@ -97,3 +97,16 @@ class InProcessLimits:
         if len(self._values) > 100_000:  # drop expired entries now and then
             self._values = {k: v for k, v in self._values.items() if v[1] > now}
         return -1
+
+
+class InProcessAudit:
+    """`RedisAudit` for a single process: the newest `max_entries` events."""
+
+    def __init__(self, *, max_entries: int) -> None:
+        self._events: deque[dict[str, str]] = deque(maxlen=max_entries)
+
+    async def record(self, event: Mapping[str, str]) -> None:
+        self._events.append(dict(event))
+
+    async def recent(self, count: int) -> list[dict[str, str]]:
+        return list(reversed(self._events))[:count]

@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import logging
 import time
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 from redis import asyncio as aioredis
@@ -19,7 +19,7 @@ from bot.domain import Turn
 from bot.errors import StoreUnavailable
 from bot.memory.base import Bucket, history_key, ids_key
 
-__all__ = ["RedisLimits", "RedisStore", "connect"]
+__all__ = ["RedisAudit", "RedisLimits", "RedisStore", "connect"]
 
 log = logging.getLogger(__name__)
 
@@ -139,3 +139,20 @@ class RedisLimits:
         keys = [f"{self._prefix}:{{{scope}}}:{bucket.name}" for bucket in buckets]
         args = [value for bucket in buckets for value in (bucket.limit, bucket.ttl_seconds)]
         return int(await _call(self._consume(keys=keys, args=args)))
+
+
+class RedisAudit:
+    """Safety events in a Redis stream trimmed to about `max_entries` (XADD MAXLEN ~)."""
+
+    def __init__(self, client: aioredis.Redis, *, prefix: str, max_entries: int) -> None:
+        self._client = client
+        self._key = f"{prefix}:safety:audit"
+        self._max = max_entries
+
+    async def record(self, event: Mapping[str, str]) -> None:
+        fields: dict[Any, Any] = dict(event)
+        await _call(self._client.xadd(self._key, fields, maxlen=self._max, approximate=True))
+
+    async def recent(self, count: int) -> list[dict[str, str]]:
+        entries = await _call(self._client.xrevrange(self._key, count=count))
+        return [dict(fields) for _id, fields in entries]

@@ -136,9 +136,19 @@ class StreamingReply:
         return text
 
     async def finish(self, text: str) -> None:
-        """Make the chat show exactly `text` (split into parts), retrying until it does."""
-        for index, part in enumerate(split_text(text)):
+        """Make the chat show exactly `text` (split into parts), retrying until it does.
+
+        Draft messages beyond the final parts (a replaced reply is shorter) are deleted.
+        """
+        parts = split_text(text)
+        for index, part in enumerate(parts):
             await _with_retries(lambda index=index, part=part: self._put(index, part), "reply")  # type: ignore[misc]
+        while len(self._shown) > len(parts):
+            extra = self._shown.pop()
+            try:
+                await self._bot.delete_message(self._chat_id, extra.message_id)
+            except TelegramError as exc:
+                log.warning("could not delete a superseded draft message: %s", exc)
 
     async def _show_draft(self, text: str) -> None:
         parts = split_text(text)

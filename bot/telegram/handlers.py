@@ -22,8 +22,10 @@ from bot.errors import (
     EngineBusy,
     GenerationError,
     GenerationTimeout,
+    InputRefused,
     PromptTooLong,
     RateLimited,
+    ReplyReplaced,
     StoreUnavailable,
 )
 from bot.gate import Gate
@@ -159,6 +161,10 @@ class Handlers:
             notice = Texts.NOT_ALLOWED if request.chat_kind is ChatKind.PRIVATE else None
         except RateLimited as exc:
             notice = _rate_limit_text(exc)
+        except InputRefused as exc:
+            notice = exc.text
+        except ReplyReplaced as exc:  # the draft shown so far is overwritten with the replacement
+            await reply.finish(exc.text)
         except GenerationTimeout:
             notice = Texts.TIMEOUT
         except PromptTooLong:

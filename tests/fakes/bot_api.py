@@ -188,6 +188,7 @@ class FakeBotApi:
             "getupdates": self._get_updates,
             "sendmessage": self._send_message,
             "editmessagetext": self._edit_message_text,
+            "deletemessage": self._delete_message,
             "sendchataction": lambda p: _true(self._chat_id(p), self._require(p, "action")),
             "setmycommands": self._set_my_commands,
             "getmycommands": lambda p: self._commands.get(self._commands_key(p), []),
@@ -407,6 +408,14 @@ class FakeBotApi:
                 message["reply_markup"] = markup
             self.sent.setdefault(chat_id, {})[message_id] = text
             return copy.deepcopy(message)
+
+    def _delete_message(self, params: JSON) -> bool:
+        chat_id, message_id = self._chat_id(params), int(self._require(params, "message_id"))
+        with self._cond:
+            if self._messages.pop((chat_id, message_id), None) is None:
+                raise _ApiError(400, "Bad Request: message to delete not found")
+            self.sent.get(chat_id, {}).pop(message_id, None)
+            return True
 
     @staticmethod
     def _commands_key(params: JSON) -> str:

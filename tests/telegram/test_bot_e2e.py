@@ -120,8 +120,15 @@ async def test_five_quick_messages_are_answered_in_order(
 
 async def test_a_long_reply_is_split_in_order(fake_api: FakeBotApi, start_bot: Any, tmp_path: Path) -> None:
     model = build_tiny_llama(tmp_path / "tiny-4k", context=4096, endless=True)
+    # the tiny model's random text is no support answer: only its length matters here
     await start_bot(
-        MODEL_NAME=str(model), GENERATION_MAX_NEW_TOKENS="3000", TELEGRAM_STREAM_INTERVAL_SECONDS="0.5"
+        MODEL_NAME=str(model),
+        GENERATION_MAX_NEW_TOKENS="3000",
+        TELEGRAM_STREAM_INTERVAL_SECONDS="0.5",
+        SAFETY_OUTPUT_PROFANITY="false",
+        SAFETY_REDACT_PII="false",
+        SAFETY_CHECK_DEGENERATE="false",
+        SAFETY_MAX_OUTPUT_CHARS="100000",
     )
     fake_api.send_text(ANNA, ANNA, "tell me everything")
     await fake_api.wait_for(

@@ -55,6 +55,7 @@ async def test_bot_run_answers_and_stops_on_sigterm_without_leaking_the_token(
         "sendChatAction",
         "sendMessage",
         "editMessageText",
+        "deleteMessage",
         "setWebhook",
         "close",
         "logOut",
