@@ -13,7 +13,10 @@ PYTEST_ARGS ?=
 
 STAMP := $(VENV)/.installed
 
-.PHONY: install chat test lint redis clean
+SOAK_USERS ?= 50
+SOAK_MINUTES ?= 5
+
+.PHONY: install chat test soak lint redis clean
 
 install: $(STAMP)
 
@@ -43,6 +46,12 @@ redis:
 
 test: install redis
 	TEST_REDIS_URL=redis://$(REDIS_HOST):$(REDIS_PORT)/0 $(BIN)/python -m pytest $(PYTEST_ARGS)
+
+# The long fault variants, then the load test: SOAK_USERS simulated users for SOAK_MINUTES minutes against
+# a real Redis and the bundled model, through the fake Bot API. Figures: docs/reliability.md.
+soak: install redis
+	TEST_REDIS_URL=redis://$(REDIS_HOST):$(REDIS_PORT)/0 $(BIN)/python -m pytest -m soak tests/reliability $(PYTEST_ARGS)
+	REDIS_URL=redis://$(REDIS_HOST):$(REDIS_PORT)/0 $(BIN)/bot loadtest --users $(SOAK_USERS) --minutes $(SOAK_MINUTES) --json soak.json
 
 lint: install
 	$(BIN)/ruff check bot tests

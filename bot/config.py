@@ -113,6 +113,9 @@ class TelegramSettings(_Section):
     shutdown_grace_seconds: float = Field(
         20.0, ge=0, description="On SIGTERM, wait this long for replies in progress to finish"
     )
+    request_timeout_seconds: float = Field(
+        10.0, gt=0, le=300, description="Timeout of one Bot API call (long polling waits on top of it)"
+    )
 
     _split_ids = field_validator("allowed_user_ids", "allowed_chat_ids", "admin_user_ids", mode="before")(
         _id_set
@@ -408,10 +411,9 @@ def _format_error(section: type[_Section], error: Any) -> str:
     if field in section.secret_fields or "input" not in error:
         return f"{name}: {message}"
     raw = error["input"]
-    if not isinstance(raw, str | int | float):
+    if not isinstance(raw, str | int | float) or field.endswith("url"):  # a broken URL may hide a password
         return f"{name}: {message}"
-    shown = redact_url(raw) if field == "url" and isinstance(raw, str) else raw
-    return f"{name}={shown!s}: {message}"
+    return f"{name}={raw!s}: {message}"
 
 
 def load_settings(env_file: str | Path | None = ".env") -> Settings:

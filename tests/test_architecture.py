@@ -34,6 +34,7 @@ ALLOWED: dict[str, tuple[str, ...]] = {
     ),
     "bot.terminal": ("bot.errors", "bot.service"),
     "bot.telegram": ("bot.config", "bot.domain", "bot.errors", "bot.gate", "bot.service", "bot.telegram"),
+    "bot.testing": ("bot.testing",),
 }
 THIRD_PARTY_HOMES = {
     "redis": ("bot.memory.redis",),

@@ -12,7 +12,6 @@ import asyncio
 import logging
 import threading
 from collections.abc import AsyncGenerator, Sequence
-from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import torch
@@ -24,12 +23,17 @@ from bot.errors import GenerationError, GenerationTimeout
 from bot.llm.base import Candidate
 from bot.llm.detok import IncrementalDecoder, StopMatcher
 from bot.llm.loader import LoadedModel
+from bot.llm.worker import GenerationWorker
 
 __all__ = ["TransformersEngine"]
 
 log = logging.getLogger(__name__)
 
 _END = object()
+_STARTED = object()
+# A generation that ignores its stop signal this long after being stopped (a hung forward pass) is left
+# behind on its thread, and later requests run on a fresh worker: one stuck reply must not stall every chat.
+STUCK_AFTER_SECONDS = 2.0
 
 
 class _LoopStreamer(BaseStreamer):
@@ -44,6 +48,9 @@ class _LoopStreamer(BaseStreamer):
             self._prompt_seen = True
             return
         self._loop.call_soon_threadsafe(self._queue.put_nowait, value.reshape(-1).tolist())
+
+    def begin(self) -> None:
+        self._loop.call_soon_threadsafe(self._queue.put_nowait, _STARTED)
 
     def end(self) -> None:
         self._loop.call_soon_threadsafe(self._queue.put_nowait, _END)
@@ -63,7 +70,7 @@ class TransformersEngine:
         self.name = loaded.name
         self.tokenizer = loaded.tokenizer
         self.context_tokens = loaded.context_tokens
-        self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="generate")
+        self._worker = GenerationWorker()
         pad = loaded.tokenizer.pad_token_id
         self._pad_id = pad if pad is not None else loaded.model.generation_config.eos_token_id
 
@@ -71,22 +78,26 @@ class TransformersEngine:
         self, prompt_ids: Sequence[int], params: GenerationParams, stop_strings: Sequence[str] = ()
     ) -> AsyncGenerator[str, None]:
         loop = asyncio.get_running_loop()
-        deadline = loop.time() + params.timeout_seconds
+        deadline: float | None = None  # the timeout runs from when this generation starts, not while queued
         queue: asyncio.Queue[Any] = asyncio.Queue()
         stop = threading.Event()
         kwargs = self._generate_kwargs(prompt_ids, params, _LoopStreamer(loop, queue), stop)
-        job = loop.run_in_executor(self._executor, self._generate, kwargs, params.seed)
+        job = self._worker.submit(lambda: self._generate(kwargs, params.seed))
         decoder = IncrementalDecoder(self.tokenizer)
         matcher = StopMatcher(stop_strings)
         started = False  # leading whitespace of a reply is dropped ("Assistant: Hello" -> "Hello")
         try:
             while True:
                 try:
-                    item = await asyncio.wait_for(queue.get(), max(deadline - loop.time(), 0))
+                    left = None if deadline is None else max(deadline - loop.time(), 0)
+                    item = await asyncio.wait_for(queue.get(), left)
                 except TimeoutError:
                     raise GenerationTimeout(
                         f"no complete reply within {params.timeout_seconds:g} s"
                     ) from None
+                if item is _STARTED:
+                    deadline = loop.time() + params.timeout_seconds
+                    continue
                 if item is _END:
                     break
                 text = matcher.feed(decoder.push(item))
@@ -104,15 +115,23 @@ class TransformersEngine:
             log.debug("generated %d tokens", decoder.token_count)
         finally:
             stop.set()
+            if not job.done() and deadline is None:
+                job.cancel()  # never started: drop it from the queue
+            elif not job.done():
+                await asyncio.shield(asyncio.wait([job], timeout=STUCK_AFTER_SECONDS))
             if not job.done():
-                await asyncio.shield(asyncio.wait([job]))
-            if not job.cancelled():
+                if deadline is not None:
+                    log.error(
+                        "a generation ignored its stop signal for %.0f s; continuing on a fresh thread",
+                        STUCK_AFTER_SECONDS,
+                    )
+                    self._worker.replace()
+            elif not job.cancelled():
                 job.exception()  # retrieved here so an abandoned reply's error is not reported as unhandled
 
     async def candidates(
         self, prompt_ids: Sequence[int], params: GenerationParams, stop_strings: Sequence[str] = ()
     ) -> list[Candidate]:
-        loop = asyncio.get_running_loop()
         stop = threading.Event()
         kwargs = self._generate_kwargs(prompt_ids, params, None, stop)
         kwargs.update(
@@ -123,8 +142,8 @@ class TransformersEngine:
         )
         if not params.do_sample:  # best-of-n needs variety: sample from the configured distribution
             kwargs.update(temperature=params.temperature or 0.7, top_p=params.top_p, top_k=params.top_k)
-        job = loop.run_in_executor(
-            self._executor, self._sample_many, kwargs, params.seed, len(prompt_ids), tuple(stop_strings)
+        job = self._worker.submit(
+            lambda: self._sample_many(kwargs, params.seed, len(prompt_ids), tuple(stop_strings))
         )
         try:
             return await asyncio.wait_for(asyncio.shield(job), params.timeout_seconds)
@@ -186,6 +205,7 @@ class TransformersEngine:
         return kwargs
 
     def _generate(self, kwargs: dict[str, Any], seed: int | None) -> None:
+        kwargs["streamer"].begin()
         try:
             if seed is not None:
                 torch.manual_seed(seed)
@@ -196,4 +216,4 @@ class TransformersEngine:
             raise GenerationError(f"the model failed: {type(exc).__name__}: {exc}") from exc
 
     async def aclose(self) -> None:
-        self._executor.shutdown(wait=True, cancel_futures=True)
+        self._worker.close()

@@ -73,7 +73,7 @@ def iban_is_valid(candidate: str) -> bool:
 
 
 class PiiRedactor:
-    """Replaces each finding with a placeholder such as "[card]"."""
+    """Replaces each finding with a marker such as "[card]"."""
 
     def __init__(
         self, phone_regions: Sequence[str] = ("US", "GB", "DE", "FR", "ES", "IT", "NL", "RU", "CN")
@@ -109,7 +109,7 @@ class PiiRedactor:
         return sorted(found, key=lambda f: f.start)
 
     def redact(self, text: str, *, keep: frozenset[str] = frozenset()) -> tuple[str, list[str]]:
-        """The text with placeholders, and the kinds found (in order, repeated per finding).
+        """The text with markers, and the kinds found (in order, repeated per finding).
 
         Values in `keep` (the company's own published contacts, say) are left as they are.
         """

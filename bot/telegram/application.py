@@ -30,6 +30,9 @@ def build_application(settings: TelegramSettings, handlers: Handlers, *, token: 
         .base_file_url(file_url)
         .rate_limiter(AIORateLimiter())  # paces outgoing calls within Telegram's per-chat and global limits
         .concurrent_updates(True)  # chats are served concurrently; the service keeps each chat in order
+        .connect_timeout(settings.request_timeout_seconds)
+        .read_timeout(settings.request_timeout_seconds)
+        .write_timeout(settings.request_timeout_seconds)
     )
     if settings.webhook_url:
         builder = builder.updater(None)

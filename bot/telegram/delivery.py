@@ -141,6 +141,9 @@ class StreamingReply:
         Draft messages beyond the final parts (a replaced reply is shorter) are deleted.
         """
         parts = split_text(text)
+        wait = self._blocked_until - self._clock()
+        if wait > 0:  # a draft met flood control: nothing goes out before the time Telegram asked for
+            await asyncio.sleep(wait)
         for index, part in enumerate(parts):
             await _with_retries(lambda index=index, part=part: self._put(index, part), "reply")  # type: ignore[misc]
         while len(self._shown) > len(parts):

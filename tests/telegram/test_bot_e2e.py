@@ -12,8 +12,8 @@ import redis
 from bot.memory import history_key
 from bot.telegram.handlers import CONFLICT, Texts
 from bot.telegram.split import utf16_len
-from tests.fakes.bot_api import FakeBotApi
-from tests.telegram.conftest import free_port
+from bot.testing.bot_api import FakeBotApi
+from tests.conftest import free_port
 from tests.tiny_models import build_tiny_llama
 
 ANNA, BEN = 1001, 1002

@@ -8,8 +8,8 @@ import subprocess
 import sys
 from pathlib import Path
 
-from tests.fakes.bot_api import FakeBotApi
-from tests.telegram.conftest import TOKEN, env_without_bot_settings
+from bot.testing.bot_api import FakeBotApi
+from tests.conftest import TOKEN, env_without_bot_settings
 
 
 async def test_bot_run_answers_and_stops_on_sigterm_without_leaking_the_token(

@@ -174,6 +174,7 @@ class FakeBotApi:
         self._commands: dict[str, list[JSON]] = {}
         self._callback_ids: set[str] = set()
         self._failures: dict[str, list[_ApiError]] = {}
+        self._delays: dict[str, list[float]] = {}
         self._stopping = False
         self._query_ids = itertools.count(4_200_000)
         self._server: _Server | None = None
@@ -261,6 +262,12 @@ class FakeBotApi:
         with self._cond:
             self._failures.setdefault(method.lower(), []).extend([_ApiError(status, description)] * count)
 
+    def delay_next(self, method: str, count: int, seconds: float) -> None:
+        """Apply the next ``count`` calls of ``method`` normally but answer only after ``seconds``
+        (longer than the client's timeout, it simulates a reply lost in the network)."""
+        with self._cond:
+            self._delays.setdefault(method.lower(), []).extend([seconds] * count)
+
     def calls_of(self, method: str) -> list[ApiCall]:
         with self._cond:
             return [c for c in self.calls if c.method.lower() == method.lower()]
@@ -296,6 +303,10 @@ class FakeBotApi:
             status, payload = 400, _ApiError(400, f"Bad Request: {err}").payload()
         with self._cond:
             self.calls.append(ApiCall(method, params, received, status))
+            delays = self._delays.get(method.lower())
+            delay = delays.pop(0) if delays else 0.0
+        if delay:
+            time.sleep(delay)  # on this request's server thread only
         return status, payload
 
     @staticmethod
