@@ -15,6 +15,9 @@ STAMP := $(VENV)/.installed
 
 SOAK_USERS ?= 50
 SOAK_MINUTES ?= 5
+# Short replies keep a CPU-only box's queue draining; users stop after this long without a reply.
+SOAK_MAX_NEW_TOKENS ?= 96
+SOAK_REPLY_TIMEOUT ?= 600
 
 .PHONY: install chat test soak lint redis clean
 
@@ -51,7 +54,9 @@ test: install redis
 # a real Redis and the bundled model, through the fake Bot API. Figures: docs/reliability.md.
 soak: install redis
 	TEST_REDIS_URL=redis://$(REDIS_HOST):$(REDIS_PORT)/0 $(BIN)/python -m pytest -m soak tests/reliability $(PYTEST_ARGS)
-	REDIS_URL=redis://$(REDIS_HOST):$(REDIS_PORT)/0 $(BIN)/bot loadtest --users $(SOAK_USERS) --minutes $(SOAK_MINUTES) --json soak.json
+	REDIS_URL=redis://$(REDIS_HOST):$(REDIS_PORT)/0 GENERATION_MAX_NEW_TOKENS=$(SOAK_MAX_NEW_TOKENS) \
+		$(BIN)/bot loadtest --users $(SOAK_USERS) --minutes $(SOAK_MINUTES) \
+		--reply-timeout $(SOAK_REPLY_TIMEOUT) --json soak.json
 
 lint: install
 	$(BIN)/ruff check bot tests

@@ -6,8 +6,9 @@ import argparse
 import asyncio
 import json
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
+from typing import Any
 
 from bot import __version__
 from bot.config import Settings, load_settings
@@ -42,9 +43,47 @@ def _parser() -> argparse.ArgumentParser:
     )
     evaluate.add_argument("--json", type=Path, metavar="OUT", help="write every verdict and the summary here")
 
+    load = commands.add_parser(
+        "loadtest", help="simulate many users against the bot on loopback; prove one reply per message"
+    )
+    load.add_argument("--users", type=_positive(int), default=50, help="simulated users (default: 50)")
+    load.add_argument(
+        "--minutes", type=_positive(float), default=5.0, help="how long users keep writing (default: 5)"
+    )
+    load.add_argument(
+        "--think",
+        type=_positive(float, zero=True),
+        default=2.0,
+        metavar="SECONDS",
+        help="mean pause between a reply and the user's next message (default: 2.0)",
+    )
+    load.add_argument(
+        "--reply-timeout",
+        type=_positive(float),
+        default=180.0,
+        metavar="SECONDS",
+        help="a reply not there after this long is lost (default: 180)",
+    )
+    load.add_argument("--json", type=Path, metavar="OUT", help="write every figure here as one JSON object")
+
     config = commands.add_parser("config", help="print the effective settings, secrets masked")
     config.add_argument("--example", action="store_true", help="print a documented .env template instead")
     return parser
+
+
+def _positive(kind: Callable[[str], float], *, zero: bool = False) -> Callable[[str], Any]:
+    """An argparse type: a number above zero (or at least zero), with a one-line error otherwise."""
+
+    def parse(text: str) -> Any:
+        try:
+            value = kind(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
+        if value < 0 or (value == 0 and not zero):
+            raise argparse.ArgumentTypeError(f"must be {'at least' if zero else 'more than'} 0")
+        return value
+
+    return parse
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -72,6 +111,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             return asyncio.run(_chat(settings, args.chat_id))
         if args.command == "run":
             return asyncio.run(_run(settings))
+        if args.command == "loadtest":
+            return asyncio.run(_loadtest(settings, args))
     except ConfigError as exc:
         print(f"bot: {exc}", file=sys.stderr)
         return EXIT_CONFIG
@@ -124,6 +165,20 @@ async def _run(settings: Settings) -> int:
         return await serve(settings.telegram, app.service, app.gate)
     finally:
         await app.aclose()
+
+
+async def _loadtest(settings: Settings, args: argparse.Namespace) -> int:
+    from rich.console import Console
+
+    from bot.loadtest import run_loadtest
+
+    report = await run_loadtest(
+        settings, users=args.users, minutes=args.minutes, think=args.think, reply_timeout=args.reply_timeout
+    )
+    Console().print(report.table())
+    if args.json is not None:
+        args.json.write_text(json.dumps(report.as_dict(), indent=1))
+    return 0 if report.ok else EXIT_RUNTIME
 
 
 def _safety_eval(settings: Settings, corpus: Path, out: Path | None) -> int:

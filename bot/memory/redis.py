@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import logging
 import time
+import uuid
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -40,31 +41,56 @@ redis.call('EXPIRE', KEYS[2], ARGV[3])
 return 1
 """
 
-# Admit a hit only if every bucket has room; then count it in all of them.
+# Admit a hit only if every bucket has room; then count it in all of them. The last key marks this hit
+# as counted, so a retry after a lost reply does not count it twice.
 _CONSUME = """
-for i = 1, #KEYS do
+local n = #KEYS - 1
+if redis.call('EXISTS', KEYS[n + 1]) == 1 then
+  return -1
+end
+for i = 1, n do
   if tonumber(redis.call('GET', KEYS[i]) or '0') >= tonumber(ARGV[2 * i - 1]) then
     return i - 1
   end
 end
-for i = 1, #KEYS do
+for i = 1, n do
   if redis.call('INCR', KEYS[i]) == 1 then
     redis.call('EXPIRE', KEYS[i], ARGV[2 * i])
   end
 end
+redis.call('SET', KEYS[n + 1], 1, 'EX', 300)
 return -1
+"""
+
+# First claim wins; the same claimant retrying after a lost reply (same token) still wins.
+_CLAIM = """
+local holder = redis.call('GET', KEYS[1])
+if not holder then
+  redis.call('SET', KEYS[1], ARGV[1], 'EX', ARGV[2])
+  return 1
+end
+if holder == ARGV[1] then
+  return 1
+end
+return 0
 """
 
 
 def connect(url: str) -> aioredis.Redis:
-    """A client whose commands retry transient errors with capped exponential backoff."""
+    """A client whose commands retry transient errors with capped exponential backoff.
+
+    Retried commands must be idempotent, since a reply can be lost after the server applied the command:
+    appends carry an id, delivery claims a token, rate-limit hits a marker.
+    """
     return aioredis.from_url(
         url,
         decode_responses=True,
+        # A stalled Redis must not hold a reply for long: a message makes four calls, each bounded to
+        # about 3 x 2 s here, after which the bot answers without history.
         socket_connect_timeout=2,
-        socket_timeout=5,
+        socket_timeout=2,
         health_check_interval=30,
-        retry=Retry(ExponentialBackoff(cap=1.0, base=0.05), retries=3),
+        retry=Retry(ExponentialBackoff(cap=0.5, base=0.05), retries=2),
         retry_on_error=[RedisConnectionError, RedisTimeoutError],
     )
 
@@ -129,14 +155,16 @@ class RedisLimits:
         self._client = client
         self._prefix = prefix
         self._consume = client.register_script(_CONSUME)
+        self._claim = client.register_script(_CLAIM)
 
     async def claim(self, key: str, ttl_seconds: int) -> bool:
-        return bool(
-            await _call(self._client.set(f"{self._prefix}:delivery:{key}", 1, nx=True, ex=ttl_seconds))
-        )
+        token = uuid.uuid4().hex
+        claimed = await _call(self._claim(keys=[f"{self._prefix}:delivery:{key}"], args=[token, ttl_seconds]))
+        return bool(claimed)
 
     async def consume(self, scope: str, buckets: Sequence[Bucket]) -> int:
         keys = [f"{self._prefix}:{{{scope}}}:{bucket.name}" for bucket in buckets]
+        keys.append(f"{self._prefix}:{{{scope}}}:hit:{uuid.uuid4().hex}")
         args = [value for bucket in buckets for value in (bucket.limit, bucket.ttl_seconds)]
         return int(await _call(self._consume(keys=keys, args=args)))
 

@@ -174,7 +174,9 @@ class Handlers:
         except GenerationError as exc:
             log.error("generation failed in chat %s: %s", chat_id, exc)
             notice = Texts.FAILED
-        if notice:
+        if notice and reply.message_ids:  # a draft is showing: it becomes the notice, not a leftover
+            await reply.finish(notice)
+        elif notice:
             await send_text(context.bot, chat_id, notice, reply_to=reply_to)
 
     # -- errors -----------------------------------------------------------------------------------

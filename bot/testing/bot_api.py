@@ -123,6 +123,13 @@ class _Server(ThreadingHTTPServer):
     daemon_threads = True
     fake: FakeBotApi
 
+    def handle_error(self, request: Any, client_address: Any) -> None:
+        """A client that hung up (a long poll dropped at shutdown) is normal here, not worth a traceback."""
+        import sys
+
+        if not isinstance(sys.exc_info()[1], (BrokenPipeError, ConnectionResetError)):
+            super().handle_error(request, client_address)
+
 
 class _Handler(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"

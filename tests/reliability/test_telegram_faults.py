@@ -10,6 +10,7 @@ import subprocess
 import sys
 import threading
 import time
+from itertools import pairwise
 from pathlib import Path
 from typing import Any
 
@@ -42,7 +43,7 @@ async def test_06_retry_after_storm_delivers_each_reply_once(fake_api: FakeBotAp
     sends = fake_api.calls_of("sendMessage")
     refused = [c for c in sends if c.status == 429]
     assert len(refused) == 5
-    for earlier, later in zip(sends, sends[1:], strict=False):
+    for earlier, later in pairwise(sends):
         if earlier.status == 429:
             assert later.at - earlier.at >= 0.95, "a call went out before retry_after had passed"
 
@@ -69,7 +70,7 @@ async def test_08_get_updates_outage_resumes_with_backoff_and_loses_nothing(
     await start_bot(TELEGRAM_STREAM_INTERVAL_SECONDS="0", **QUIET_SAFETY)
     await replies_in(fake_api, 3, 1)
     failures = [c for c in fake_api.calls_of("getUpdates") if c.status == 502]
-    gaps = [b.at - a.at for a, b in zip(failures, failures[1:], strict=False)]
+    gaps = [b.at - a.at for a, b in pairwise(failures)]
     assert len(failures) == 4 and gaps == sorted(gaps), f"the retries back off: {gaps}"
     assert max(gaps) <= 30, "bounded backoff"
 
@@ -84,7 +85,7 @@ async def test_08_long_a_60_second_get_updates_outage(fake_api: FakeBotApi, star
     await start_bot(TELEGRAM_STREAM_INTERVAL_SECONDS="0", **QUIET_SAFETY)
     await fake_api.wait_for(lambda: len(fake_api.messages_in(3)) == 1, timeout=180)
     failures = [c for c in fake_api.calls_of("getUpdates") if c.status == 502]
-    gaps = [b.at - a.at for a, b in zip(failures, failures[1:], strict=False)]
+    gaps = [b.at - a.at for a, b in pairwise(failures)]
     assert len(failures) == 9 and max(gaps) <= 31 and time.monotonic() - started >= 50
 
 
@@ -196,6 +197,33 @@ async def test_15_a_hung_model_gives_a_timeout_notice_and_others_are_served(
         assert time.monotonic() - started < 2 + 3
         (answer,) = await replies_in(fake_api, 8, 1)
         assert answer != Texts.TIMEOUT, "the other chat is served while the first generation is stuck"
+    finally:
+        release.set()
+        handle.remove()
+
+
+async def test_15b_a_timeout_mid_stream_turns_the_draft_into_the_notice(
+    fake_api: FakeBotApi, start_bot: Any
+) -> None:
+    bot = await start_bot(
+        GENERATION_TIMEOUT_SECONDS="2",
+        GENERATION_MAX_NEW_TOKENS="200",
+        TELEGRAM_STREAM_INTERVAL_SECONDS="0.05",
+        **QUIET_SAFETY,
+    )
+    model = bot.app.engine._loaded.model
+    release, passes = threading.Event(), [0]
+
+    def hang_after_some_tokens(_module: Any, _args: Any) -> None:
+        passes[0] += 1
+        if passes[0] > 60:  # enough text for a draft to show, then the model hangs
+            release.wait(30)
+
+    handle = model.register_forward_pre_hook(hang_after_some_tokens)
+    try:
+        fake_api.send_text(10, 10, "tell me everything")
+        await fake_api.wait_for(lambda: len(fake_api.messages_in(10)) == 1, timeout=20)  # the draft
+        await fake_api.wait_for(lambda: fake_api.messages_in(10) == [Texts.TIMEOUT], timeout=20)
     finally:
         release.set()
         handle.remove()
