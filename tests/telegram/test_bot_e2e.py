@@ -161,11 +161,8 @@ async def test_a_429_storm_while_streaming_delivers_each_reply_once(
     assert all(c.at >= refused[0].at + 1 for c in later), "an edit was sent before retry_after had passed"
 
 
-async def test_a_redelivered_update_is_answered_once(
-    fake_api: FakeBotApi, bot_env: dict[str, str], start_bot: Any, redis_client: redis.Redis, key_prefix: str
-) -> None:
-    update_id = fake_api.send_text(ANNA, ANNA, "only once please")
-    (original,) = [u for u in fake_api.pending_updates() if u["update_id"] == update_id]
+async def start_webhook_bot(fake_api: FakeBotApi, start_bot: Any) -> str:
+    """Start the bot in webhook mode on a free loopback port; return the URL to POST updates to."""
     port = free_port()
     url = f"http://127.0.0.1:{port}/telegram"
     await start_bot(
@@ -175,6 +172,15 @@ async def test_a_redelivered_update_is_answered_once(
         TELEGRAM_WEBHOOK_PORT=str(port),
     )
     await fake_api.wait_for(lambda: bool(fake_api.calls_of("setWebhook")))
+    return url
+
+
+async def test_a_redelivered_update_is_answered_once(
+    fake_api: FakeBotApi, bot_env: dict[str, str], start_bot: Any, redis_client: redis.Redis, key_prefix: str
+) -> None:
+    update_id = fake_api.send_text(ANNA, ANNA, "only once please")
+    (original,) = [u for u in fake_api.pending_updates() if u["update_id"] == update_id]
+    url = await start_webhook_bot(fake_api, start_bot)
     for _ in range(2):
         assert await asyncio.to_thread(fake_api.webhook_post, url, original, "s3cret") == 200
     await replies_in(fake_api, ANNA, 1)
@@ -184,15 +190,7 @@ async def test_a_redelivered_update_is_answered_once(
 
 
 async def test_webhook_refuses_a_missing_or_wrong_secret(fake_api: FakeBotApi, start_bot: Any) -> None:
-    port = free_port()
-    url = f"http://127.0.0.1:{port}/telegram"
-    await start_bot(
-        TELEGRAM_WEBHOOK_URL=url,
-        TELEGRAM_WEBHOOK_SECRET="s3cret",
-        TELEGRAM_WEBHOOK_LISTEN="127.0.0.1",
-        TELEGRAM_WEBHOOK_PORT=str(port),
-    )
-    await fake_api.wait_for(lambda: bool(fake_api.calls_of("setWebhook")))
+    url = await start_webhook_bot(fake_api, start_bot)
     assert fake_api.calls_of("setWebhook")[0].params["secret_token"] == "s3cret"
     update_id = fake_api.send_text(ANNA, ANNA, "hi over webhook")
     (update,) = [u for u in fake_api.pending_updates() if u["update_id"] == update_id]
