@@ -5,7 +5,8 @@ ENV PYTHONDONTWRITEBYTECODE=1 \
     PYTHONUNBUFFERED=1 \
     PIP_NO_CACHE_DIR=1 \
     PIP_DISABLE_PIP_VERSION_CHECK=1 \
-    MODEL_CACHE_DIR=/data/models
+    MODEL_CACHE_DIR=/data/models \
+    METRICS_PORT=9108
 
 WORKDIR /app
 
@@ -23,5 +24,10 @@ RUN useradd --create-home --uid 10001 bot \
     && chown bot:bot /data/models
 USER bot
 VOLUME ["/data/models"]
+
+# /healthz answers once the model is loaded and the bot is running (the first start converts the model).
+HEALTHCHECK --interval=30s --timeout=5s --start-period=120s --retries=3 \
+    CMD python -c "import urllib.request; urllib.request.urlopen('http://127.0.0.1:9108/healthz', timeout=4)"
+EXPOSE 9108
 
 CMD ["bot", "run"]

@@ -12,6 +12,7 @@ from bot.errors import StoreUnavailable
 from bot.gate import AccessPolicy, Gate
 from bot.llm.base import Engine
 from bot.memory.base import AuditLog, ConversationStore, Limits
+from bot.metrics import Metrics
 from bot.prompt.builder import ChatFormat, PromptBuilder
 from bot.safety import SafetyPipeline, new_canary
 from bot.service import ChatService
@@ -47,6 +48,15 @@ class App:
     gate: Gate
     safety: SafetyPipeline
     engine: Engine
+    metrics: Metrics
+
+    async def ready(self) -> bool:
+        """Ready to serve: the model is loaded (it is, once built) and the store answers."""
+        try:
+            await self.store.ping()
+        except StoreUnavailable:
+            return False
+        return True
 
     async def aclose(self) -> None:
         await self.engine.aclose()
@@ -114,7 +124,14 @@ async def build_app(settings: Settings, *, default_redis_url: str, show_progress
     except BaseException:
         await store.aclose()
         raise
-    engine = TransformersEngine(loaded)
+    metrics = Metrics()
+
+    def generated(tokens: int, sequences: int) -> None:
+        metrics.tokens.inc(tokens)
+        metrics.batch_size.observe(sequences)
+
+    engine = TransformersEngine(loaded, on_generated=generated)
+    metrics.watch_queue(lambda: engine.pending)
     context = min(settings.model.max_context or engine.context_tokens, engine.context_tokens)
     prompts = PromptBuilder(ChatFormat(loaded.tokenizer), system_prompt=system_prompt, context_tokens=context)
     telegram, rate = settings.telegram, settings.rate_limit
@@ -135,6 +152,7 @@ async def build_app(settings: Settings, *, default_redis_url: str, show_progress
         limits=limits,
         safety=safety,
         audit=state.audit,
+        metrics=metrics,
     )
     return App(
         settings=settings,
@@ -145,6 +163,7 @@ async def build_app(settings: Settings, *, default_redis_url: str, show_progress
         gate=gate,
         safety=safety,
         engine=engine,
+        metrics=metrics,
     )
 
 

@@ -105,7 +105,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 0
     if args.command == "safety-eval":
         return _safety_eval(settings, args.corpus, args.json)
-    _setup_logging(settings, verbose=getattr(args, "verbose", False))
+    _setup_logging(settings, verbose=getattr(args, "verbose", False), quiet=args.command == "chat")
     try:
         if args.command == "chat":
             return asyncio.run(_chat(settings, args.chat_id))
@@ -124,12 +124,18 @@ def main(argv: Sequence[str] | None = None) -> int:
     raise AssertionError(f"unhandled command {args.command}")
 
 
-def _setup_logging(settings: Settings, *, verbose: bool) -> None:
+def _setup_logging(settings: Settings, *, verbose: bool, quiet: bool) -> None:
+    """`quiet`: the terminal chat shows INFO lines only with --verbose (they would mix with replies)."""
     from bot.logs import configure_logging
 
     token = settings.telegram.bot_token
-    level = settings.log.level if settings.log.level != "INFO" or verbose else "WARNING"
-    configure_logging(level, verbose=verbose, secrets=[token.get_secret_value()] if token else [])
+    level = "WARNING" if quiet and settings.log.level == "INFO" and not verbose else settings.log.level
+    configure_logging(
+        level,
+        verbose=verbose,
+        secrets=[token.get_secret_value()] if token else [],
+        json_format=settings.log.format == "json",
+    )
 
 
 async def _chat(settings: Settings, chat_id: str) -> int:
@@ -154,6 +160,7 @@ async def _chat(settings: Settings, chat_id: str) -> int:
 
 async def _run(settings: Settings) -> int:
     from bot.app import DEFAULT_REDIS_URL, build_app
+    from bot.observability import HealthServer
     from bot.telegram.runner import serve
 
     if settings.telegram.bot_token is None:
@@ -162,7 +169,17 @@ async def _run(settings: Settings) -> int:
         )
     app = await build_app(settings, default_redis_url=DEFAULT_REDIS_URL)
     try:
-        return await serve(settings.telegram, app.service, app.gate)
+        return await serve(
+            settings.telegram,
+            app.service,
+            app.gate,
+            metrics=app.metrics,
+            health=HealthServer(
+                app.metrics, app.ready, listen=settings.metrics.listen, port=settings.metrics.port
+            )
+            if settings.metrics.port
+            else None,
+        )
     finally:
         await app.aclose()
 

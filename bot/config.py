@@ -23,6 +23,7 @@ __all__ = [
     "GenerationSettings",
     "HistorySettings",
     "LogSettings",
+    "MetricsSettings",
     "ModelSettings",
     "PromptSettings",
     "RateLimitSettings",
@@ -353,10 +354,25 @@ class SafetySettings(_Section):
         return terms
 
 
+class MetricsSettings(_Section):
+    model_config = SettingsConfigDict(env_prefix="METRICS_")
+
+    port: int | None = Field(
+        None,
+        ge=1,
+        le=65535,
+        description="Serve /healthz, /readyz and Prometheus /metrics on this port (unset: off)",
+    )
+    listen: str = Field("0.0.0.0", description="Address the metrics and health server listens on")
+
+
 class LogSettings(_Section):
     model_config = SettingsConfigDict(env_prefix="LOG_")
 
     level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = Field("INFO", description="Log level")
+    format: Literal["text", "json"] = Field(
+        "text", description="text for people, json (one object a line) for collectors"
+    )
 
     @field_validator("level", mode="before")
     @classmethod
@@ -375,6 +391,7 @@ class Settings(BaseModel):
     generation: GenerationSettings = Field(title="Generation (sampling)")
     rate_limit: RateLimitSettings = Field(title="Rate limits (per user, shared through Redis)")
     safety: SafetySettings = Field(title="Safety filters")
+    metrics: MetricsSettings = Field(title="Metrics and health checks")
     log: LogSettings = Field(title="Logging")
 
     model_config = {"protected_namespaces": ()}

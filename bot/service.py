@@ -16,10 +16,19 @@ from contextlib import aclosing, contextmanager
 from dataclasses import dataclass
 
 from bot.domain import ChatKind, GenerationParams, Role, Turn, Verdict
-from bot.errors import DuplicateDelivery, InputRefused, ReplyReplaced, StoreUnavailable
+from bot.errors import (
+    AccessDenied,
+    DuplicateDelivery,
+    GenerationTimeout,
+    InputRefused,
+    RateLimited,
+    ReplyReplaced,
+    StoreUnavailable,
+)
 from bot.gate import Gate
 from bot.llm.base import Engine
 from bot.memory.base import AuditLog, ConversationStore, Limits
+from bot.metrics import Metrics
 from bot.prompt.builder import Prompt, PromptBuilder
 from bot.safety import SafetyPipeline
 
@@ -28,6 +37,17 @@ __all__ = ["EMPTY_REPLY_FALLBACK", "ChatService", "Message"]
 log = logging.getLogger(__name__)
 
 EMPTY_REPLY_FALLBACK = "Sorry, I could not put an answer together. Could you rephrase your question?"
+# what `bot_replies_total{outcome}` calls each way a reply can end
+_OUTCOMES: dict[type[BaseException], str] = {
+    ReplyReplaced: "replaced",
+    InputRefused: "refused",
+    DuplicateDelivery: "duplicate",
+    AccessDenied: "denied",
+    RateLimited: "rate_limited",
+    GenerationTimeout: "timeout",
+    GeneratorExit: "abandoned",
+    asyncio.CancelledError: "abandoned",
+}
 # While streaming, this many characters stay unshown until the output checks have seen what follows them:
 # enough to hold a whole card number, IBAN, e-mail address or the canary.
 HOLD_BACK_CHARS = 48
@@ -58,8 +78,10 @@ class ChatService:
         limits: Limits | None = None,
         safety: SafetyPipeline | None = None,
         audit: AuditLog | None = None,
+        metrics: Metrics | None = None,
         dedup_ttl_seconds: int = 86_400,
     ) -> None:
+        self._metrics = metrics
         self._store = store
         self._safety = safety
         self._audit_log = audit
@@ -84,17 +106,32 @@ class ChatService:
         part of it was shown. If the store is down the bot still answers, without history, and says so in
         the log. A reply abandoned midway stores nothing.
         """
-        with self._chat_lock(message.chat_id) as lock:
-            async with lock:
-                await self._screen(message)
-                async for piece in self._respond_locked(message):
-                    yield piece
+        arrived, first = time.monotonic(), True
+        outcome = "answered"
+        try:
+            with self._chat_lock(message.chat_id) as lock:
+                async with lock:
+                    await self._screen(message)
+                    async for piece in self._respond_locked(message):
+                        if first and self._metrics is not None:
+                            self._metrics.first_token_seconds.observe(time.monotonic() - arrived)
+                        first = False
+                        yield piece
+        except BaseException as exc:
+            outcome = _OUTCOMES.get(type(exc), "error")
+            raise
+        finally:
+            if self._metrics is not None:
+                self._metrics.replies.labels(outcome).inc()
+                if outcome in ("answered", "replaced"):
+                    self._metrics.reply_seconds.observe(time.monotonic() - arrived)
 
     async def _screen(self, message: Message) -> None:
         if message.delivery_id is not None and self._limits is not None:
             try:
                 first = await self._limits.claim(message.delivery_id, self._dedup_ttl)
             except StoreUnavailable as exc:
+                self._store_failed("claim")
                 log.warning("cannot check delivery %s for duplicates: %s", message.delivery_id, exc)
                 first = True
             if not first:
@@ -113,6 +150,7 @@ class ChatService:
         try:
             history = await self._store.load(message.chat_id)
         except StoreUnavailable as exc:
+            self._store_failed("load")
             log.warning("answering chat %s without history: %s", message.chat_id, exc)
             history = []
         question = Turn(
@@ -153,6 +191,7 @@ class ChatService:
         try:
             await self._store.append(message.chat_id, [question, answer], append_id)
         except StoreUnavailable as exc:
+            self._store_failed("append")
             log.warning("chat %s: this exchange was not saved to history: %s", message.chat_id, exc)
         if replaced is not None:
             raise replaced
@@ -207,7 +246,7 @@ class ChatService:
 
     async def _audit(self, chat_id: int | str, direction: str, verdict: Verdict) -> None:
         """Record a block or redaction: reason codes and chat id only, never the text."""
-        if not verdict.reasons or self._audit_log is None:
+        if not verdict.reasons:
             return
         if verdict.blocked:
             what = "message" if direction == "in" else "reply"
@@ -219,14 +258,24 @@ class ChatService:
             "action": verdict.action.value,
             "reasons": ",".join(verdict.reasons),
         }
+        if self._metrics is not None:
+            for reason in verdict.reasons:
+                self._metrics.safety.labels(direction, verdict.action.value, reason).inc()
+        if self._audit_log is None:
+            return
         try:
             await self._audit_log.record(event)
         except StoreUnavailable as exc:
+            self._store_failed("audit")
             log.warning("safety event not recorded: %s", exc)
 
     async def reset(self, chat_id: int | str) -> None:
         """Forget the chat's history (raises StoreUnavailable if the store is down)."""
         await self._store.clear(chat_id)
+
+    def _store_failed(self, operation: str) -> None:
+        if self._metrics is not None:
+            self._metrics.redis_errors.labels(operation).inc()
 
     @contextmanager
     def _chat_lock(self, chat_id: int | str) -> Iterator[asyncio.Lock]:

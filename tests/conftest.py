@@ -18,6 +18,7 @@ import redis
 from bot.app import App, build_app
 from bot.config import load_settings
 from bot.llm.loader import LoadedModel, load_model
+from bot.observability import HealthServer
 from bot.telegram.runner import serve
 from bot.testing.bot_api import FakeBotApi
 from tests.tiny_models import build_tiny_gpt2, build_tiny_llama
@@ -33,6 +34,8 @@ BOT_SETTING_PREFIXES = (
     "SYSTEM_PROMPT",
     "LOG_",
     "RATE_LIMIT_",
+    "SAFETY_",
+    "METRICS_",
 )
 
 
@@ -183,7 +186,14 @@ async def start_bot(
         settings = load_settings(None)
         app = await build_app(settings, default_redis_url="memory://")
         stop = asyncio.Event()
-        task = asyncio.create_task(serve(settings.telegram, app.service, app.gate, stop=stop))
+        health = None
+        if settings.metrics.port:
+            health = HealthServer(
+                app.metrics, app.ready, listen=settings.metrics.listen, port=settings.metrics.port
+            )
+        task = asyncio.create_task(
+            serve(settings.telegram, app.service, app.gate, stop=stop, metrics=app.metrics, health=health)
+        )
         bot = RunningBot(app, task, stop)
         running.append(bot)
         return bot

@@ -22,6 +22,8 @@ ALLOWED: dict[str, tuple[str, ...]] = {
     "bot.llm": ("bot.domain", "bot.errors", "bot.llm"),
     "bot.config": ("bot.domain", "bot.errors"),
     "bot.gate": ("bot.errors", "bot.memory.base"),
+    "bot.metrics": (),
+    "bot.observability": ("bot.metrics",),
     "bot.safety": ("bot.config", "bot.domain", "bot.errors", "bot.safety"),
     "bot.service": (
         "bot.domain",
@@ -31,9 +33,19 @@ ALLOWED: dict[str, tuple[str, ...]] = {
         "bot.llm.base",
         "bot.prompt",
         "bot.safety",
+        "bot.metrics",
     ),
     "bot.terminal": ("bot.errors", "bot.service"),
-    "bot.telegram": ("bot.config", "bot.domain", "bot.errors", "bot.gate", "bot.service", "bot.telegram"),
+    "bot.telegram": (
+        "bot.config",
+        "bot.domain",
+        "bot.errors",
+        "bot.gate",
+        "bot.service",
+        "bot.telegram",
+        "bot.metrics",
+        "bot.observability",
+    ),
     "bot.testing": ("bot.testing",),
 }
 THIRD_PARTY_HOMES = {

