@@ -407,16 +407,23 @@ class Settings(BaseModel):
                 value = getattr(section, field)
                 if isinstance(value, SecretStr):
                     shown = "********"
-                elif value is None:
-                    shown = ""
-                elif isinstance(value, frozenset):
-                    shown = ",".join(str(item) for item in sorted(value))
-                elif field == "url" and isinstance(section, RedisSettings):
-                    shown = redact_url(str(value))
+                elif field == "url" and isinstance(value, str):
+                    shown = redact_url(value)
                 else:
-                    shown = str(value)
+                    shown = _env_text(value)
                 rows.append((section.env_name(field), shown))
         return rows
+
+
+def _env_text(value: object) -> str:
+    """A setting's value as one would write it in `.env`."""
+    if value is None:
+        return ""
+    if isinstance(value, bool):
+        return str(value).lower()
+    if isinstance(value, frozenset):
+        return ",".join(str(item) for item in sorted(value))
+    return str(value)
 
 
 def _format_error(section: type[_Section], error: Any) -> str:
@@ -472,14 +479,6 @@ def example_env() -> str:
         section: type[_Section] = info.annotation  # type: ignore[assignment]
         lines += ["", f"# ---- {info.title} ----"]
         for field, spec in section.model_fields.items():
-            default = spec.default
-            if default is None or isinstance(default, SecretStr):
-                shown = ""
-            elif isinstance(default, bool):
-                shown = str(default).lower()
-            elif isinstance(default, frozenset):
-                shown = ",".join(str(item) for item in sorted(default))
-            else:
-                shown = str(default)
+            shown = "" if isinstance(spec.default, SecretStr) else _env_text(spec.default)
             lines += [f"# {spec.description}", f"# {section.env_name(field)}={shown}"]
     return "\n".join(lines) + "\n"
