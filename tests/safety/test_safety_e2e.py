@@ -164,3 +164,22 @@ def test_the_terminal_shows_the_refusal(tiny_llama_dir: Path, tmp_path: Path) ->
     )
     assert done.returncode == 0
     assert SafetySettings().refusal_text in done.stdout and "prompt of" not in done.stderr
+
+
+def test_the_terminal_stores_a_card_number_redacted(
+    tiny_llama_dir: Path, redis_url: str, key_prefix: str, redis_client: redis.Redis, tmp_path: Path
+) -> None:
+    from tests.test_cli import run_bot
+
+    env = {
+        "MODEL_NAME": str(tiny_llama_dir),
+        "REDIS_URL": redis_url,
+        "REDIS_KEY_PREFIX": key_prefix,
+        "GENERATION_MAX_NEW_TOKENS": "6",
+        "SAFETY_OUTPUT_PROFANITY": "false",
+        "SAFETY_CHECK_DEGENERATE": "false",
+    }
+    done = run_bot(["chat"], env, f"my card {CARD} was charged twice\n", cwd=tmp_path)
+    assert done.returncode == 0, done.stderr
+    stored = redis_client.lrange(history_key(key_prefix, "terminal"), 0, -1)
+    assert json.loads(stored[0])["content"] == "my card [card] was charged twice"
