@@ -130,7 +130,7 @@ async def build_app(settings: Settings, *, default_redis_url: str, show_progress
         metrics.tokens.inc(tokens)
         metrics.batch_size.observe(sequences)
 
-    engine = TransformersEngine(loaded, on_generated=generated)
+    engine = TransformersEngine(loaded, max_queue=settings.engine.max_queue, on_generated=generated)
     metrics.watch_queue(lambda: engine.pending)
     context = min(settings.model.max_context or engine.context_tokens, engine.context_tokens)
     prompts = PromptBuilder(ChatFormat(loaded.tokenizer), system_prompt=system_prompt, context_tokens=context)

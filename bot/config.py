@@ -20,6 +20,7 @@ from bot.errors import ConfigError
 
 __all__ = [
     "DEFAULT_SYSTEM_PROMPT",
+    "EngineSettings",
     "GenerationSettings",
     "HistorySettings",
     "LogSettings",
@@ -198,6 +199,14 @@ class ModelSettings(_Section):
     )
     max_context: Annotated[int, Field(ge=64)] | None = Field(
         None, description="Context window in tokens (default: the model's own maximum)"
+    )
+
+
+class EngineSettings(_Section):
+    model_config = SettingsConfigDict(env_prefix="ENGINE_")
+
+    max_queue: int = Field(
+        64, ge=1, description="Replies that may wait for the model; beyond that people are asked to retry"
     )
 
 
@@ -386,6 +395,7 @@ class Settings(BaseModel):
     telegram: TelegramSettings = Field(title="Telegram")
     redis: RedisSettings = Field(title="Redis (conversation history, limits)")
     model: ModelSettings = Field(title="Model")
+    engine: EngineSettings = Field(title="Generation engine")
     prompt: PromptSettings = Field(title="Prompt")
     history: HistorySettings = Field(title="History")
     generation: GenerationSettings = Field(title="Generation (sampling)")

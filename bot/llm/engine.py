@@ -19,7 +19,7 @@ from transformers.generation.stopping_criteria import StoppingCriteria, Stopping
 from transformers.generation.streamers import BaseStreamer
 
 from bot.domain import GenerationParams
-from bot.errors import GenerationError, GenerationTimeout
+from bot.errors import EngineBusy, GenerationError, GenerationTimeout
 from bot.llm.base import Candidate
 from bot.llm.detok import IncrementalDecoder, StopMatcher
 from bot.llm.loader import LoadedModel
@@ -66,10 +66,16 @@ class _StopWhenSet(StoppingCriteria):
 
 class TransformersEngine:
     def __init__(
-        self, loaded: LoadedModel, *, on_generated: Callable[[int, int], None] | None = None
+        self,
+        loaded: LoadedModel,
+        *,
+        max_queue: int = 64,
+        on_generated: Callable[[int, int], None] | None = None,
     ) -> None:
-        """`on_generated(tokens, sequences)` is told about every finished generation (for metrics)."""
+        """`max_queue` bounds the generations waiting for the model (beyond it: EngineBusy, back-pressure);
+        `on_generated(tokens, sequences)` is told about every finished generation (for metrics)."""
         self._loaded = loaded
+        self._max_queue = max_queue
         self._on_generated = on_generated
         self.name = loaded.name
         self.tokenizer = loaded.tokenizer
@@ -81,6 +87,7 @@ class TransformersEngine:
     async def stream(
         self, prompt_ids: Sequence[int], params: GenerationParams, stop_strings: Sequence[str] = ()
     ) -> AsyncGenerator[str, None]:
+        self._admit()
         loop = asyncio.get_running_loop()
         deadline: float | None = None  # the timeout runs from when this generation starts, not while queued
         queue: asyncio.Queue[Any] = asyncio.Queue()
@@ -138,6 +145,7 @@ class TransformersEngine:
     async def candidates(
         self, prompt_ids: Sequence[int], params: GenerationParams, stop_strings: Sequence[str] = ()
     ) -> list[Candidate]:
+        self._admit()
         stop = threading.Event()
         kwargs = self._generate_kwargs(prompt_ids, params, None, stop)
         kwargs.update(
@@ -227,6 +235,10 @@ class TransformersEngine:
     def pending(self) -> int:
         """Generations queued behind the one running."""
         return self._worker.pending
+
+    def _admit(self) -> None:
+        if self._worker.pending >= self._max_queue:
+            raise EngineBusy(f"{self._worker.pending} replies are already waiting for the model")
 
     async def aclose(self) -> None:
         self._worker.close()

@@ -279,3 +279,26 @@ def test_17_a_malformed_redis_url_exits_2_without_secrets(tmp_path: Path) -> Non
     assert done.returncode == 2
     assert len(done.stderr.strip().splitlines()) == 1 and "REDIS_URL" in done.stderr
     assert "hunter2" not in done.stderr and TOKEN not in done.stderr
+
+
+async def test_a_full_queue_tells_people_to_retry(fake_api: FakeBotApi, start_bot: Any) -> None:
+    bot = await start_bot(ENGINE_MAX_QUEUE="1", TELEGRAM_STREAM_INTERVAL_SECONDS="0", **QUIET_SAFETY)
+    model = bot.app.engine._loaded.model
+    release, busy = threading.Event(), threading.Event()
+
+    def hold(_module: Any, _args: Any) -> None:
+        busy.set()
+        release.wait(30)
+
+    handle = model.register_forward_pre_hook(hold)
+    try:
+        fake_api.send_text(21, 21, "first: the model is busy with me")
+        await fake_api.wait_for(busy.is_set, timeout=10)
+        fake_api.send_text(22, 22, "second: I wait in the queue")
+        await fake_api.wait_for(lambda: bot.app.engine.pending == 1, timeout=10)
+        fake_api.send_text(23, 23, "third: no room left")
+        assert await replies_in(fake_api, 23, 1) == [Texts.BUSY]
+    finally:
+        handle.remove()
+        release.set()
+    assert len(await replies_in(fake_api, 21, 1)) == 1 and len(await replies_in(fake_api, 22, 1)) == 1
