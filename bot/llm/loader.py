@@ -142,9 +142,7 @@ def default_cache_dir() -> Path:
 
 def _converted(gguf: Path, cache_dir: Path, progress: Progress | None) -> Path:
     """The safetensors directory for `gguf`, converting it if the cache does not have it yet."""
-    stat = gguf.stat()
-    digest = hashlib.sha256(f"{gguf}:{stat.st_size}:{stat.st_mtime_ns}".encode()).hexdigest()[:16]
-    target = cache_dir / f"{gguf.stem}-{digest}"
+    target = cache_dir / f"{gguf.stem}-{_fingerprint(gguf)}"
     if (target / "config.json").is_file():
         return target
     say = progress or (lambda _message: None)
@@ -167,6 +165,15 @@ def _converted(gguf: Path, cache_dir: Path, progress: Progress | None) -> Path:
     finally:
         shutil.rmtree(work, ignore_errors=True)
     return target
+
+
+def _fingerprint(gguf: Path) -> str:
+    """Identifies the file by its content, not its path: every virtualenv with the same package reuses one
+    conversion. Size plus the first MiB (header and tensor index) tell GGUF files apart."""
+    digest = hashlib.sha256(f"{gguf.name}:{gguf.stat().st_size}:".encode())
+    with gguf.open("rb") as file:
+        digest.update(file.read(1 << 20))
+    return digest.hexdigest()[:16]
 
 
 def _convert_gguf(gguf: Path, out: Path, say: Progress) -> None:
