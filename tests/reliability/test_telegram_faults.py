@@ -4,12 +4,14 @@ API, real Redis, a real tiny model). Numbers in the names refer to the cases in 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import signal
 import subprocess
 import sys
 import threading
 import time
+from collections.abc import Iterator
 from itertools import pairwise
 from pathlib import Path
 from typing import Any
@@ -26,6 +28,28 @@ from bot.testing.bot_api import FakeBotApi
 from tests.conftest import TOKEN, env_without_bot_settings
 from tests.telegram.test_bot_e2e import replies_in
 from tests.tiny_models import build_tiny_llama
+
+
+@contextlib.contextmanager
+def stalled_forward(model: Any, *, after: int = 0, once: bool = False) -> Iterator[threading.Event]:
+    """A fault injected into the real model: forward passes after the first `after` block until the block
+    ends (only the first one with `once`). The yielded event is set when a pass has blocked."""
+    release, stalled, passes = threading.Event(), threading.Event(), [0]
+
+    def hook(_module: Any, _args: Any) -> None:
+        passes[0] += 1
+        if passes[0] <= after or (once and stalled.is_set()):
+            return
+        stalled.set()
+        release.wait(30)
+
+    handle = model.register_forward_pre_hook(hook)
+    try:
+        yield stalled
+    finally:
+        handle.remove()
+        release.set()
+
 
 QUIET_SAFETY = {
     "SAFETY_OUTPUT_PROFANITY": "false",
@@ -178,17 +202,7 @@ async def test_15_a_hung_model_gives_a_timeout_notice_and_others_are_served(
     bot = await start_bot(
         GENERATION_TIMEOUT_SECONDS="2", TELEGRAM_STREAM_INTERVAL_SECONDS="0", **QUIET_SAFETY
     )
-    model = bot.app.engine._loaded.model  # a fault injected into the real model: one forward pass hangs
-    release = threading.Event()
-    hung = threading.Event()
-
-    def hang_once(_module: Any, _args: Any) -> None:
-        if not hung.is_set():
-            hung.set()
-            release.wait(30)
-
-    handle = model.register_forward_pre_hook(hang_once)
-    try:
+    with stalled_forward(bot.app.engine._loaded.model, once=True) as hung:
         fake_api.send_text(7, 7, "this one hangs")
         await fake_api.wait_for(hung.is_set, timeout=10)
         fake_api.send_text(8, 8, "and this one?")
@@ -197,9 +211,6 @@ async def test_15_a_hung_model_gives_a_timeout_notice_and_others_are_served(
         assert time.monotonic() - started < 2 + 3
         (answer,) = await replies_in(fake_api, 8, 1)
         assert answer != Texts.TIMEOUT, "the other chat is served while the first generation is stuck"
-    finally:
-        release.set()
-        handle.remove()
 
 
 async def test_15b_a_timeout_mid_stream_turns_the_draft_into_the_notice(
@@ -211,22 +222,11 @@ async def test_15b_a_timeout_mid_stream_turns_the_draft_into_the_notice(
         TELEGRAM_STREAM_INTERVAL_SECONDS="0.05",
         **QUIET_SAFETY,
     )
-    model = bot.app.engine._loaded.model
-    release, passes = threading.Event(), [0]
-
-    def hang_after_some_tokens(_module: Any, _args: Any) -> None:
-        passes[0] += 1
-        if passes[0] > 60:  # enough text for a draft to show, then the model hangs
-            release.wait(30)
-
-    handle = model.register_forward_pre_hook(hang_after_some_tokens)
-    try:
+    # enough text for a draft to show, then the model hangs
+    with stalled_forward(bot.app.engine._loaded.model, after=60):
         fake_api.send_text(10, 10, "tell me everything")
         await fake_api.wait_for(lambda: len(fake_api.messages_in(10)) == 1, timeout=20)  # the draft
         await fake_api.wait_for(lambda: fake_api.messages_in(10) == [Texts.TIMEOUT], timeout=20)
-    finally:
-        release.set()
-        handle.remove()
 
 
 async def test_16_sigterm_during_generation_writes_no_half_history(
@@ -283,22 +283,11 @@ def test_17_a_malformed_redis_url_exits_2_without_secrets(tmp_path: Path) -> Non
 
 async def test_a_full_queue_tells_people_to_retry(fake_api: FakeBotApi, start_bot: Any) -> None:
     bot = await start_bot(ENGINE_MAX_QUEUE="1", TELEGRAM_STREAM_INTERVAL_SECONDS="0", **QUIET_SAFETY)
-    model = bot.app.engine._loaded.model
-    release, busy = threading.Event(), threading.Event()
-
-    def hold(_module: Any, _args: Any) -> None:
-        busy.set()
-        release.wait(30)
-
-    handle = model.register_forward_pre_hook(hold)
-    try:
+    with stalled_forward(bot.app.engine._loaded.model) as busy:
         fake_api.send_text(21, 21, "first: the model is busy with me")
         await fake_api.wait_for(busy.is_set, timeout=10)
         fake_api.send_text(22, 22, "second: I wait in the queue")
         await fake_api.wait_for(lambda: bot.app.engine.pending == 1, timeout=10)
         fake_api.send_text(23, 23, "third: no room left")
         assert await replies_in(fake_api, 23, 1) == [Texts.BUSY]
-    finally:
-        handle.remove()
-        release.set()
     assert len(await replies_in(fake_api, 21, 1)) == 1 and len(await replies_in(fake_api, 22, 1)) == 1
