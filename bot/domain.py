@@ -6,10 +6,11 @@ import time
 from dataclasses import dataclass, field
 from enum import StrEnum
 
-__all__ = ["Action", "ChatKind", "GenerationParams", "Role", "Turn", "Verdict"]
+__all__ = ["Action", "ChatKind", "GenerationParams", "Prompt", "ReplyInfo", "Role", "Turn", "Verdict"]
 
 
 class Role(StrEnum):
+    SYSTEM = "system"
     USER = "user"
     ASSISTANT = "assistant"
 
@@ -89,3 +90,42 @@ class GenerationParams:
     seed: int | None = None
     timeout_seconds: float = 60.0
     num_candidates: int = 1
+
+
+@dataclass(frozen=True, slots=True)
+class Prompt:
+    """What an engine is asked to continue.
+
+    `ids` are the rendered token ids (local engines run them); `messages` are the (role, text) pairs they
+    were rendered from, system first (remote chat-completion engines send these instead). `session` names
+    the conversation, so an engine may keep its state (a KV cache) between turns.
+    """
+
+    ids: tuple[int, ...]
+    stop_strings: tuple[str, ...] = ()
+    messages: tuple[tuple[Role, str], ...] = ()
+    history_used: int = 0
+    history_dropped: int = 0
+    session: str | None = None
+
+    @property
+    def token_count(self) -> int:
+        return len(self.ids)
+
+
+@dataclass(slots=True)
+class ReplyInfo:
+    """What the service learned while answering one message, for the transport that asked.
+
+    Filled in by ChatService.respond as the reply is produced: knowledge-base sources it drew on, how
+    confident retrieval was, whether the bot could answer from its knowledge at all. Transports use it for
+    feedback buttons, handoff decisions and analytics.
+    """
+
+    question: str = ""
+    reply: str = ""
+    sources: tuple[str, ...] = ()
+    confidence: float | None = None
+    answered: bool = True
+    grounded: bool = False
+    handoff_requested: bool = False

@@ -15,7 +15,7 @@ from collections.abc import AsyncIterator, Iterator
 from contextlib import aclosing, contextmanager
 from dataclasses import dataclass
 
-from bot.domain import ChatKind, GenerationParams, Role, Turn, Verdict
+from bot.domain import ChatKind, GenerationParams, Prompt, ReplyInfo, Role, Turn, Verdict
 from bot.errors import (
     AccessDenied,
     DuplicateDelivery,
@@ -29,7 +29,7 @@ from bot.gate import Gate
 from bot.llm.base import Engine
 from bot.memory.base import AuditLog, ConversationStore, Limits
 from bot.metrics import Metrics
-from bot.prompt.builder import Prompt, PromptBuilder
+from bot.prompt.builder import PromptBuilder
 from bot.safety import SafetyPipeline
 
 __all__ = ["EMPTY_REPLY_FALLBACK", "ChatService", "Message"]
@@ -97,8 +97,11 @@ class ChatService:
     def params(self) -> GenerationParams:
         return self._params
 
-    async def respond(self, message: Message) -> AsyncIterator[str]:
+    async def respond(self, message: Message, info: ReplyInfo | None = None) -> AsyncIterator[str]:
         """Stream the reply to `message`; both turns are stored once the reply is complete.
+
+        `info`, when given, is filled in as the reply is produced (the question as stored, the reply,
+        knowledge-base sources and confidence) for the transport to use once the stream ends.
 
         Messages of one chat are answered one at a time, in arrival order (the lock is taken before any
         await). Raises DuplicateDelivery, AccessDenied, RateLimited or InputRefused before the first piece,
@@ -112,7 +115,9 @@ class ChatService:
             with self._chat_lock(message.chat_id) as lock:
                 async with lock:
                     await self._screen(message)
-                    async for piece in self._respond_locked(message):
+                    async for piece in self._respond_locked(
+                        message, info if info is not None else ReplyInfo()
+                    ):
                         if first and self._metrics is not None:
                             self._metrics.first_token_seconds.observe(time.monotonic() - arrived)
                         first = False
@@ -139,7 +144,7 @@ class ChatService:
         if self._gate is not None:
             await self._gate.admit(message.user_id, message.chat_id)
 
-    async def _respond_locked(self, message: Message) -> AsyncIterator[str]:
+    async def _respond_locked(self, message: Message, info: ReplyInfo) -> AsyncIterator[str]:
         text = message.text
         if self._safety is not None:
             verdict = self._safety.check_input(text)
@@ -161,6 +166,7 @@ class ChatService:
             question,
             max_new_tokens=self._params.max_new_tokens,
             label_authors=message.chat_kind is ChatKind.GROUP,
+            session=str(message.chat_id),
         )
         log.debug(
             "chat %s: prompt of %d tokens with %d history turns (%d older dropped)",
@@ -186,6 +192,7 @@ class ChatService:
         if not reply:
             reply = EMPTY_REPLY_FALLBACK
             yield reply
+        info.question, info.reply = question.content, reply
         answer = Turn(Role.ASSISTANT, reply)
         append_id = f"m{message.message_id}" if message.message_id is not None else uuid.uuid4().hex
         try:
@@ -202,7 +209,7 @@ class ChatService:
         The last HOLD_BACK_CHARS characters stay unshown until more text (or the end) arrives, so a card
         number or the canary is caught before any of it is sent.
         """
-        stream = self._engine.stream(prompt.ids, self._params, prompt.stop_strings)
+        stream = self._engine.stream(prompt, self._params)
         safety = self._safety
         if safety is None:
             async with aclosing(stream):
@@ -234,7 +241,7 @@ class ChatService:
 
     async def _best_of(self, chat_id: int | str, prompt: Prompt) -> str:
         """Sample n replies in one batch; the most likely one that passes the output checks wins."""
-        candidates = await self._engine.candidates(prompt.ids, self._params, prompt.stop_strings)
+        candidates = await self._engine.candidates(prompt, self._params)
         if self._safety is None:
             return candidates[0].text
         for candidate in candidates:

@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncGenerator, Sequence
+from collections.abc import AsyncGenerator
 from dataclasses import dataclass
 from typing import Protocol
 
-from bot.domain import GenerationParams
+from bot.domain import GenerationParams, Prompt
 
 __all__ = ["Candidate", "Engine"]
 
@@ -22,19 +22,15 @@ class Candidate:
 class Engine(Protocol):
     name: str
 
-    def stream(
-        self, prompt_ids: Sequence[int], params: GenerationParams, stop_strings: Sequence[str] = ()
-    ) -> AsyncGenerator[str, None]:
-        """Yield the reply's text as it is produced, without special tokens or stop strings.
+    def stream(self, prompt: Prompt, params: GenerationParams) -> AsyncGenerator[str, None]:
+        """Yield the reply's text as it is produced, without special tokens or the prompt's stop strings.
 
         Raises GenerationTimeout after `params.timeout_seconds` and GenerationError if the model fails.
         Closing the iterator early stops the generation.
         """
         ...
 
-    async def candidates(
-        self, prompt_ids: Sequence[int], params: GenerationParams, stop_strings: Sequence[str] = ()
-    ) -> list[Candidate]:
+    async def candidates(self, prompt: Prompt, params: GenerationParams) -> list[Candidate]:
         """Sample `params.num_candidates` whole replies in one batch, best (highest mean log-prob) first."""
         ...
 

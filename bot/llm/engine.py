@@ -18,7 +18,7 @@ import torch
 from transformers.generation.stopping_criteria import StoppingCriteria, StoppingCriteriaList
 from transformers.generation.streamers import BaseStreamer
 
-from bot.domain import GenerationParams
+from bot.domain import GenerationParams, Prompt
 from bot.errors import EngineBusy, GenerationError, GenerationTimeout
 from bot.llm.base import Candidate
 from bot.llm.detok import IncrementalDecoder, StopMatcher
@@ -84,10 +84,9 @@ class TransformersEngine:
         pad = loaded.tokenizer.pad_token_id
         self._pad_id = pad if pad is not None else loaded.model.generation_config.eos_token_id
 
-    async def stream(
-        self, prompt_ids: Sequence[int], params: GenerationParams, stop_strings: Sequence[str] = ()
-    ) -> AsyncGenerator[str, None]:
+    async def stream(self, prompt: Prompt, params: GenerationParams) -> AsyncGenerator[str, None]:
         self._admit()
+        prompt_ids, stop_strings = prompt.ids, prompt.stop_strings
         loop = asyncio.get_running_loop()
         deadline: float | None = None  # the timeout runs from when this generation starts, not while queued
         queue: asyncio.Queue[Any] = asyncio.Queue()
@@ -142,10 +141,9 @@ class TransformersEngine:
             elif not job.cancelled():
                 job.exception()  # retrieved here so an abandoned reply's error is not reported as unhandled
 
-    async def candidates(
-        self, prompt_ids: Sequence[int], params: GenerationParams, stop_strings: Sequence[str] = ()
-    ) -> list[Candidate]:
+    async def candidates(self, prompt: Prompt, params: GenerationParams) -> list[Candidate]:
         self._admit()
+        prompt_ids, stop_strings = prompt.ids, prompt.stop_strings
         stop = threading.Event()
         kwargs = self._generate_kwargs(prompt_ids, params, None, stop)
         kwargs.update(

@@ -8,13 +8,12 @@ speaker's line. History is dropped from the oldest turn until prompt + reply bud
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
 from typing import Any, Protocol
 
-from bot.domain import Role, Turn
+from bot.domain import Prompt, Role, Turn
 from bot.errors import PromptTooLong
 
-__all__ = ["ChatFormat", "Prompt", "PromptBuilder", "Tokenizer"]
+__all__ = ["ChatFormat", "PromptBuilder", "Tokenizer"]
 
 
 class Tokenizer(Protocol):
@@ -25,18 +24,6 @@ class Tokenizer(Protocol):
     def apply_chat_template(self, conversation: Any, **kwargs: Any) -> Any: ...
 
     def encode(self, text: str, add_special_tokens: bool = ...) -> list[int]: ...
-
-
-@dataclass(frozen=True, slots=True)
-class Prompt:
-    ids: list[int]
-    stop_strings: tuple[str, ...]
-    history_used: int
-    history_dropped: int
-
-    @property
-    def token_count(self) -> int:
-        return len(self.ids)
 
 
 class ChatFormat:
@@ -82,8 +69,18 @@ class PromptBuilder:
         self._system = system_prompt
         self._context = context_tokens
 
+    @property
+    def system_prompt(self) -> str:
+        return self._system
+
     def build(
-        self, history: Sequence[Turn], message: Turn, *, max_new_tokens: int, label_authors: bool = False
+        self,
+        history: Sequence[Turn],
+        message: Turn,
+        *,
+        max_new_tokens: int,
+        label_authors: bool = False,
+        session: str | None = None,
     ) -> Prompt:
         """The longest suffix of `history` that, with `message`, leaves room for `max_new_tokens`."""
         budget = self._context - max_new_tokens
@@ -91,9 +88,17 @@ class PromptBuilder:
         new = _entry(message, label_authors)
         start = 0
         while True:
-            ids = self._format.render(self._system, [*entries[start:], new])
+            messages = [*entries[start:], new]
+            ids = self._format.render(self._system, messages)
             if len(ids) <= budget:
-                return Prompt(ids, self._format.stop_strings, len(entries) - start, start)
+                return Prompt(
+                    tuple(ids),
+                    self._format.stop_strings,
+                    messages=((Role.SYSTEM, self._system), *messages) if self._system else tuple(messages),
+                    history_used=len(entries) - start,
+                    history_dropped=start,
+                    session=session,
+                )
             if start >= len(entries):
                 raise PromptTooLong(
                     f"the message needs {len(ids)} tokens but only {budget} fit the context window"

@@ -8,7 +8,7 @@ import dataclasses
 import pytest
 import torch
 
-from bot.domain import GenerationParams
+from bot.domain import GenerationParams, Prompt
 from bot.errors import GenerationTimeout
 from bot.llm.engine import TransformersEngine
 from bot.llm.loader import LoadedModel
@@ -26,7 +26,7 @@ def prompt_ids(model: LoadedModel, text: str = "Where is my order?") -> list[int
 async def collect(
     engine: TransformersEngine, ids: list[int], params: GenerationParams, stops: tuple[str, ...] = ()
 ) -> list[str]:
-    return [piece async for piece in engine.stream(ids, params, stops)]
+    return [piece async for piece in engine.stream(Prompt(tuple(ids), stops), params)]
 
 
 async def test_greedy_stream_equals_model_generate(tiny_llama: LoadedModel) -> None:
@@ -86,7 +86,9 @@ async def test_timeout_raises_and_the_loop_stays_responsive(tiny_llama: LoadedMo
 
 async def test_closing_the_stream_early_stops_generation(tiny_llama: LoadedModel) -> None:
     engine = TransformersEngine(tiny_llama)
-    stream = engine.stream(prompt_ids(tiny_llama), dataclasses.replace(GREEDY, max_new_tokens=480))
+    stream = engine.stream(
+        Prompt(tuple(prompt_ids(tiny_llama))), dataclasses.replace(GREEDY, max_new_tokens=480)
+    )
     first = await anext(stream)
     await stream.aclose()
     assert first

@@ -36,7 +36,7 @@ async def greedy_reply(model: LoadedModel, text: str, max_new_tokens: int = GREE
     prompt = prompts.build([], _turn(text), max_new_tokens=max_new_tokens)
     engine = TransformersEngine(model)
     try:
-        return "".join([p async for p in engine.stream(prompt.ids, params)]).strip()
+        return "".join([p async for p in engine.stream(prompt, params)]).strip()
     finally:
         await engine.aclose()
 
