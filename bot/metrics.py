@@ -39,8 +39,20 @@ class Metrics:
         self.queue_depth = Gauge("bot_engine_queue_depth", "Generations waiting for the model", registry=r)
         self.batch_size = Histogram(
             "bot_engine_batch_size",
-            "Sequences decoded together per generation",
-            buckets=(1, 2, 4, 8, 16, 32),
+            "Sequences decoded together, per decode step",
+            buckets=(1, 2, 4, 8, 16, 32, 64),
+            registry=r,
+        )
+        self.cache_lookups = Counter(
+            "bot_engine_cache_lookups_total",
+            "Prompts that started from a cached prefix (hit) or from nothing (miss)",
+            ["result"],
+            registry=r,
+        )
+        self.prompt_tokens = Counter(
+            "bot_engine_prompt_tokens_total",
+            "Prompt tokens taken from the KV cache (cached) or computed (computed)",
+            ["source"],
             registry=r,
         )
         self.safety = Counter(

@@ -13,11 +13,13 @@ import time
 import uuid
 from collections.abc import AsyncIterator, Iterator
 from contextlib import aclosing, contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from bot.domain import ChatKind, GenerationParams, Prompt, ReplyInfo, Role, Turn, Verdict
 from bot.errors import (
     AccessDenied,
+    BotError,
+    ConfigError,
     DuplicateDelivery,
     GenerationTimeout,
     InputRefused,
@@ -27,10 +29,14 @@ from bot.errors import (
 )
 from bot.gate import Gate
 from bot.llm.base import Engine
-from bot.memory.base import AuditLog, ConversationStore, Limits
+from bot.memory.base import AuditLog, ChatLocks, ConversationStore, Limits
+from bot.memory.leases import ChatTurns, Delivery
 from bot.metrics import Metrics
 from bot.prompt.builder import PromptBuilder
 from bot.safety import SafetyPipeline
+from bot.support.base import Knowledge, Retrieval
+from bot.support.desk import SupportDesk
+from bot.support.handoff import wants_human
 
 __all__ = ["EMPTY_REPLY_FALLBACK", "ChatService", "Message"]
 
@@ -80,7 +86,15 @@ class ChatService:
         audit: AuditLog | None = None,
         metrics: Metrics | None = None,
         dedup_ttl_seconds: int = 86_400,
+        chat_locks: ChatLocks | None = None,
+        lease_seconds: float = 15.0,
+        support: SupportDesk | None = None,
+        knowledge: Knowledge | None = None,
     ) -> None:
+        self._support = support
+        self._knowledge = knowledge
+        if knowledge is not None and safety is not None:
+            safety.allow_public(knowledge.public_text)  # the company's own contact data may be repeated
         self._metrics = metrics
         self._store = store
         self._safety = safety
@@ -92,10 +106,23 @@ class ChatService:
         self._prompts = prompts
         self._params = params
         self._locks: dict[str, tuple[asyncio.Lock, int]] = {}
+        # across replicas: the chat's shared lock, then the delivery's lease (`bot/memory/leases.py`)
+        self._turns = ChatTurns(
+            chat_locks,
+            limits,
+            lease_seconds=lease_seconds,
+            done_ttl_seconds=dedup_ttl_seconds,
+            on_store_error=self._store_failed,
+        )
 
     @property
     def params(self) -> GenerationParams:
         return self._params
+
+    @property
+    def support(self) -> SupportDesk | None:
+        """Handoff, feedback and analytics, for transports (None: no support desk)."""
+        return self._support
 
     async def respond(self, message: Message, info: ReplyInfo | None = None) -> AsyncIterator[str]:
         """Stream the reply to `message`; both turns are stored once the reply is complete.
@@ -104,7 +131,9 @@ class ChatService:
         knowledge-base sources and confidence) for the transport to use once the stream ends.
 
         Messages of one chat are answered one at a time, in arrival order (the lock is taken before any
-        await). Raises DuplicateDelivery, AccessDenied, RateLimited or InputRefused before the first piece,
+        await); with `chat_locks` also across replicas, oldest message_id first, and a Telegram update is
+        answered once however often it is delivered, even after the replica answering it died. Raises
+        DuplicateDelivery, AccessDenied, RateLimited or InputRefused before the first piece,
         and ReplyReplaced (after storing the replacement) when the reply failed the output checks after
         part of it was shown. If the store is down the bot still answers, without history, and says so in
         the log. A reply abandoned midway stores nothing.
@@ -113,15 +142,27 @@ class ChatService:
         outcome = "answered"
         try:
             with self._chat_lock(message.chat_id) as lock:
-                async with lock:
-                    await self._screen(message)
-                    async for piece in self._respond_locked(
-                        message, info if info is not None else ReplyInfo()
-                    ):
-                        if first and self._metrics is not None:
-                            self._metrics.first_token_seconds.observe(time.monotonic() - arrived)
-                        first = False
-                        yield piece
+                # a transport that passes a delivery id sends the reply in this task after the stream
+                # ends: the chat stays held across replicas until then, so replies go out in order
+                shared = self._turns.chat(
+                    message.chat_id, message.message_id, until_task_ends=message.delivery_id is not None
+                )
+                async with lock, shared:
+                    delivery = await self._screen(message)
+                    try:
+                        async for piece in self._respond_locked(
+                            message, info if info is not None else ReplyInfo()
+                        ):
+                            if first and self._metrics is not None:
+                                self._metrics.first_token_seconds.observe(time.monotonic() - arrived)
+                            first = False
+                            yield piece
+                    except BaseException as exc:  # a refusal or notice is an answer; an abandoned reply not
+                        if delivery is not None:
+                            delivery.finish(answered=isinstance(exc, BotError))
+                        raise
+                    if delivery is not None:
+                        delivery.finish(answered=True)
         except BaseException as exc:
             outcome = _OUTCOMES.get(type(exc), "error")
             raise
@@ -131,27 +172,38 @@ class ChatService:
                 if outcome in ("answered", "replaced"):
                     self._metrics.reply_seconds.observe(time.monotonic() - arrived)
 
-    async def _screen(self, message: Message) -> None:
-        if message.delivery_id is not None and self._limits is not None:
-            try:
-                first = await self._limits.claim(message.delivery_id, self._dedup_ttl)
-            except StoreUnavailable as exc:
-                self._store_failed("claim")
-                log.warning("cannot check delivery %s for duplicates: %s", message.delivery_id, exc)
-                first = True
-            if not first:
-                raise DuplicateDelivery(f"delivery {message.delivery_id} was already handled")
-        if self._gate is not None:
-            await self._gate.admit(message.user_id, message.chat_id)
+    async def _screen(self, message: Message) -> Delivery | None:
+        """Lease the delivery (DuplicateDelivery if it was answered), then the gate."""
+        delivery = None
+        if message.delivery_id is not None:
+            delivery = await self._turns.claim(message.delivery_id)
+        try:
+            if self._gate is not None:
+                await self._gate.admit(message.user_id, message.chat_id)
+            if self._support is not None:
+                await self._support.analytics.message(message.chat_id)
+        except BaseException as exc:
+            if delivery is not None:
+                delivery.finish(answered=isinstance(exc, BotError))
+            raise
+        return delivery
 
     async def _respond_locked(self, message: Message, info: ReplyInfo) -> AsyncIterator[str]:
+        started = time.monotonic()
+        if self._support is not None and await self._support.handoffs.owned(message.chat_id):
+            await self._for_person(message, info)  # the one place the bot keeps silent during a handoff
+            return
         text = message.text
         if self._safety is not None:
             verdict = self._safety.check_input(text)
             await self._audit(message.chat_id, "in", verdict)
             if verdict.blocked:
+                if self._support is not None:
+                    await self._support.analytics.blocked(message.chat_id)
                 raise InputRefused(self._safety.message_for(verdict), reasons=verdict.reasons)
             text = verdict.text
+        if await self._asks_for_person(message, text, info):
+            return
         try:
             history = await self._store.load(message.chat_id)
         except StoreUnavailable as exc:
@@ -161,12 +213,14 @@ class ChatService:
         question = Turn(
             Role.USER, text, message_id=message.message_id, user_id=message.user_id, author=message.author
         )
+        retrieval = await self._retrieve(text)
         prompt = self._prompts.build(
             history,
             question,
             max_new_tokens=self._params.max_new_tokens,
             label_authors=message.chat_kind is ChatKind.GROUP,
             session=str(message.chat_id),
+            knowledge=retrieval.blocks if retrieval is not None else (),
         )
         log.debug(
             "chat %s: prompt of %d tokens with %d history turns (%d older dropped)",
@@ -178,7 +232,11 @@ class ChatService:
         pieces: list[str] = []
         replaced: ReplyReplaced | None = None
         try:
-            if self._params.num_candidates > 1:
+            if retrieval is not None:  # a knowledge-base question: the answer is verified before it is shown
+                grounded = await self._grounded(message.chat_id, text, prompt, retrieval, info)
+                pieces.append(grounded)
+                yield grounded
+            elif self._params.num_candidates > 1:
                 best = await self._best_of(message.chat_id, prompt)
                 pieces.append(best)
                 yield best
@@ -200,6 +258,7 @@ class ChatService:
         except StoreUnavailable as exc:
             self._store_failed("append")
             log.warning("chat %s: this exchange was not saved to history: %s", message.chat_id, exc)
+        await self._after_reply(message, info, time.monotonic() - started, replaced=replaced is not None)
         if replaced is not None:
             raise replaced
 
@@ -275,6 +334,122 @@ class ChatService:
         except StoreUnavailable as exc:
             self._store_failed("audit")
             log.warning("safety event not recorded: %s", exc)
+
+    # -- the support desk: handoff and analytics ----------------------------------------------------
+    def _question(self, message: Message, text: str) -> Turn:
+        return Turn(
+            Role.USER, text, message_id=message.message_id, user_id=message.user_id, author=message.author
+        )
+
+    async def _for_person(self, message: Message, info: ReplyInfo) -> None:
+        """A person owns the chat: keep the message in history, redacted as usual, and say nothing."""
+        assert self._support is not None
+        text = message.text
+        if self._safety is not None:
+            verdict = self._safety.check_input(text)
+            await self._audit(message.chat_id, "in", verdict)
+            text = f"[withheld: {','.join(verdict.reasons)}]" if verdict.blocked else verdict.text
+        append_id = f"m{message.message_id}" if message.message_id is not None else uuid.uuid4().hex
+        await self._support.handoffs.store_turn(message.chat_id, self._question(message, text), append_id)
+        info.question, info.handled_by_human = text, True
+
+    async def _asks_for_person(self, message: Message, text: str, info: ReplyInfo) -> bool:
+        """A plain-words request for a person ("I want to talk to a human") hands the chat over."""
+        support = self._support
+        if support is None or not support.handoffs.available or not wants_human(text):
+            return False
+        try:
+            await support.handoffs.begin(int(message.chat_id), message.user_id, message.author or "", "asked")
+        except (StoreUnavailable, ValueError) as exc:
+            log.warning("chat %s asked for a person but the handoff failed: %s", message.chat_id, exc)
+            return False
+        append_id = f"m{message.message_id}" if message.message_id is not None else uuid.uuid4().hex
+        await support.handoffs.store_turn(message.chat_id, self._question(message, text), append_id)
+        info.question, info.handoff_requested = text, True
+        return True
+
+    async def _after_reply(
+        self, message: Message, info: ReplyInfo, seconds: float, *, replaced: bool
+    ) -> None:
+        """Analytics of a finished reply; after too many ungrounded answers in a row, hand the chat over."""
+        support = self._support
+        if support is None:
+            return
+        if replaced:
+            await support.analytics.blocked(message.chat_id)
+        await support.analytics.reply(message.chat_id, seconds, info.question, answered=info.answered)
+        if await support.handoffs.should_escalate(message.chat_id, grounded=info.answered):
+            try:
+                begun = await support.handoffs.begin(
+                    int(message.chat_id), message.user_id, message.author or "", "unanswered"
+                )
+            except StoreUnavailable as exc:
+                log.warning("chat %s: escalation to a person failed: %s", message.chat_id, exc)
+                return
+            info.handoff_requested = begun is not None
+
+    # -- the knowledge base: retrieval and grounded answers -------------------------------------------
+    async def _retrieve(self, text: str) -> Retrieval | None:
+        """Passages for a question; None without a knowledge base or for small talk ("hi", "thanks")."""
+        if self._knowledge is None:
+            return None
+        retrieval = await self._knowledge.retrieve(text)
+        return None if retrieval.small_talk else retrieval
+
+    async def _grounded(
+        self, chat_id: int | str, question: str, prompt: Prompt, retrieval: Retrieval, info: ReplyInfo
+    ) -> str:
+        """The whole reply, checked against the passages, with its source; or an honest "I don't know".
+
+        Knowledge-base answers are not streamed: a figure the passages do not back must never be shown,
+        not even for the seconds until a replacement, so the model's draft is generated in full, verified,
+        and replaced by the best passage's own sentences when it fails. Answers are a few sentences, so
+        the wait is short, and the typing indicator covers it.
+        """
+        assert self._knowledge is not None
+        grounded = self._knowledge.ground(question, "", retrieval)  # "not found", or the extractive answer
+        if retrieval.confident:
+            for draft in await self._drafts(prompt):
+                candidate = self._knowledge.ground(question, draft, retrieval)
+                if candidate.verified:
+                    grounded = candidate
+                    break
+                grounded = candidate
+        text = grounded.text
+        if self._safety is not None:
+            verdict = self._safety.check_output(text)
+            await self._audit(chat_id, "out", verdict)
+            if verdict.blocked and grounded.verified:  # the model's words failed: the passage's own instead
+                fallback = self._knowledge.ground(question, "", retrieval)
+                grounded = replace(fallback, problems=tuple(f"output:{r}" for r in verdict.reasons))
+                verdict = self._safety.check_output(grounded.text)
+            text = self._safety.message_for(verdict) if verdict.blocked else verdict.text
+        if grounded.problems and grounded.answered:
+            problems = ",".join(grounded.problems)
+            log.info("chat %s: answered from the passage, not the model (%s)", chat_id, problems)
+        info.sources, info.confidence = grounded.sources, retrieval.confidence
+        info.answered, info.grounded = grounded.answered, grounded.answered
+        return text
+
+    async def _drafts(self, prompt: Prompt) -> list[str]:
+        """The model's full replies (several with GENERATION_NUM_CANDIDATES), most likely first."""
+        if self._params.num_candidates > 1:
+            return [candidate.text for candidate in await self._engine.candidates(prompt, self._params)]
+        stream = self._engine.stream(prompt, self._params)
+        async with aclosing(stream):
+            return ["".join([piece async for piece in stream])]
+
+    async def reload_knowledge(self) -> str:
+        """Re-read the knowledge base (an admin's /reload); the summary says what is now served.
+
+        Raises ConfigError when there is none or a file is broken (the previous version keeps serving).
+        """
+        if self._knowledge is None:
+            raise ConfigError("no knowledge base is configured: set KB_PATH to a folder of documents")
+        summary = await self._knowledge.reload()
+        if self._safety is not None:
+            self._safety.allow_public(self._knowledge.public_text)
+        return summary
 
     async def reset(self, chat_id: int | str) -> None:
         """Forget the chat's history (raises StoreUnavailable if the store is down)."""

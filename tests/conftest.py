@@ -36,6 +36,11 @@ BOT_SETTING_PREFIXES = (
     "RATE_LIMIT_",
     "SAFETY_",
     "METRICS_",
+    "ENGINE_",
+    "LLM_",
+    "SERVE_",
+    "KB_",
+    "SUPPORT_",
 )
 
 
@@ -163,6 +168,7 @@ def bot_env(
         "REDIS_URL": redis_url,
         "REDIS_KEY_PREFIX": key_prefix,
         "MODEL_NAME": str(tiny_llama_dir),
+        "MODEL_DTYPE": "float32",  # the same numbers as the tests' own float32 reference runs
         "GENERATION_MAX_NEW_TOKENS": "12",
         "GENERATION_DO_SAMPLE": "false",
         # a fixed prompt keeps the tiny model's greedy text, and so the output checks' verdicts, reproducible

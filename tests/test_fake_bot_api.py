@@ -234,3 +234,18 @@ async def test_application_polls_and_replies(fake: FakeBotApi) -> None:
         await app.stop()
     assert time.monotonic() - started < 3
     assert {"deleteWebhook", "getUpdates", "sendMessage"} <= {c.method for c in fake.calls}
+
+
+async def test_edit_message_reply_markup_replaces_and_removes_buttons(fake: FakeBotApi, bot: PtbBot) -> None:
+    markup = InlineKeyboardMarkup([[InlineKeyboardButton("👍", callback_data="fb1:up")]])
+    sent = await bot.send_message(CHAT, "Answer", reply_markup=markup)
+    thanked = InlineKeyboardMarkup([[InlineKeyboardButton("👍 ✓", callback_data="fb1:up")]])
+    edited = await bot.edit_message_reply_markup(CHAT, sent.message_id, reply_markup=thanked)
+    assert not isinstance(edited, bool) and edited.reply_markup == thanked and edited.text == "Answer"
+    assert fake.markup_of(CHAT, sent.message_id) == thanked.to_dict()
+    with pytest.raises(BadRequest, match=r"(?i)message is not modified"):
+        await bot.edit_message_reply_markup(CHAT, sent.message_id, reply_markup=thanked)
+    await bot.edit_message_reply_markup(CHAT, sent.message_id)
+    assert fake.markup_of(CHAT, sent.message_id) is None
+    with pytest.raises(BadRequest, match=r"(?i)message to edit not found"):
+        await bot.edit_message_reply_markup(CHAT, 999, reply_markup=thanked)

@@ -1,67 +1,36 @@
-"""The local transformers engine: `model.generate` in a worker thread, streamed into the event loop.
+"""The local transformers engine: replies from every chat decoded together, streamed into the event loop.
 
-One generation runs at a time on a dedicated thread, so the event loop stays free and torch is never
-entered concurrently. Tokens cross into the loop through `call_soon_threadsafe`; text is produced with
-incremental detokenisation and cut at stop strings; a threading.Event stops `generate` early when the
-reply is complete, timed out, or no longer wanted.
+A `Scheduler` thread runs the model (continuous batching, per-chat KV-cache reuse); this class is its
+asyncio face. Tokens cross into the loop through `call_soon_threadsafe`; text comes out through
+incremental detokenisation and is cut at stop strings. The timeout runs from when a reply's prefill
+starts, not while it waits for a slot. If the model hangs (a forward pass that never returns), the stuck
+scheduler is retired and a fresh one takes over the waiting requests: one wedged step must not stall
+every chat for good.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
-import threading
-from collections.abc import AsyncGenerator, Callable, Sequence
+from collections.abc import AsyncGenerator, Callable
+from dataclasses import replace
 from typing import Any
-
-import torch
-from transformers.generation.stopping_criteria import StoppingCriteria, StoppingCriteriaList
-from transformers.generation.streamers import BaseStreamer
 
 from bot.domain import GenerationParams, Prompt
 from bot.errors import EngineBusy, GenerationError, GenerationTimeout
 from bot.llm.base import Candidate
 from bot.llm.detok import IncrementalDecoder, StopMatcher
 from bot.llm.loader import LoadedModel
-from bot.llm.worker import GenerationWorker
+from bot.llm.scheduler import DONE, FAILED, RELEASED, STARTED, Request, Scheduler
 
 __all__ = ["TransformersEngine"]
 
 log = logging.getLogger(__name__)
 
-_END = object()
-_STARTED = object()
-# A generation that ignores its stop signal this long after being stopped (a hung forward pass) is left
-# behind on its thread, and later requests run on a fresh worker: one stuck reply must not stall every chat.
+# A request that the scheduler has not let go of this long after being stopped means a hung forward pass:
+# the scheduler is retired and requests continue on a fresh one.
 STUCK_AFTER_SECONDS = 2.0
-
-
-class _LoopStreamer(BaseStreamer):
-    """Hands each new token (not the prompt) to an asyncio queue on the loop's thread."""
-
-    def __init__(self, loop: asyncio.AbstractEventLoop, queue: asyncio.Queue[Any]) -> None:
-        self._loop, self._queue = loop, queue
-        self._prompt_seen = False
-
-    def put(self, value: torch.Tensor) -> None:
-        if not self._prompt_seen:  # the first call carries the prompt
-            self._prompt_seen = True
-            return
-        self._loop.call_soon_threadsafe(self._queue.put_nowait, value.reshape(-1).tolist())
-
-    def begin(self) -> None:
-        self._loop.call_soon_threadsafe(self._queue.put_nowait, _STARTED)
-
-    def end(self) -> None:
-        self._loop.call_soon_threadsafe(self._queue.put_nowait, _END)
-
-
-class _StopWhenSet(StoppingCriteria):
-    def __init__(self, event: threading.Event) -> None:
-        self._event = event
-
-    def __call__(self, input_ids: torch.LongTensor, scores: Any, **kwargs: Any) -> torch.BoolTensor:
-        return torch.full((input_ids.shape[0],), self._event.is_set(), dtype=torch.bool)  # type: ignore[return-value]
 
 
 class TransformersEngine:
@@ -70,47 +39,63 @@ class TransformersEngine:
         loaded: LoadedModel,
         *,
         max_queue: int = 64,
+        max_batch: int = 16,
+        cache_mb: int = 512,
         on_generated: Callable[[int, int], None] | None = None,
+        on_step: Callable[[int], None] | None = None,
+        on_prefill: Callable[[int, int], None] | None = None,
     ) -> None:
-        """`max_queue` bounds the generations waiting for the model (beyond it: EngineBusy, back-pressure);
-        `on_generated(tokens, sequences)` is told about every finished generation (for metrics)."""
+        """`max_queue` bounds the replies waiting for a slot (beyond it: EngineBusy, back-pressure);
+        `max_batch` the sequences decoded together; `cache_mb` the KV caches kept for the next turns.
+        `on_generated(tokens, sequences)` is told about every finished reply, `on_step(batch_size)` about
+        every decode step and `on_prefill(reused, computed)` about every prompt (for metrics)."""
         self._loaded = loaded
         self._max_queue = max_queue
         self._on_generated = on_generated
         self.name = loaded.name
         self.tokenizer = loaded.tokenizer
         self.context_tokens = loaded.context_tokens
-        self._worker = GenerationWorker()
-        pad = loaded.tokenizer.pad_token_id
-        self._pad_id = pad if pad is not None else loaded.model.generation_config.eos_token_id
+        self._scheduler_args: dict[str, Any] = {
+            "eos_ids": _eos_ids(loaded),
+            "max_batch": max_batch,
+            "cache_bytes": cache_mb * 1024 * 1024,
+            "on_step": on_step,
+            "on_prefill": on_prefill,
+        }
+        self._scheduler = Scheduler(loaded.model, **self._scheduler_args)
+        self._closed = False
+
+    @property
+    def pending(self) -> int:
+        """Replies waiting for a slot in the batch."""
+        return self._scheduler.pending
+
+    @property
+    def cached_chats(self) -> int:
+        return len(self._scheduler.prefixes)
 
     async def stream(self, prompt: Prompt, params: GenerationParams) -> AsyncGenerator[str, None]:
-        self._admit()
-        prompt_ids, stop_strings = prompt.ids, prompt.stop_strings
         loop = asyncio.get_running_loop()
-        deadline: float | None = None  # the timeout runs from when this generation starts, not while queued
-        queue: asyncio.Queue[Any] = asyncio.Queue()
-        stop = threading.Event()
-        kwargs = self._generate_kwargs(prompt_ids, params, _LoopStreamer(loop, queue), stop)
-        job = self._worker.submit(lambda: self._generate(kwargs, params.seed))
+        events: asyncio.Queue[tuple[Any, ...]] = asyncio.Queue()
+        request = self._submit(prompt, params, _emitter(loop, events))
         decoder = IncrementalDecoder(self.tokenizer)
-        matcher = StopMatcher(stop_strings)
-        started = False  # leading whitespace of a reply is dropped ("Assistant: Hello" -> "Hello")
+        matcher = StopMatcher(prompt.stop_strings)
+        deadline: float | None = None
+        released = started = False  # leading whitespace of a reply is dropped ("Assistant: Hello" -> "Hello")
         try:
             while True:
-                try:
-                    left = None if deadline is None else max(deadline - loop.time(), 0)
-                    item = await asyncio.wait_for(queue.get(), left)
-                except TimeoutError:
-                    raise GenerationTimeout(
-                        f"no complete reply within {params.timeout_seconds:g} s"
-                    ) from None
-                if item is _STARTED:
+                event = await self._next(events, deadline, params)
+                if event[0] == STARTED:
                     deadline = loop.time() + params.timeout_seconds
                     continue
-                if item is _END:
+                if event[0] == RELEASED:
+                    released = True
                     break
-                text = matcher.feed(decoder.push(item))
+                if event[0] == FAILED:
+                    raise event[1]
+                if event[1] == DONE:
+                    continue
+                text = matcher.feed(decoder.push([event[1]]))
                 if not started:
                     text = text.lstrip()
                     started = bool(text)
@@ -118,7 +103,6 @@ class TransformersEngine:
                     yield text
                 if matcher.stopped:
                     break
-            await job  # re-raises an error from the worker thread
             tail = matcher.feed(decoder.flush()) + matcher.flush()
             if tail.rstrip():
                 yield tail.rstrip() if started else tail.strip()
@@ -126,117 +110,130 @@ class TransformersEngine:
             if self._on_generated is not None:
                 self._on_generated(decoder.token_count, 1)
         finally:
-            stop.set()
-            if not job.done() and deadline is None:
-                job.cancel()  # never started: drop it from the queue
-            elif not job.done():
-                await asyncio.shield(asyncio.wait([job], timeout=STUCK_AFTER_SECONDS))
-            if not job.done():
-                if deadline is not None:
-                    log.error(
-                        "a generation ignored its stop signal for %.0f s; continuing on a fresh thread",
-                        STUCK_AFTER_SECONDS,
-                    )
-                    self._worker.replace()
-            elif not job.cancelled():
-                job.exception()  # retrieved here so an abandoned reply's error is not reported as unhandled
+            request.stop.set()
+            if not released and deadline is not None:
+                await self._await_release(events)
 
     async def candidates(self, prompt: Prompt, params: GenerationParams) -> list[Candidate]:
-        self._admit()
-        prompt_ids, stop_strings = prompt.ids, prompt.stop_strings
-        stop = threading.Event()
-        kwargs = self._generate_kwargs(prompt_ids, params, None, stop)
-        kwargs.update(
-            do_sample=True,
-            num_return_sequences=params.num_candidates,
-            return_dict_in_generate=True,
-            output_scores=True,
-        )
+        loop = asyncio.get_running_loop()
+        events: asyncio.Queue[tuple[Any, ...]] = asyncio.Queue()
         if not params.do_sample:  # best-of-n needs variety: sample from the configured distribution
-            kwargs.update(temperature=params.temperature or 0.7, top_p=params.top_p, top_k=params.top_k)
-        job = self._worker.submit(
-            lambda: self._sample_many(kwargs, params.seed, len(prompt_ids), tuple(stop_strings))
+            params = _sampling(params)
+        request = self._submit(
+            prompt,
+            params,
+            _emitter(loop, events),
+            copies=params.num_candidates,
         )
+        tokens: list[list[int]] = [[] for _ in range(params.num_candidates)]
+        logprobs: list[list[float]] = [[] for _ in range(params.num_candidates)]
+        deadline: float | None = None
+        released = False
         try:
-            return await asyncio.wait_for(asyncio.shield(job), params.timeout_seconds)
+            while True:
+                event = await self._next(events, deadline, params)
+                if event[0] == STARTED:
+                    deadline = loop.time() + params.timeout_seconds
+                elif event[0] == RELEASED:
+                    released = True
+                    break
+                elif event[0] == FAILED:
+                    raise event[1]
+                elif event[1] != DONE:
+                    tokens[event[0]].append(event[1])
+                    logprobs[event[0]].append(event[2])
+        finally:
+            request.stop.set()
+            if not released and deadline is not None:
+                await self._await_release(events)
+        result = [self._candidate(t, lp, prompt.stop_strings) for t, lp in zip(tokens, logprobs, strict=True)]
+        if self._on_generated is not None:
+            self._on_generated(sum(map(len, tokens)), len(tokens))
+        return sorted(result, key=lambda c: c.mean_logprob, reverse=True)
+
+    def _candidate(self, tokens: list[int], logprobs: list[float], stops: tuple[str, ...]) -> Candidate:
+        text = self.tokenizer.decode(tokens, skip_special_tokens=True)
+        for marker in stops:
+            text = text.split(marker, 1)[0]
+        mean = sum(logprobs) / len(logprobs) if logprobs else float("-inf")
+        return Candidate(text.strip(), mean)
+
+    def _submit(
+        self, prompt: Prompt, params: GenerationParams, emit: Callable[..., object], *, copies: int = 1
+    ) -> Request:
+        if self._closed:
+            raise GenerationError("the engine is shut down")
+        if self._scheduler.pending >= self._max_queue:
+            raise EngineBusy(f"{self._scheduler.pending} replies are already waiting for the model")
+        room = self.context_tokens - len(prompt.ids)
+        request = Request(
+            ids=tuple(prompt.ids),
+            params=params,
+            max_new_tokens=max(1, min(params.max_new_tokens, room)),
+            emit=emit,
+            session=prompt.session,
+            copies=copies,
+            want_logprobs=copies > 1,
+        )
+        self._scheduler.submit(request)
+        return request
+
+    @staticmethod
+    async def _next(
+        events: asyncio.Queue[tuple[Any, ...]], deadline: float | None, params: GenerationParams
+    ) -> tuple[Any, ...]:
+        left = None if deadline is None else max(deadline - asyncio.get_running_loop().time(), 0)
+        try:
+            return await asyncio.wait_for(events.get(), left)
         except TimeoutError:
             raise GenerationTimeout(f"no complete reply within {params.timeout_seconds:g} s") from None
-        finally:
-            stop.set()
 
-    def _sample_many(
-        self, kwargs: dict[str, Any], seed: int | None, prompt_len: int, stop_strings: tuple[str, ...]
-    ) -> list[Candidate]:
-        model = self._loaded.model
+    async def _await_release(self, events: asyncio.Queue[tuple[Any, ...]]) -> None:
+        """Wait for the scheduler to drop a stopped request; if it does not, its thread is stuck."""
+        loop = asyncio.get_running_loop()
+        until = loop.time() + STUCK_AFTER_SECONDS
         try:
-            if seed is not None:
-                torch.manual_seed(seed)
-            with torch.inference_mode():
-                out = model.generate(**kwargs)
-                scores = model.compute_transition_scores(out.sequences, out.scores, normalize_logits=True)
-        except Exception as exc:  # surfaced to the awaiting coroutine as the project's own error
-            raise GenerationError(f"the model failed: {type(exc).__name__}: {exc}") from exc
-        eos = model.generation_config.eos_token_id
-        eos_ids = set(eos if isinstance(eos, list) else [eos]) if eos is not None else set()
-        candidates = []
-        for row, row_scores in zip(out.sequences[:, prompt_len:].tolist(), scores.tolist(), strict=True):
-            length = next((i + 1 for i, token in enumerate(row) if token in eos_ids), len(row))
-            logprobs = [s for s in row_scores[:length] if s != float("-inf")]
-            text = self.tokenizer.decode(row[:length], skip_special_tokens=True)
-            for marker in stop_strings:
-                text = text.split(marker, 1)[0]
-            mean = sum(logprobs) / len(logprobs) if logprobs else float("-inf")
-            candidates.append(Candidate(text.strip(), mean))
-        if self._on_generated is not None:
-            self._on_generated(int(scores.numel()), len(candidates))
-        return sorted(candidates, key=lambda c: c.mean_logprob, reverse=True)
-
-    def _generate_kwargs(
-        self,
-        prompt_ids: Sequence[int],
-        params: GenerationParams,
-        streamer: BaseStreamer | None,
-        stop: threading.Event,
-    ) -> dict[str, Any]:
-        device = self._loaded.device
-        input_ids = torch.tensor([list(prompt_ids)], dtype=torch.long, device=device)
-        kwargs: dict[str, Any] = {
-            "input_ids": input_ids,
-            "attention_mask": torch.ones_like(input_ids),
-            "max_new_tokens": max(1, min(params.max_new_tokens, self.context_tokens - len(prompt_ids))),
-            "do_sample": params.do_sample,
-            "pad_token_id": self._pad_id,
-            "stopping_criteria": StoppingCriteriaList([_StopWhenSet(stop)]),
-        }
-        if streamer is not None:
-            kwargs["streamer"] = streamer
-        if params.repetition_penalty != 1.0:
-            kwargs["repetition_penalty"] = params.repetition_penalty
-        if params.do_sample:
-            kwargs.update(temperature=params.temperature, top_p=params.top_p, top_k=params.top_k)
-        else:  # keep the model's sampling defaults from warning about being ignored
-            kwargs.update(temperature=None, top_p=None, top_k=None)
-        return kwargs
-
-    def _generate(self, kwargs: dict[str, Any], seed: int | None) -> None:
-        kwargs["streamer"].begin()
-        try:
-            if seed is not None:
-                torch.manual_seed(seed)
-            with torch.inference_mode():
-                self._loaded.model.generate(**kwargs)
-        except Exception as exc:  # surfaced to the awaiting coroutine as the project's own error
-            kwargs["streamer"].end()
-            raise GenerationError(f"the model failed: {type(exc).__name__}: {exc}") from exc
-
-    @property
-    def pending(self) -> int:
-        """Generations queued behind the one running."""
-        return self._worker.pending
-
-    def _admit(self) -> None:
-        if self._worker.pending >= self._max_queue:
-            raise EngineBusy(f"{self._worker.pending} replies are already waiting for the model")
+            while True:
+                event = await asyncio.wait_for(events.get(), max(until - loop.time(), 0))
+                if event[0] == RELEASED:
+                    return
+        except TimeoutError:
+            pass
+        if self._closed:
+            return
+        log.error(
+            "the model did not stop within %.0f s (a hung forward pass?); continuing on a fresh thread",
+            STUCK_AFTER_SECONDS,
+        )
+        stuck = self._scheduler
+        self._scheduler = Scheduler(self._loaded.model, **self._scheduler_args)
+        self._scheduler.adopt(stuck.retire())
 
     async def aclose(self) -> None:
-        self._worker.close()
+        self._closed = True
+        for request in self._scheduler.retire():
+            request.emit(FAILED, GenerationError("the engine is shutting down"))
+        # let a running step finish, so the process never exits while torch is mid-call
+        await asyncio.to_thread(self._scheduler.join, STUCK_AFTER_SECONDS)
+
+
+def _emitter(loop: asyncio.AbstractEventLoop, events: asyncio.Queue[tuple[Any, ...]]) -> Callable[..., None]:
+    """Hands the scheduler's events for one request to its event loop (from the scheduler's thread)."""
+
+    def emit(*event: Any) -> None:
+        with contextlib.suppress(RuntimeError):  # the requester's loop closed: nobody is listening
+            loop.call_soon_threadsafe(events.put_nowait, event)
+
+    return emit
+
+
+def _eos_ids(loaded: LoadedModel) -> set[int]:
+    """The tokens that end a reply: the model's generation config decides, as it does for `generate`."""
+    eos = loaded.model.generation_config.eos_token_id
+    if eos is None:
+        return set()
+    return {int(eos)} if isinstance(eos, int) else {int(i) for i in eos}
+
+
+def _sampling(params: GenerationParams) -> GenerationParams:
+    return replace(params, do_sample=True, temperature=params.temperature or 0.7)

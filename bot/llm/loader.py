@@ -19,12 +19,21 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from transformers import AutoModelForCausalLM, AutoTokenizer
+from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer
 from transformers.utils import logging as hf_logging
 
 from bot.errors import ModelLoadError
 
-__all__ = ["BUNDLED_MODELS", "LoadedModel", "ModelSource", "load_model", "resolve_dtype", "resolve_source"]
+__all__ = [
+    "BUNDLED_MODELS",
+    "LoadedModel",
+    "ModelSource",
+    "cpu_has_bf16",
+    "load_model",
+    "load_tokenizer",
+    "resolve_dtype",
+    "resolve_source",
+]
 
 log = logging.getLogger(__name__)
 
@@ -92,9 +101,18 @@ def resolve_dtype(dtype: str, device: torch.device) -> torch.dtype:
         return {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}[dtype]
     if device.type == "cuda":
         return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
-    # On CPU one chat decodes faster in float32: a 135M model is bound by per-step overhead, not matmuls
-    # (SmolLM2-135M here: 19 tokens/s in float32, 14 in bfloat16). bfloat16 pays off with batching.
-    return torch.float32
+    # CPUs with bfloat16 instructions run the batching engine about twice as fast in bfloat16 (SmolLM2-135M,
+    # 2 cores with AVX-512-BF16: one chat 49 vs 26 tokens/s, 16 chats 260 vs 117: docs/benchmarks.md).
+    return torch.bfloat16 if cpu_has_bf16() else torch.float32
+
+
+def cpu_has_bf16() -> bool:
+    """Whether this CPU has bfloat16 arithmetic (AVX-512-BF16 or AMX), from /proc/cpuinfo's flags."""
+    try:
+        flags = Path("/proc/cpuinfo").read_text()
+    except OSError:  # not Linux: be conservative
+        return False
+    return "avx512_bf16" in flags or "amx_bf16" in flags
 
 
 def _resolve_device(device: str) -> torch.device:
@@ -132,6 +150,31 @@ def load_model(
     model = model.to(target).eval()  # type: ignore[arg-type]
     log.info("model %s loaded (%s, %s)", name, target, str(torch_dtype).removeprefix("torch."))
     return LoadedModel(model=model, tokenizer=tokenizer, name=name, device=target, dtype=torch_dtype)
+
+
+def load_tokenizer(name: str, *, cache_dir: Path | None = None) -> tuple[Any, int]:
+    """The tokenizer of MODEL_NAME and the model's context size, without loading any weights.
+
+    A replica whose replies come from a remote model server still budgets prompts in tokens. A GGUF is
+    read from its converted cache when there is one, else straight from the file (no conversion needed).
+    """
+    source = resolve_source(name)
+    location, gguf_file = source.location, None
+    if source.kind == "gguf":
+        gguf = Path(location)
+        converted = (cache_dir or default_cache_dir()) / f"{gguf.stem}-{_fingerprint(gguf)}"
+        if (converted / "config.json").is_file():
+            location = str(converted)
+        else:
+            location, gguf_file = str(Path(source.location).parent), Path(source.location).name
+    hf_logging.disable_progress_bar()  # type: ignore[no-untyped-call]
+    try:
+        tokenizer = AutoTokenizer.from_pretrained(location, gguf_file=gguf_file)
+        config = AutoConfig.from_pretrained(location, gguf_file=gguf_file)
+    except (OSError, ValueError, KeyError, RuntimeError) as exc:
+        raise ModelLoadError(f"MODEL_NAME={name}: cannot load the tokenizer: {_first_line(exc)}") from exc
+    size = getattr(config, "max_position_embeddings", None) or getattr(config, "n_positions", None)
+    return tokenizer, int(size or 2048)
 
 
 def default_cache_dir() -> Path:

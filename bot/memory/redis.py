@@ -7,10 +7,13 @@ import logging
 import time
 import uuid
 from collections.abc import Mapping, Sequence
-from typing import Any
+from dataclasses import dataclass, field
+from typing import Any, cast
+from urllib.parse import unquote
 
 from redis import asyncio as aioredis
 from redis.asyncio.retry import Retry
+from redis.asyncio.sentinel import Sentinel
 from redis.backoff import ExponentialBackoff
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import RedisError
@@ -18,81 +21,109 @@ from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from bot.domain import Turn
 from bot.errors import StoreUnavailable
-from bot.memory.base import Bucket, history_key, ids_key
+from bot.memory import lua
+from bot.memory.base import Bucket, LeaseState, chat_lock_keys, history_key, ids_key
 
-__all__ = ["RedisAudit", "RedisLimits", "RedisStore", "connect"]
+__all__ = [
+    "SENTINEL_SCHEME",
+    "RedisAudit",
+    "RedisChatLocks",
+    "RedisLimits",
+    "RedisStore",
+    "SentinelTarget",
+    "connect",
+    "parse_sentinel_url",
+]
 
 log = logging.getLogger(__name__)
 
-# One round trip, atomic: skip an append already applied, push, trim, refresh both TTLs.
-_APPEND = """
-if redis.call('ZSCORE', KEYS[2], ARGV[1]) then
-  return 0
-end
-local cap = tonumber(ARGV[2])
-redis.call('ZADD', KEYS[2], ARGV[4], ARGV[1])
-redis.call('ZREMRANGEBYRANK', KEYS[2], 0, -(cap + 1))
-for i = 5, #ARGV do
-  redis.call('RPUSH', KEYS[1], ARGV[i])
-end
-redis.call('LTRIM', KEYS[1], -cap, -1)
-redis.call('EXPIRE', KEYS[1], ARGV[3])
-redis.call('EXPIRE', KEYS[2], ARGV[3])
-return 1
-"""
-
-# Admit a hit only if every bucket has room; then count it in all of them. The last key marks this hit
-# as counted, so a retry after a lost reply does not count it twice.
-_CONSUME = """
-local n = #KEYS - 1
-if redis.call('EXISTS', KEYS[n + 1]) == 1 then
-  return -1
-end
-for i = 1, n do
-  if tonumber(redis.call('GET', KEYS[i]) or '0') >= tonumber(ARGV[2 * i - 1]) then
-    return i - 1
-  end
-end
-for i = 1, n do
-  if redis.call('INCR', KEYS[i]) == 1 then
-    redis.call('EXPIRE', KEYS[i], ARGV[2 * i])
-  end
-end
-redis.call('SET', KEYS[n + 1], 1, 'EX', 300)
-return -1
-"""
-
-# First claim wins; the same claimant retrying after a lost reply (same token) still wins.
-_CLAIM = """
-local holder = redis.call('GET', KEYS[1])
-if not holder then
-  redis.call('SET', KEYS[1], ARGV[1], 'EX', ARGV[2])
-  return 1
-end
-if holder == ARGV[1] then
-  return 1
-end
-return 0
-"""
+SENTINEL_SCHEME = "redis+sentinel"
 
 
 def connect(url: str) -> aioredis.Redis:
     """A client whose commands retry transient errors with capped exponential backoff.
 
     Retried commands must be idempotent, since a reply can be lost after the server applied the command:
-    appends carry an id, delivery claims a token, rate-limit hits a marker.
+    appends carry an id, delivery leases and chat locks a token, rate-limit hits a marker.
+    `redis+sentinel://[[user]:password@]host:port[,host:port...]/service[/db]` asks the Sentinels where
+    the master of `service` is, and asks again after a failover.
     """
-    return aioredis.from_url(
-        url,
-        decode_responses=True,
-        # A stalled Redis must not hold a reply for long: a message makes four calls, each bounded to
+    options: dict[str, Any] = {
+        "decode_responses": True,
+        # A stalled Redis must not hold a reply for long: a message makes a few calls, each bounded to
         # about 3 x 2 s here, after which the bot answers without history.
-        socket_connect_timeout=2,
-        socket_timeout=2,
-        health_check_interval=30,
-        retry=Retry(ExponentialBackoff(cap=0.5, base=0.05), retries=2),
-        retry_on_error=[RedisConnectionError, RedisTimeoutError],
+        "socket_connect_timeout": 2,
+        "socket_timeout": 2,
+        "health_check_interval": 30,
+        "retry": Retry(ExponentialBackoff(cap=0.5, base=0.05), retries=2),
+        "retry_on_error": [RedisConnectionError, RedisTimeoutError],
+    }
+    if url.startswith(f"{SENTINEL_SCHEME}://"):
+        target = parse_sentinel_url(url)
+        sentinel = Sentinel(  # type: ignore[no-untyped-call]
+            target.sentinels,
+            sentinel_kwargs={"socket_connect_timeout": 2, "socket_timeout": 2},
+            **options,
+        )
+        client = sentinel.master_for(
+            target.service,
+            redis_class=_SentinelRedis,
+            db=target.db,
+            username=target.username,
+            password=target.password,
+        )
+        client.sentinels = sentinel
+        return cast(aioredis.Redis, client)
+    return aioredis.from_url(url, **options)
+
+
+@dataclass(frozen=True)
+class SentinelTarget:
+    sentinels: list[tuple[str, int]]
+    service: str
+    db: int = 0
+    username: str | None = None
+    password: str | None = field(default=None, repr=False)
+
+
+def parse_sentinel_url(url: str) -> SentinelTarget:
+    """Split a `redis+sentinel://` URL; ValueError names what is wrong (never the password)."""
+    rest = url.removeprefix(f"{SENTINEL_SCHEME}://")
+    userinfo, _, rest = rest.rpartition("@")
+    hosts, _, path = rest.partition("/")
+    username, _, password = userinfo.partition(":")
+    sentinels: list[tuple[str, int]] = []
+    for item in filter(None, hosts.split(",")):
+        host, colon, port = item.rpartition(":")
+        if not colon or not host or not port.isdigit() or not 0 < int(port) < 65536:
+            raise ValueError(f"sentinel address {item!r} is not host:port")
+        sentinels.append((host.strip("[]"), int(port)))
+    if not sentinels:
+        raise ValueError("names no sentinel host:port")
+    service, _, db = path.strip("/").partition("/")
+    if not service:
+        raise ValueError("names no service (the master's name), e.g. redis+sentinel://host:26379/mymaster")
+    if db and not db.isdigit():
+        raise ValueError(f"database {db!r} is not a number")
+    return SentinelTarget(
+        sentinels,
+        unquote(service),
+        int(db or 0),
+        unquote(username) or None,
+        unquote(password) or None,
     )
+
+
+class _SentinelRedis(aioredis.Redis):
+    """The master's client; closing it also closes the connections to the Sentinels."""
+
+    sentinels: Sentinel | None = None
+
+    async def aclose(self, close_connection_pool: bool | None = None) -> None:
+        await super().aclose(close_connection_pool)
+        if self.sentinels is not None:
+            for client in self.sentinels.sentinels:
+                await client.aclose()
 
 
 async def _call(awaitable: Any) -> Any:
@@ -113,7 +144,7 @@ class RedisStore:
         self._prefix = prefix
         self._max_turns = max_turns
         self._ttl = ttl_seconds
-        self._append = client.register_script(_APPEND)
+        self._append = client.register_script(lua.APPEND)
 
     @classmethod
     def from_url(cls, url: str, *, prefix: str, max_turns: int, ttl_seconds: int) -> RedisStore:
@@ -154,19 +185,64 @@ class RedisLimits:
     def __init__(self, client: aioredis.Redis, *, prefix: str) -> None:
         self._client = client
         self._prefix = prefix
-        self._consume = client.register_script(_CONSUME)
-        self._claim = client.register_script(_CLAIM)
+        self._consume = client.register_script(lua.CONSUME)
+        self._claim = client.register_script(lua.CLAIM)
+        self._lease = client.register_script(lua.LEASE)
+        self._renew = client.register_script(lua.RENEW_LEASE)
+        self._settle = client.register_script(lua.SETTLE)
+        self._release = client.register_script(lua.RELEASE_LEASE)
+
+    def _key(self, key: str) -> str:
+        return f"{self._prefix}:delivery:{key}"
 
     async def claim(self, key: str, ttl_seconds: int) -> bool:
         token = uuid.uuid4().hex
-        claimed = await _call(self._claim(keys=[f"{self._prefix}:delivery:{key}"], args=[token, ttl_seconds]))
+        claimed = await _call(self._claim(keys=[self._key(key)], args=[token, ttl_seconds]))
         return bool(claimed)
+
+    async def lease(self, key: str, token: str, lease_seconds: float) -> LeaseState:
+        state = await _call(self._lease(keys=[self._key(key)], args=[token, _ms(lease_seconds)]))
+        return LeaseState(state)
+
+    async def renew_lease(self, key: str, token: str, lease_seconds: float) -> bool:
+        return bool(await _call(self._renew(keys=[self._key(key)], args=[token, _ms(lease_seconds)])))
+
+    async def settle(self, key: str, token: str, done_ttl_seconds: int) -> bool:
+        return bool(await _call(self._settle(keys=[self._key(key)], args=[token, done_ttl_seconds])))
+
+    async def release_lease(self, key: str, token: str) -> None:
+        await _call(self._release(keys=[self._key(key)], args=[token]))
 
     async def consume(self, scope: str, buckets: Sequence[Bucket]) -> int:
         keys = [f"{self._prefix}:{{{scope}}}:{bucket.name}" for bucket in buckets]
         keys.append(f"{self._prefix}:{{{scope}}}:hit:{uuid.uuid4().hex}")
         args = [value for bucket in buckets for value in (bucket.limit, bucket.ttl_seconds)]
         return int(await _call(self._consume(keys=keys, args=args)))
+
+
+class RedisChatLocks:
+    """The fair per-chat lock shared by every replica; see `bot.memory.base.ChatLocks` and the key layout."""
+
+    def __init__(self, client: aioredis.Redis, *, prefix: str) -> None:
+        self._prefix = prefix
+        self._acquire = client.register_script(lua.ACQUIRE)
+        self._renew = client.register_script(lua.RENEW_LOCK)
+        self._release = client.register_script(lua.RELEASE_LOCK)
+
+    async def try_acquire(self, chat_id: int | str, token: str, ticket: float, lease_seconds: float) -> bool:
+        keys = list(chat_lock_keys(self._prefix, chat_id))
+        return bool(await _call(self._acquire(keys=keys, args=[token, ticket, _ms(lease_seconds)])))
+
+    async def renew(self, chat_id: int | str, token: str, lease_seconds: float) -> bool:
+        keys = [chat_lock_keys(self._prefix, chat_id)[0]]
+        return bool(await _call(self._renew(keys=keys, args=[token, _ms(lease_seconds)])))
+
+    async def release(self, chat_id: int | str, token: str) -> None:
+        await _call(self._release(keys=list(chat_lock_keys(self._prefix, chat_id)), args=[token]))
+
+
+def _ms(seconds: float) -> int:
+    return max(1, round(seconds * 1000))
 
 
 class RedisAudit:

@@ -3,6 +3,10 @@
 Models with a chat template are prompted through it; models without one (the GPT-2 family) get a plain
 "User:/Assistant:" transcript and stop strings that end the reply where the model would start the next
 speaker's line. History is dropped from the oldest turn until prompt + reply budget fits the context.
+
+Knowledge-base passages, when given, are appended to the system prompt with the instruction to answer
+only from them. They outrank old history: passages beyond the best one go first, then history from the
+oldest turn, and the best passage only when the message alone would not fit otherwise.
 """
 
 from __future__ import annotations
@@ -13,7 +17,14 @@ from typing import Any, Protocol
 from bot.domain import Prompt, Role, Turn
 from bot.errors import PromptTooLong
 
-__all__ = ["ChatFormat", "PromptBuilder", "Tokenizer"]
+__all__ = ["KNOWLEDGE_INSTRUCTIONS", "ChatFormat", "PromptBuilder", "Tokenizer"]
+
+KNOWLEDGE_INSTRUCTIONS = (
+    "Answer the customer's question using only the knowledge base excerpts below. Copy prices, times, "
+    "deadlines and contact details exactly as written there. If the excerpts do not answer the question, "
+    "say that you do not know and suggest /operator to reach a person. Keep the answer to two or three "
+    "sentences."
+)
 
 
 class Tokenizer(Protocol):
@@ -81,24 +92,31 @@ class PromptBuilder:
         max_new_tokens: int,
         label_authors: bool = False,
         session: str | None = None,
+        knowledge: Sequence[str] = (),
     ) -> Prompt:
-        """The longest suffix of `history` that, with `message`, leaves room for `max_new_tokens`."""
+        """The longest suffix of `history` that, with `message` and `knowledge` (passages, best first),
+        leaves room for `max_new_tokens`."""
         budget = self._context - max_new_tokens
         entries = [_entry(turn, label_authors) for turn in history]
         new = _entry(message, label_authors)
+        passages = list(knowledge)
         start = 0
         while True:
             messages = [*entries[start:], new]
-            ids = self._format.render(self._system, messages)
+            system = self._with_knowledge(passages)
+            ids = self._format.render(system, messages)
             if len(ids) <= budget:
                 return Prompt(
                     tuple(ids),
                     self._format.stop_strings,
-                    messages=((Role.SYSTEM, self._system), *messages) if self._system else tuple(messages),
+                    messages=((Role.SYSTEM, system), *messages) if system else tuple(messages),
                     history_used=len(entries) - start,
                     history_dropped=start,
                     session=session,
                 )
+            if len(passages) > 1 or (passages and start >= len(entries)):
+                passages.pop()
+                continue
             if start >= len(entries):
                 raise PromptTooLong(
                     f"the message needs {len(ids)} tokens but only {budget} fit the context window"
@@ -107,6 +125,12 @@ class PromptBuilder:
             # Never open the transcript with a bot turn: some templates require user/assistant alternation.
             while start < len(entries) and entries[start][0] is Role.ASSISTANT:
                 start += 1
+
+    def _with_knowledge(self, passages: Sequence[str]) -> str:
+        if not passages:
+            return self._system
+        section = "\n\n".join([KNOWLEDGE_INSTRUCTIONS, *passages])
+        return f"{self._system}\n\n{section}" if self._system else section
 
 
 def _entry(turn: Turn, label_authors: bool) -> tuple[Role, str]:

@@ -104,6 +104,10 @@ class SafetyPipeline:
             return s.abuse_text
         return s.refusal_text
 
+    def allow_public(self, text: str) -> None:
+        """Contact data in `text` (the company's knowledge base) is public: replies may repeat it."""
+        self._public = self._public | frozenset(text[f.start : f.end] for f in self._pii.find(text))
+
     @property
     def refusal_text(self) -> str:
         return self._settings.refusal_text

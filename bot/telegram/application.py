@@ -6,6 +6,8 @@ from telegram.ext import (
     AIORateLimiter,
     Application,
     ApplicationBuilder,
+    BaseHandler,
+    CallbackQueryHandler,
     CommandHandler,
     MessageHandler,
     filters,
@@ -43,6 +45,8 @@ def build_application(settings: TelegramSettings, handlers: Handlers, *, token: 
             CommandHandler("start", handlers.start, filters=message),
             CommandHandler("help", handlers.help, filters=message),
             CommandHandler(["reset", "new"], handlers.reset, filters=message),
+            CommandHandler("reload", handlers.reload, filters=message),  # admins: re-read KB_PATH
+            *_support_handlers(handlers),
             MessageHandler(message & filters.COMMAND, handlers.unknown_command),
             MessageHandler(message & filters.TEXT & ~filters.COMMAND, handlers.text),
             MessageHandler(message & filters.ChatType.PRIVATE & ~filters.TEXT, handlers.unsupported),
@@ -50,3 +54,25 @@ def build_application(settings: TelegramSettings, handlers: Handlers, *, token: 
     )
     application.add_error_handler(handlers.error)
     return application
+
+
+def _support_handlers(handlers: Handlers) -> list[BaseHandler]:  # type: ignore[type-arg]
+    """/operator, /stats, the feedback buttons, and the operators' group (ahead of the customers' handlers,
+    so nothing said there is taken for a question to the bot)."""
+    support = handlers.support
+    if support is None:
+        return []
+    message = filters.UpdateType.MESSAGE
+    found: list[BaseHandler] = []  # type: ignore[type-arg]
+    if support.operator_chat_id is not None:
+        operators = message & filters.Chat(chat_id=support.operator_chat_id)
+        found += [
+            CommandHandler("release", support.release, filters=operators),
+            MessageHandler(operators & ~filters.COMMAND, support.operator_message),
+        ]
+    found += [
+        CommandHandler("operator", support.operator, filters=message),
+        CommandHandler("stats", support.stats, filters=message),
+        CallbackQueryHandler(support.feedback, pattern=r"^fb\d*:"),
+    ]
+    return found

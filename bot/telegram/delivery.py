@@ -15,7 +15,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
-from telegram import Bot, ReplyParameters
+from telegram import Bot, InlineKeyboardMarkup, ReplyParameters
 from telegram.constants import ChatAction
 from telegram.error import BadRequest, NetworkError, RetryAfter, TelegramError
 
@@ -34,6 +34,7 @@ T = TypeVar("T")
 class _Shown:
     message_id: int
     text: str
+    markup: InlineKeyboardMarkup | None = None
 
 
 def _retry_seconds(exc: RetryAfter) -> float:
@@ -62,10 +63,16 @@ async def _with_retries(call: Callable[[], Awaitable[T]], what: str) -> T:
     raise AssertionError("unreachable")
 
 
-async def send_text(bot: Bot, chat_id: int, text: str, *, reply_to: int | None = None) -> None:
-    """Send a fixed text (split if long), with the final-delivery retries."""
+async def send_text(bot: Bot, chat_id: int, text: str, *, reply_to: int | None = None) -> list[int]:
+    """Send a fixed text (split if long), with the final-delivery retries; the ids of the messages sent."""
+    sent = []
     for part in split_text(text):
-        await _with_retries(lambda part=part: bot.send_message(chat_id, part, **_reply(reply_to)), "send")  # type: ignore[misc]
+        message = await _with_retries(
+            lambda part=part: bot.send_message(chat_id, part, **_reply(reply_to)),  # type: ignore[misc]
+            "send",
+        )
+        sent.append(message.message_id)
+    return sent
 
 
 def _reply(reply_to: int | None) -> dict[str, Any]:
@@ -135,17 +142,20 @@ class StreamingReply:
                 await self._show_draft(text)
         return text
 
-    async def finish(self, text: str) -> None:
+    async def finish(self, text: str, *, markup: InlineKeyboardMarkup | None = None) -> None:
         """Make the chat show exactly `text` (split into parts), retrying until it does.
 
-        Draft messages beyond the final parts (a replaced reply is shorter) are deleted.
+        `markup` (inline buttons, e.g. feedback) goes on the last part. Draft messages beyond the final
+        parts (a replaced reply is shorter) are deleted.
         """
         parts = split_text(text)
         wait = self._blocked_until - self._clock()
         if wait > 0:  # a draft met flood control: nothing goes out before the time Telegram asked for
             await asyncio.sleep(wait)
+        last = len(parts) - 1
         for index, part in enumerate(parts):
-            await _with_retries(lambda index=index, part=part: self._put(index, part), "reply")  # type: ignore[misc]
+            buttons = markup if index == last else None
+            await _with_retries(lambda i=index, p=part, b=buttons: self._put(i, p, b), "reply")  # type: ignore[misc]
         while len(self._shown) > len(parts):
             extra = self._shown.pop()
             try:
@@ -166,18 +176,20 @@ class StreamingReply:
         except TelegramError as exc:
             log.debug("draft update skipped: %s", exc)
 
-    async def _put(self, index: int, text: str) -> None:
+    async def _put(self, index: int, text: str, markup: InlineKeyboardMarkup | None = None) -> None:
         if index < len(self._shown):
             shown = self._shown[index]
-            if shown.text == text:
+            if shown.text == text and shown.markup == markup:
                 return
             try:
-                await self._bot.edit_message_text(text, chat_id=self._chat_id, message_id=shown.message_id)
+                await self._bot.edit_message_text(
+                    text, chat_id=self._chat_id, message_id=shown.message_id, reply_markup=markup
+                )
             except BadRequest as exc:
                 if "not modified" not in str(exc).lower():
                     raise
-            shown.text = text
+            shown.text, shown.markup = text, markup
             return
         reply_to = self._reply_to if index == 0 else self._shown[-1].message_id
-        message = await self._bot.send_message(self._chat_id, text, **_reply(reply_to))
-        self._shown.append(_Shown(message.message_id, text))
+        message = await self._bot.send_message(self._chat_id, text, reply_markup=markup, **_reply(reply_to))
+        self._shown.append(_Shown(message.message_id, text, markup))

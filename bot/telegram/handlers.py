@@ -15,9 +15,10 @@ from telegram.error import Conflict, Forbidden, NetworkError, TelegramError
 from telegram.ext import ContextTypes
 
 from bot.config import TelegramSettings
-from bot.domain import ChatKind
+from bot.domain import ChatKind, ReplyInfo
 from bot.errors import (
     AccessDenied,
+    ConfigError,
     DuplicateDelivery,
     EngineBusy,
     GenerationError,
@@ -32,6 +33,7 @@ from bot.gate import Gate
 from bot.metrics import Metrics
 from bot.service import ChatService, Message
 from bot.telegram.delivery import StreamingReply, keep_typing, send_text
+from bot.telegram.support import SupportHandlers
 
 __all__ = ["COMMANDS", "Handlers", "Texts"]
 
@@ -42,6 +44,7 @@ COMMANDS = [
     ("help", "How to talk to me"),
     ("reset", "Forget this conversation and start a new one"),
     ("new", "Same as /reset"),
+    ("operator", "Talk to a human colleague"),
 ]
 GROUP_TYPES = (ChatType.GROUP, ChatType.SUPERGROUP)
 CONFLICT = (
@@ -53,7 +56,8 @@ CONFLICT = (
 class Texts:
     HELP = (
         "Just write your question and I will answer. In groups, mention me or reply to one of my "
-        "messages.\n\n/reset or /new - start a new conversation\n/help - this message"
+        "messages.\n\n/reset or /new - start a new conversation\n/operator - talk to a human colleague\n"
+        "/help - this message"
     )
     UNKNOWN_COMMAND = "I don't know that command. Send /help to see what I can do."
     UNSUPPORTED = "Sorry, I can only read text messages. Please type your question."
@@ -64,6 +68,8 @@ class Texts:
     TOO_LONG = "Your message is too long for me to read. Please shorten it and send it again."
     BUSY = "I am helping a lot of people right now. Please try again in a moment."
     FAILED = "Sorry, something went wrong on my side. Please try again."
+    ADMINS_ONLY = "Only the bot's admins can reload the knowledge base."
+    RELOAD_FAILED = "The knowledge base was not reloaded; the previous version is still in use. Problem: "
 
 
 class Handlers:
@@ -84,6 +90,8 @@ class Handlers:
         self._gate = gate
         self._on_fatal = on_fatal
         self.in_flight: set[asyncio.Task[object]] = set()
+        desk = service.support
+        self.support = SupportHandlers(desk, gate) if desk is not None else None
 
     # -- commands ---------------------------------------------------------------------------------
     async def start(self, update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
@@ -104,6 +112,21 @@ class Handlers:
             await send_text(context.bot, chat_user[0], Texts.RESET_FAILED)
             return
         await send_text(context.bot, chat_user[0], Texts.RESET)
+
+    async def reload(self, update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
+        """/reload (admins): re-read the knowledge base after its documents were edited."""
+        if not (chat_user := self._allowed(update)):
+            return
+        if not self._gate.is_admin(chat_user[1]):
+            await send_text(context.bot, chat_user[0], Texts.ADMINS_ONLY)
+            return
+        try:
+            summary = await self._service.reload_knowledge()
+        except ConfigError as exc:
+            log.warning("knowledge base reload failed: %s", exc)
+            await send_text(context.bot, chat_user[0], Texts.RELOAD_FAILED + str(exc))
+            return
+        await send_text(context.bot, chat_user[0], f"Reloaded the {summary}.")
 
     async def unknown_command(self, update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
         message = update.effective_message
@@ -159,10 +182,11 @@ class Handlers:
             context.bot, chat_id, reply_to=reply_to, interval=self._settings.stream_interval_seconds
         )
         notice: str | None = None
+        info = ReplyInfo()
         try:
             async with keep_typing(context.bot, chat_id):
-                text = await reply.consume(self._service.respond(request))
-            await reply.finish(text)
+                text = await reply.consume(self._service.respond(request, info))
+            await self._deliver(context, request, reply, text, info)
         except DuplicateDelivery:
             log.info("update %s was already answered; skipping the redelivery", request.delivery_id)
         except AccessDenied:
@@ -187,6 +211,29 @@ class Handlers:
             await reply.finish(notice)
         elif notice:
             await send_text(context.bot, chat_id, notice, reply_to=reply_to)
+        if info.handoff_requested and self.support is not None:  # the service handed the chat over
+            await self.support.announce_chat(context.bot, chat_id)
+
+    async def _deliver(
+        self,
+        context: ContextTypes.DEFAULT_TYPE,
+        request: Message,
+        reply: StreamingReply,
+        text: str,
+        info: ReplyInfo,
+    ) -> None:
+        """The final text with feedback buttons; or, while a person owns the chat, a relay to them."""
+        support = self.support
+        if info.handled_by_human:
+            if support is not None:
+                await support.relay(context.bot, int(request.chat_id), request.author or "", request.text)
+            return
+        if not text:  # the service handed the chat over instead of answering
+            return
+        markup = support.buttons_for(info) if support is not None else None
+        await reply.finish(text, markup=markup)
+        if support is not None and markup is not None and reply.message_ids:
+            await support.remember(int(request.chat_id), reply.message_ids[-1], info)
 
     # -- errors -----------------------------------------------------------------------------------
     async def error(self, update: object, context: ContextTypes.DEFAULT_TYPE) -> None:

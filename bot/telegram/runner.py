@@ -7,8 +7,9 @@ import logging
 import signal
 from urllib.parse import urlsplit
 
-from telegram import Bot, BotCommand
+from telegram import BotCommand
 from telegram.error import InvalidToken, TelegramError
+from telegram.ext import Application
 
 from bot.config import TelegramSettings
 from bot.errors import ConfigError
@@ -67,10 +68,12 @@ async def serve(
         log.info("connected to Telegram as @%s", application.bot.username)
         await application.bot.set_my_commands([BotCommand(name, text) for name, text in COMMANDS])
         await application.start()
+        if handlers.support is not None:
+            handlers.support.start_sweeper(application.bot)  # hands timed-out handoffs back to the bot
         if health is not None:
             health.start()
         if settings.webhook_url:
-            webhook = await _start_webhook(settings, application.bot, application.update_queue)
+            webhook = await _start_webhook(settings, application)
         else:
             assert application.updater is not None
             await application.updater.start_polling(
@@ -87,6 +90,8 @@ async def serve(
         elif application.updater is not None and application.updater.running:
             await application.updater.stop()
         await _drain(handlers, settings.shutdown_grace_seconds)
+        if handlers.support is not None:
+            await handlers.support.stop_sweeper()
         if health is not None:
             await health.stop()
         if application.running:
@@ -101,13 +106,17 @@ async def serve(
     return 1 if fatal else 0
 
 
-async def _start_webhook(settings: TelegramSettings, bot: Bot, queue: asyncio.Queue[object]) -> WebhookServer:
+async def _start_webhook(settings: TelegramSettings, application: Application) -> WebhookServer:  # type: ignore[type-arg]
     assert settings.webhook_url is not None and settings.webhook_secret is not None
     secret = settings.webhook_secret.get_secret_value()
     server = WebhookServer(
-        bot=bot, queue=queue, secret=secret, path=urlsplit(settings.webhook_url).path or "/"
+        application=application,
+        secret=secret,
+        path=urlsplit(settings.webhook_url).path or "/",
+        grace=settings.shutdown_grace_seconds,
     )
     server.start(settings.webhook_listen, settings.webhook_port)
+    bot = application.bot
     await bot.set_webhook(settings.webhook_url, secret_token=secret, allowed_updates=ALLOWED_UPDATES)
     log.info("receiving updates by webhook")
     return server

@@ -173,6 +173,7 @@ class FakeBotApi:
         self.sent_messages: list[JSON] = []
         self.next_update_id = 1000
         self.webhook_url = ""
+        self.webhook_secret: str | None = None
         self._cond = threading.Condition(threading.RLock())
         self._queue: list[JSON] = []
         self._messages: dict[tuple[int, int], JSON] = {}
@@ -196,6 +197,7 @@ class FakeBotApi:
             "getupdates": self._get_updates,
             "sendmessage": self._send_message,
             "editmessagetext": self._edit_message_text,
+            "editmessagereplymarkup": self._edit_message_reply_markup,
             "deletemessage": self._delete_message,
             "sendchataction": lambda p: _true(self._chat_id(p), self._require(p, "action")),
             "setmycommands": self._set_my_commands,
@@ -427,6 +429,34 @@ class FakeBotApi:
             self.sent.setdefault(chat_id, {})[message_id] = text
             return copy.deepcopy(message)
 
+    def _edit_message_reply_markup(self, params: JSON) -> JSON | bool:
+        """Replace (or, without reply_markup, remove) a message's inline keyboard."""
+        if params.get("inline_message_id"):
+            return True
+        chat_id, message_id = self._chat_id(params), int(self._require(params, "message_id"))
+        markup = params.get("reply_markup") if isinstance(params.get("reply_markup"), dict) else None
+        if markup is not None and "inline_keyboard" not in markup:
+            raise _ApiError(400, "Bad Request: inline keyboard expected")
+        with self._cond:
+            message = self._messages.get((chat_id, message_id))
+            if message is None:
+                raise _ApiError(400, "Bad Request: message to edit not found")
+            if message["from"]["id"] != self.bot_id:
+                raise _ApiError(400, "Bad Request: message can't be edited")
+            if message.get("reply_markup") == markup:
+                raise _ApiError(400, _NOT_MODIFIED)
+            message.pop("reply_markup", None)
+            if markup:
+                message["reply_markup"] = markup
+            message["edit_date"] = int(time.time())
+            return copy.deepcopy(message)
+
+    def markup_of(self, chat_id: int, message_id: int) -> JSON | None:
+        """The inline keyboard a message shows now (after edits), or None."""
+        with self._cond:
+            message = self._messages.get((chat_id, message_id))
+            return copy.deepcopy(message.get("reply_markup")) if message else None
+
     def _delete_message(self, params: JSON) -> bool:
         chat_id, message_id = self._chat_id(params), int(self._require(params, "message_id"))
         with self._cond:
@@ -453,6 +483,7 @@ class FakeBotApi:
     def _set_webhook(self, url: str, params: JSON) -> bool:
         with self._cond:
             self.webhook_url = url
+            self.webhook_secret = str(params["secret_token"]) if params.get("secret_token") else None
             if params.get("drop_pending_updates"):
                 self._queue.clear()
         return True
@@ -485,6 +516,18 @@ class FakeBotApi:
         """Copies of the queued, unconfirmed updates (e.g. to POST one to a webhook by hand)."""
         with self._cond:
             return copy.deepcopy(self._queue)
+
+    def confirm_update(self, update_id: int) -> None:
+        """Forget a queued update, as Telegram does once a webhook request for it answered 2xx."""
+        with self._cond:
+            self._queue = [u for u in self._queue if u["update_id"] != update_id]
+            self._cond.notify_all()
+
+    def wait_for_change(self, timeout: float) -> None:
+        """Block (a delivery thread) until an update is queued or confirmed, or `timeout` passes."""
+        with self._cond:
+            if not self._stopping:
+                self._cond.wait(timeout)
 
     def push_raw(self, update: JSON) -> int:
         """Queue a hand-built update (sticker, photo, edited_message, channel_post, ...)."""

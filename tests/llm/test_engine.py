@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import time
 
 import pytest
 import torch
@@ -75,8 +76,13 @@ async def test_timeout_raises_and_the_loop_stays_responsive(tiny_llama: LoadedMo
 
     task = asyncio.create_task(ticker())
     slow = dataclasses.replace(GREEDY, max_new_tokens=480, timeout_seconds=0.3)
-    with pytest.raises(GenerationTimeout):
-        await collect(engine, prompt_ids(tiny_llama), slow)
+    # every forward pass takes 10 ms: 480 of them cannot finish within the timeout
+    hook = tiny_llama.model.register_forward_pre_hook(lambda *_: time.sleep(0.01))
+    try:
+        with pytest.raises(GenerationTimeout):
+            await collect(engine, prompt_ids(tiny_llama), slow)
+    finally:
+        hook.remove()
     task.cancel()
     assert ticks > 5, "the event loop was blocked while the model generated"
     # the engine is usable again right after a timeout

@@ -65,7 +65,7 @@ async def test_metrics_health_and_readiness(
         and metric(text, "bot_time_to_first_token_seconds_count") == 1
     )
     assert metric(text, "bot_tokens_generated_total") > 0
-    assert metric(text, "bot_engine_batch_size_count") == 1
+    assert metric(text, "bot_engine_batch_size_count") >= 1  # one observation per decode step
     assert "bot_engine_queue_depth 0.0" in text
     assert (
         metric(text, "bot_safety_events_total", direction="in", action="block", reason="injection:override")

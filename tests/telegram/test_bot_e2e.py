@@ -341,3 +341,29 @@ async def test_a_second_poller_conflict_stops_the_bot(
     bot = await start_bot()
     assert await asyncio.wait_for(bot.task, 30) == 1
     assert CONFLICT in caplog.messages
+
+
+async def test_chats_writing_at_once_are_decoded_in_one_batch(
+    fake_api: FakeBotApi, start_bot: Any, tmp_path: Path
+) -> None:
+    endless = build_tiny_llama(tmp_path / "endless", endless=True)  # every reply runs to max_new_tokens
+    bot = await start_bot(
+        MODEL_NAME=str(endless),
+        GENERATION_MAX_NEW_TOKENS="80",
+        TELEGRAM_STREAM_INTERVAL_SECONDS="0.05",
+        SAFETY_OUTPUT_PROFANITY="false",
+        SAFETY_CHECK_DEGENERATE="false",
+    )
+    chats = range(3001, 3007)
+    for chat in chats:
+        fake_api.send_text(chat, chat, f"hello from chat {chat}")
+    for chat in chats:
+        assert len(await replies_in(fake_api, chat, 1)) == 1
+    registry = bot.app.metrics.registry
+    steps = registry.get_sample_value("bot_engine_batch_size_count")
+    alone = registry.get_sample_value("bot_engine_batch_size_bucket", {"le": "1.0"})
+    assert steps and alone is not None and steps - alone > 0, "no decode step served two chats at once"
+    assert registry.get_sample_value("bot_engine_cache_lookups_total", {"result": "miss"}) == 1
+    assert registry.get_sample_value("bot_engine_cache_lookups_total", {"result": "hit"}) == 5, (
+        "later chats start from the shared system-prompt prefix"
+    )

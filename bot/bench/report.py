@@ -1,0 +1,74 @@
+"""The benchmark's figures for people: a terminal table and a chart."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from rich.console import Console
+from rich.table import Table
+
+__all__ = ["plot", "print_table"]
+
+
+def print_table(figures: dict[str, Any], console: Console) -> None:
+    runners: dict[str, Any] = figures["runners"]
+    table = Table(title=f"bot bench: {figures['model']} ({figures['dtype']}, {figures['threads']} threads)")
+    table.add_column("figure")
+    for name in runners:
+        table.add_column(name, justify="right")
+    levels = sorted({int(c) for r in runners.values() for c in r["aggregate_tokens_per_second"]})
+    rows: list[tuple[str, list[str]]] = [
+        ("tokens/s, one chat alone", [f"{r['single_tokens_per_second']:.1f}" for r in runners.values()]),
+    ]
+    for level in levels:
+        rows.append(
+            (
+                f"aggregate tokens/s, {level} chats",
+                [f"{r['aggregate_tokens_per_second'].get(str(level), 0):.1f}" for r in runners.values()],
+            )
+        )
+    rows += [
+        ("TTFT p50 (s)", [f"{r['ttft_seconds']['p50']:.3f}" for r in runners.values()]),
+        ("TTFT p95 (s)", [f"{r['ttft_seconds']['p95']:.3f}" for r in runners.values()]),
+        ("TTFT turn 1 (s)", [f"{r['ttft_by_turn'][0]:.3f}" for r in runners.values()]),
+        (
+            f"TTFT turn {len(next(iter(runners.values()))['ttft_by_turn'])} (s)",
+            [f"{r['ttft_by_turn'][-1]:.3f}" for r in runners.values()],
+        ),
+    ]
+    for label, cells in rows:
+        table.add_row(label, *cells)
+    console.print(table)
+    console.print(
+        f"cold start to ready: {figures['cold_start_seconds']:.2f} s   peak RSS: {figures['peak_rss_mb']} MB"
+    )
+    for name, why in figures["skipped"].items():
+        console.print(f"[yellow]{name} skipped:[/yellow] {why}")
+    console.print("ratios: " + ", ".join(f"{k}={v}" for k, v in figures["ratios"].items()))
+
+
+def plot(figures: dict[str, Any], path: Path) -> None:
+    """Aggregate tokens/s against concurrency, and time to first token against the turn, per runner."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, (left, right) = plt.subplots(1, 2, figsize=(11, 4.2))
+    for name, runner in figures["runners"].items():
+        levels = sorted(int(c) for c in runner["aggregate_tokens_per_second"])
+        left.plot(
+            levels, [runner["aggregate_tokens_per_second"][str(c)] for c in levels], marker="o", label=name
+        )
+        turns = range(1, len(runner["ttft_by_turn"]) + 1)
+        right.plot(list(turns), runner["ttft_by_turn"], marker=".", label=name)
+    left.set(title="Throughput", xlabel="concurrent chats", ylabel="aggregate tokens/s")
+    right.set(title="Time to first token as history grows", xlabel="turn", ylabel="seconds")
+    for axis in (left, right):
+        axis.grid(alpha=0.3)
+        axis.legend()
+    fig.suptitle(f"{figures['model']} ({figures['dtype']})")
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)

@@ -1,0 +1,43 @@
+"""The benchmark's scripted support conversations: one fixed system prompt, short customer turns.
+
+Deterministic (no randomness), so two runs ask exactly the same things in the same order.
+"""
+
+from __future__ import annotations
+
+__all__ = ["SYSTEM_PROMPT", "USER_TURNS", "user_turn"]
+
+SYSTEM_PROMPT = (
+    "You are the customer-support assistant of Northwind Outdoor, an online shop for hiking and camping "
+    "gear. Answer in two or three short sentences, politely and precisely. Orders ship within 2 business "
+    "days; returns are free within 30 days; support is reachable on weekdays from 9:00 to 18:00."
+)
+
+# 10 to 40 tokens each, the kind of thing customers write
+USER_TURNS = (
+    "Hi, where is my order? I placed it on Monday and have not received any tracking e-mail yet.",
+    "Can I return a tent that I have already set up once in my garden?",
+    "How long does a refund take after you receive the returned parcel?",
+    "Do you ship to Norway, and are there customs fees I should expect?",
+    "My sleeping bag zipper broke after two weeks. Is that covered by the warranty?",
+    "Can I change the delivery address of an order that has not shipped yet?",
+    "Which payment methods do you accept? Is PayPal possible?",
+    "I received the wrong size of hiking boots. What should I do now?",
+    "Is there a discount for ordering several backpacks for a school group?",
+    "How do I reset the password of my customer account?",
+    "The parcel arrived damaged. Do I need to send photos somewhere?",
+    "Can I pick up my order in a store instead of having it delivered?",
+    "Do your rain jackets come with a lifetime guarantee?",
+    "What is the difference between the two camping stoves on your website?",
+    "I want to cancel my order, please. It is number 48213.",
+    "Can I pay by invoice, and how many days do I have to pay it?",
+    "Are gift cards available, and do they expire?",
+    "The tracking link says delivered, but nothing is at my door. Can you help?",
+    "Do you repair trekking poles, or do I have to buy new ones?",
+    "Thanks! One last thing: are you open on Saturdays?",
+)
+
+
+def user_turn(chat: int, turn: int) -> str:
+    """The customer's message for `turn` of conversation `chat`: chats start at different questions."""
+    return USER_TURNS[(chat * 7 + turn) % len(USER_TURNS)]

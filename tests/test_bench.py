@@ -1,0 +1,52 @@
+"""`bot bench` end to end on a tiny model: every phase runs, the JSON has the promised figures and ratios,
+the chart is drawn. (The figures themselves are meaningful only on the real model: docs/benchmarks.md.)"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+from tests.conftest import env_without_bot_settings
+
+
+def test_bench_writes_figures_ratios_and_a_chart(tiny_llama_dir: Path, tmp_path: Path) -> None:
+    env = {**env_without_bot_settings(), "MODEL_NAME": str(tiny_llama_dir), "MODEL_DTYPE": "float32"}
+    out, chart = tmp_path / "out.json", tmp_path / "out.png"
+    done = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "bot",
+            "bench",
+            "--max-new-tokens",
+            "6",
+            "--json",
+            str(out),
+            "--plot",
+            str(chart),
+        ],
+        env=env,
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    assert done.returncode == 0, done.stderr
+    figures = json.loads(out.read_text())
+    assert set(figures["runners"]) == {"engine", "naive"}
+    assert "llama.cpp" in figures["skipped"]  # a model directory is not a GGUF file
+    for runner in figures["runners"].values():
+        assert set(runner["aggregate_tokens_per_second"]) == {"1", "4", "16"}
+        assert all(rate > 0 for rate in runner["aggregate_tokens_per_second"].values())
+        assert len(runner["ttft_by_turn"]) == 20
+        assert runner["prompt_tokens_by_turn"][-1] > runner["prompt_tokens_by_turn"][0]
+    ratios = figures["ratios"]
+    assert ratios["aggregate16_vs_naive"] > 0 and ratios["ttft_turn20_vs_turn1"] > 0
+    assert ratios["aggregate16_vs_llamacpp"] is None and ratios["single_vs_llamacpp"] is None
+    assert figures["cold_start_seconds"] > 0 and figures["peak_rss_mb"] > 0
+    assert chart.read_bytes().startswith(b"\x89PNG")
+    assert "aggregate tokens/s, 16 chats" in done.stdout and "ratios:" in done.stdout
+    assert os.path.getsize(chart) > 10_000
