@@ -451,6 +451,10 @@ class ChatService:
             self._safety.allow_public(self._knowledge.public_text)
         return summary
 
+    def queue_position(self, chat_id: int | str) -> int | None:
+        """Where this chat's reply waits for the model (1 = next), or None when it is not waiting."""
+        return self._engine.queue_position(str(chat_id))
+
     async def reset(self, chat_id: int | str) -> None:
         """Forget the chat's history (raises StoreUnavailable if the store is down)."""
         await self._store.clear(chat_id)

@@ -1,19 +1,22 @@
 """`bot bench`: the same scripted support conversations through each runner, in one process run.
 
-Phases, for every runner: one chat alone (per-stream tokens/s); C chats at once for each concurrency level
-(aggregate tokens/s, time to first token); one long conversation (time to first token at turn 1 vs turn
-N, as the history grows). Cold start is timed in a fresh process; peak RSS is read after the engine's
-phases, before anything else is loaded. Figures are written as JSON, a table and a chart.
+Phases: one chat alone (per-stream tokens/s); C chats at once for each concurrency level (aggregate
+tokens/s, time to first token); one long conversation (time to first token at turn 1 vs turn N, as the
+history grows). Within each phase the runners take turns, so the machine's ups and downs fall on all of
+them alike. Cold start is timed in a fresh process; peak RSS is sampled while the engine serves the most
+chats (the process then also holds the other runners' models: an upper bound).
 """
 
 from __future__ import annotations
 
 import asyncio
 import json
+import os
 import resource
 import statistics
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -84,16 +87,20 @@ class _Conversation:
         self.history += [self._question, Turn(Role.ASSISTANT, timing.text)]
 
 
-async def _single(runner: Runner, prompts: PromptBuilder, options: BenchOptions, tick: Tick) -> float:
-    rates = []
+async def _single(
+    runners: dict[str, Runner], prompts: PromptBuilder, options: BenchOptions, tick: Tick
+) -> dict[str, float]:
+    """One chat alone, decode speed; the runners take turns, so a slower moment of the machine hits all."""
+    rates: dict[str, list[float]] = {name: [] for name in runners}
     for i in range(options.single_replies):
-        chat = _Conversation(prompts, 1000 + i, options.max_new_tokens)
-        timing = await runner.reply(chat.prompt(0, runner.name), options.max_new_tokens)
-        decode = timing.total - timing.ttft
-        if timing.tokens > 1 and decode > 0:
-            rates.append((timing.tokens - 1) / decode)
-        tick(runner.name)
-    return statistics.median(rates) if rates else 0.0
+        for name, runner in runners.items():
+            chat = _Conversation(prompts, 1000 + i, options.max_new_tokens)
+            timing = await runner.reply(chat.prompt(0, name), options.max_new_tokens)
+            decode = timing.total - timing.ttft
+            if timing.tokens > 1 and decode > 0:
+                rates[name].append((timing.tokens - 1) / decode)
+            tick(name)
+    return {name: statistics.median(r) if r else 0.0 for name, r in rates.items()}
 
 
 async def _concurrent(
@@ -117,31 +124,44 @@ async def _concurrent(
 
 
 async def _long(
-    runner: Runner, prompts: PromptBuilder, options: BenchOptions, tick: Tick
-) -> tuple[list[float], list[int]]:
-    conversation = _Conversation(prompts, 7, options.max_new_tokens)
-    ttfts, sizes = [], []
+    runners: dict[str, Runner], prompts: PromptBuilder, options: BenchOptions, tick: Tick
+) -> dict[str, tuple[list[float], list[int]]]:
+    """One conversation of `long_turns` turns per runner, turn by turn in step."""
+    conversations = {name: _Conversation(prompts, 7, options.max_new_tokens) for name in runners}
+    found: dict[str, tuple[list[float], list[int]]] = {name: ([], []) for name in runners}
     for turn in range(options.long_turns):
-        prompt = conversation.prompt(turn, runner.name)
-        timing = await runner.reply(prompt, options.max_new_tokens)
-        conversation.answered(timing)
-        ttfts.append(timing.ttft)
-        sizes.append(prompt.token_count)
-        tick(runner.name)
-    return ttfts, sizes
+        for name, runner in runners.items():
+            prompt = conversations[name].prompt(turn, name)
+            timing = await runner.reply(prompt, options.max_new_tokens)
+            conversations[name].answered(timing)
+            found[name][0].append(timing.ttft)
+            found[name][1].append(prompt.token_count)
+            tick(name)
+    return found
 
 
-async def _measure(runner: Runner, prompts: PromptBuilder, options: BenchOptions, tick: Tick) -> RunnerResult:
-    result = RunnerResult()
-    await runner.reply(prompts.build([], Turn(Role.USER, "Hello"), max_new_tokens=4), 4)  # warm-up
-    result.single_tokens_per_second = await _single(runner, prompts, options, tick)
+async def _measure(
+    runners: dict[str, Runner], prompts: PromptBuilder, options: BenchOptions, tick: Tick
+) -> tuple[dict[str, RunnerResult], float]:
+    """Every phase, each runner in turn within it; and the engine's peak RSS with the most chats."""
+    results = {name: RunnerResult() for name in runners}
+    for runner in runners.values():  # warm-up: first-call allocations stay out of the figures
+        await runner.reply(prompts.build([], Turn(Role.USER, "Hello"), max_new_tokens=4), 4)
+    for name, rate in (await _single(runners, prompts, options, tick)).items():
+        results[name].single_tokens_per_second = rate
+    peak = 0.0
     for chats in options.concurrency:
-        rate, ttfts = await _concurrent(runner, prompts, options, chats, tick)
-        result.aggregate_tokens_per_second[chats] = rate
-        result.ttft_by_concurrency[chats] = _percentiles(ttfts)
-        result.ttfts += ttfts
-    result.ttft_by_turn, result.prompt_tokens_by_turn = await _long(runner, prompts, options, tick)
-    return result
+        for name, runner in runners.items():
+            with _RssPeak() as rss:
+                rate, ttfts = await _concurrent(runner, prompts, options, chats, tick)
+            if name == "engine" and chats == max(options.concurrency):
+                peak = rss.peak_mb
+            results[name].aggregate_tokens_per_second[chats] = rate
+            results[name].ttft_by_concurrency[chats] = _percentiles(ttfts)
+            results[name].ttfts += ttfts
+    for name, (ttfts, sizes) in (await _long(runners, prompts, options, tick)).items():
+        results[name].ttft_by_turn, results[name].prompt_tokens_by_turn = ttfts, sizes
+    return results, peak
 
 
 async def run_bench(
@@ -157,32 +177,57 @@ async def run_bench(
     chat_format = ChatFormat(loaded.tokenizer)
     context = min(loaded.context_tokens, 8192)
     prompts = PromptBuilder(chat_format, system_prompt=SYSTEM_PROMPT, context_tokens=context)
-    results: dict[str, RunnerResult] = {}
     skipped: dict[str, str] = {}
-    peak_rss_mb: float | None = None
+    runners: dict[str, Runner] = {}
     for name in options.runners:
-        runner: Runner
         if name == "engine":
             engine = TransformersEngine(
                 loaded, max_batch=max(options.concurrency), max_queue=1024, cache_mb=cache_mb
             )
-            runner = EngineRunner(engine)
+            runners[name] = EngineRunner(engine)
         elif name == "naive":
-            runner = NaiveRunner(loaded)
+            runners[name] = NaiveRunner(loaded)
         else:
             gguf, why = _gguf_for(loaded.name)
             if gguf is None:
                 skipped[name] = why
                 note(f"llama.cpp skipped: {why}")
                 continue
-            runner = LlamaCppRunner(gguf, loaded.tokenizer, context=context, threads=threads)
-        try:
-            results[name] = await _measure(runner, prompts, options, tick)
-        finally:
+            runners[name] = LlamaCppRunner(gguf, loaded.tokenizer, context=context, threads=threads)
+    try:
+        results, peak_rss_mb = await _measure(runners, prompts, options, tick)
+    finally:
+        for runner in runners.values():
             await runner.aclose()
-        if name == "engine":
-            peak_rss_mb = _peak_rss_mb()
-    return _summary(results, skipped, peak_rss_mb)
+    return _summary(results, skipped, peak_rss_mb if "engine" in runners else None)
+
+
+class _RssPeak:
+    """The process's largest resident set size while the block runs, sampled every 20 ms."""
+
+    def __init__(self) -> None:
+        self.peak_mb = 0.0
+        self._done = threading.Event()
+        self._thread = threading.Thread(target=self._sample, daemon=True)
+
+    def __enter__(self) -> _RssPeak:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._done.set()
+        self._thread.join()
+
+    def _sample(self) -> None:
+        page = os.sysconf("SC_PAGE_SIZE")
+        while True:
+            try:
+                resident = int(Path("/proc/self/statm").read_text().split()[1]) * page
+            except (OSError, IndexError, ValueError):  # not Linux: the peak so far is what there is
+                resident = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+            self.peak_mb = max(self.peak_mb, resident / 2**20)
+            if self._done.wait(0.02):
+                return
 
 
 def _gguf_for(model_name: str) -> tuple[str | None, str]:
@@ -260,10 +305,6 @@ def cold_start_seconds(model_name: str, *, dtype: str, threads: int | None, cach
     if line.strip() != "ready":
         raise RuntimeError("the cold-start probe did not get ready (run `bot chat` once to see why)")
     return elapsed
-
-
-def _peak_rss_mb() -> float:
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # kilobytes on Linux
 
 
 def _percentiles(values: list[float]) -> dict[str, float]:

@@ -34,4 +34,9 @@ class Engine(Protocol):
         """Sample `params.num_candidates` whole replies in one batch, best (highest mean log-prob) first."""
         ...
 
+    def queue_position(self, session: str) -> int | None:
+        """Where the reply for `session` waits in line for the model (1 = next), or None when it is not
+        waiting (being generated, done, or unknown: a remote server does not say)."""
+        ...
+
     async def aclose(self) -> None: ...

@@ -70,6 +70,9 @@ class TransformersEngine:
         """Replies waiting for a slot in the batch."""
         return self._scheduler.pending
 
+    def queue_position(self, session: str) -> int | None:
+        return self._scheduler.position(session)
+
     @property
     def cached_chats(self) -> int:
         return len(self._scheduler.prefixes)

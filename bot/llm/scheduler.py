@@ -102,6 +102,12 @@ class Scheduler:
         """Requests waiting for a slot."""
         return len(self._waiting)
 
+    def position(self, session: str) -> int | None:
+        """1-based place of `session`'s request among those waiting for a slot; None if not waiting."""
+        with self._wake:
+            waiting = list(self._waiting)
+        return next((i for i, r in enumerate(waiting, 1) if r.session == session), None)
+
     def submit(self, request: Request) -> None:
         with self._wake:
             self._waiting.append(request)

@@ -26,6 +26,9 @@ __all__ = ["StreamingReply", "keep_typing", "send_text"]
 log = logging.getLogger(__name__)
 
 CURSOR = " …"
+QUEUE_STATUS = (
+    "Many customers are writing right now: you are number {place} in line. Your answer follows here."
+)
 FINAL_ATTEMPTS = 6
 T = TypeVar("T")
 
@@ -82,16 +85,32 @@ def _reply(reply_to: int | None) -> dict[str, Any]:
 
 
 @contextlib.asynccontextmanager
-async def keep_typing(bot: Bot, chat_id: int, every: float = 4.5) -> AsyncIterator[None]:
-    """Show "typing…" until the block ends (Telegram shows it for about five seconds per call)."""
+async def keep_typing(
+    bot: Bot,
+    chat_id: int,
+    every: float = 4.5,
+    *,
+    waiting: Callable[[], int | None] | None = None,
+    reply: StreamingReply | None = None,
+) -> AsyncIterator[None]:
+    """Show "typing…" until the block ends (Telegram shows it for about five seconds per call).
+
+    With `waiting` (the reply's place in line for the model) and `reply`, a reply still waiting after the
+    first interval says so where it will appear: "you are number 3 in line", updated as the line moves.
+    """
 
     async def loop() -> None:
+        shown: int | None = None
         while True:
             try:
                 await bot.send_chat_action(chat_id, ChatAction.TYPING)
             except TelegramError as exc:  # purely cosmetic: never let it fail a reply
                 log.debug("typing action failed: %s", exc)
             await asyncio.sleep(every)
+            place = waiting() if waiting is not None else None
+            if reply is not None and place is not None and place != shown:
+                await reply.show_status(QUEUE_STATUS.format(place=place))
+                shown = place
 
     task = asyncio.create_task(loop())
     try:
@@ -121,6 +140,8 @@ class StreamingReply:
         self._clock = clock
         self._shown: list[_Shown] = []
         self._blocked_until = 0.0
+        self._started = False  # the reply's first text has arrived
+        self._putting = asyncio.Lock()  # a status and the first draft must not both send message one
 
     @property
     def message_ids(self) -> list[int]:
@@ -130,6 +151,7 @@ class StreamingReply:
         """Read the whole reply, showing it at most every `interval` seconds; return its text."""
         text, last = "", float("-inf")
         async for piece in pieces:
+            self._started = True
             text += piece
             now = self._clock()
             if (
@@ -163,6 +185,15 @@ class StreamingReply:
             except TelegramError as exc:
                 log.warning("could not delete a superseded draft message: %s", exc)
 
+    async def show_status(self, status: str) -> None:
+        """Show `status` where the reply will appear, unless the reply has begun (it then overwrites it)."""
+        if self._started or self._clock() < self._blocked_until:
+            return
+        try:
+            await self._put(0, status)
+        except TelegramError as exc:  # cosmetic: the reply itself is what matters
+            log.debug("status not shown: %s", exc)
+
     async def _show_draft(self, text: str) -> None:
         parts = split_text(text)
         last = len(parts) - 1
@@ -177,6 +208,10 @@ class StreamingReply:
             log.debug("draft update skipped: %s", exc)
 
     async def _put(self, index: int, text: str, markup: InlineKeyboardMarkup | None = None) -> None:
+        async with self._putting:
+            await self._put_now(index, text, markup)
+
+    async def _put_now(self, index: int, text: str, markup: InlineKeyboardMarkup | None) -> None:
         if index < len(self._shown):
             shown = self._shown[index]
             if shown.text == text and shown.markup == markup:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 import re
 from collections.abc import Callable
@@ -184,7 +185,8 @@ class Handlers:
         notice: str | None = None
         info = ReplyInfo()
         try:
-            async with keep_typing(context.bot, chat_id):
+            waiting = functools.partial(self._service.queue_position, chat_id)
+            async with keep_typing(context.bot, chat_id, waiting=waiting, reply=reply):
                 text = await reply.consume(self._service.respond(request, info))
             await self._deliver(context, request, reply, text, info)
         except DuplicateDelivery:

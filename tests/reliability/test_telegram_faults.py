@@ -21,7 +21,7 @@ import redis
 
 from bot.config import SafetySettings
 from bot.memory import history_key
-from bot.telegram.delivery import StreamingReply
+from bot.telegram.delivery import QUEUE_STATUS, StreamingReply
 from bot.telegram.handlers import CONFLICT, Texts
 from bot.telegram.split import utf16_len
 from bot.testing.bot_api import FakeBotApi
@@ -291,3 +291,18 @@ async def test_a_full_queue_tells_people_to_retry(fake_api: FakeBotApi, start_bo
         fake_api.send_text(23, 23, "third: no room left")
         assert await replies_in(fake_api, 23, 1) == [Texts.BUSY]
     assert len(await replies_in(fake_api, 21, 1)) == 1 and len(await replies_in(fake_api, 22, 1)) == 1
+
+
+async def test_a_waiting_customer_sees_their_place_in_line(fake_api: FakeBotApi, start_bot: Any) -> None:
+    bot = await start_bot(ENGINE_MAX_BATCH="1", TELEGRAM_STREAM_INTERVAL_SECONDS="0", **QUIET_SAFETY)
+    status = QUEUE_STATUS.format(place=1)
+    with stalled_forward(bot.app.engine._loaded.model) as busy:
+        fake_api.send_text(31, 31, "first: the model is busy with me")
+        await fake_api.wait_for(busy.is_set, timeout=10)
+        fake_api.send_text(32, 32, "second: I wait for the only slot")
+        await fake_api.wait_for(lambda: fake_api.messages_in(32) == [status], timeout=15)
+    # the status message becomes the answer
+    await fake_api.wait_for(lambda: fake_api.messages_in(32) not in ([], [status]), timeout=30)
+    (answer,) = await replies_in(fake_api, 32, 1)
+    assert answer != status and len(fake_api.calls_of("sendMessage")) == 2
+    assert len(await replies_in(fake_api, 31, 1)) == 1
