@@ -25,7 +25,10 @@ ALLOWED: dict[str, tuple[str, ...]] = {
     "bot.metrics": (),
     "bot.observability": ("bot.metrics",),
     "bot.safety": ("bot.config", "bot.domain", "bot.errors", "bot.safety"),
+    # the reply's safe shapes (guarded stream, best of n, grounded): protocols only, like the service
+    "bot.answers": ("bot.domain", "bot.errors", "bot.llm.base", "bot.safety", "bot.support.base"),
     "bot.service": (
+        "bot.answers",
         "bot.domain",
         "bot.errors",
         "bot.gate",

@@ -2,9 +2,8 @@
 
 Phases: one chat alone (per-stream tokens/s); C chats at once for each concurrency level (aggregate
 tokens/s, time to first token); one long conversation (time to first token at turn 1 vs turn N, as the
-history grows). Within each phase the runners take turns, so the machine's ups and downs fall on all of
-them alike. Cold start is timed in a fresh process; peak RSS is sampled while the engine serves the most
-chats (the process then also holds the other runners' models: an upper bound).
+history grows). Runners go one after the other, each alone on the machine. Cold start is timed in a
+fresh process; peak RSS is sampled while the engine serves the most chats.
 """
 
 from __future__ import annotations
@@ -90,7 +89,7 @@ class _Conversation:
 async def _single(
     runners: dict[str, Runner], prompts: PromptBuilder, options: BenchOptions, tick: Tick
 ) -> dict[str, float]:
-    """One chat alone, decode speed; the runners take turns, so a slower moment of the machine hits all."""
+    """One chat alone: decode speed, the median of a few replies."""
     rates: dict[str, list[float]] = {name: [] for name in runners}
     for i in range(options.single_replies):
         for name, runner in runners.items():
@@ -143,7 +142,7 @@ async def _long(
 async def _measure(
     runners: dict[str, Runner], prompts: PromptBuilder, options: BenchOptions, tick: Tick
 ) -> tuple[dict[str, RunnerResult], float]:
-    """Every phase, each runner in turn within it; and the engine's peak RSS with the most chats."""
+    """Every phase for the given runners; and the engine's peak RSS while it serves the most chats."""
     results = {name: RunnerResult() for name in runners}
     for runner in runners.values():  # warm-up: first-call allocations stay out of the figures
         await runner.reply(prompts.build([], Turn(Role.USER, "Hello"), max_new_tokens=4), 4)
@@ -178,28 +177,34 @@ async def run_bench(
     context = min(loaded.context_tokens, 8192)
     prompts = PromptBuilder(chat_format, system_prompt=SYSTEM_PROMPT, context_tokens=context)
     skipped: dict[str, str] = {}
-    runners: dict[str, Runner] = {}
+    results: dict[str, RunnerResult] = {}
+    peak_rss_mb: float | None = None
+    # One runner at a time, each alone on the machine: llama.cpp's worker threads keep spinning after a
+    # call, which slows torch by a third if the two take turns (measured), so interleaving is not fairer.
     for name in options.runners:
+        runner: Runner
         if name == "engine":
             engine = TransformersEngine(
                 loaded, max_batch=max(options.concurrency), max_queue=1024, cache_mb=cache_mb
             )
-            runners[name] = EngineRunner(engine)
+            runner = EngineRunner(engine)
         elif name == "naive":
-            runners[name] = NaiveRunner(loaded)
+            runner = NaiveRunner(loaded)
         else:
             gguf, why = _gguf_for(loaded.name)
             if gguf is None:
                 skipped[name] = why
                 note(f"llama.cpp skipped: {why}")
                 continue
-            runners[name] = LlamaCppRunner(gguf, loaded.tokenizer, context=context, threads=threads)
-    try:
-        results, peak_rss_mb = await _measure(runners, prompts, options, tick)
-    finally:
-        for runner in runners.values():
+            runner = LlamaCppRunner(gguf, loaded.tokenizer, context=context, threads=threads)
+        try:
+            measured, peak = await _measure({name: runner}, prompts, options, tick)
+        finally:
             await runner.aclose()
-    return _summary(results, skipped, peak_rss_mb if "engine" in runners else None)
+        results.update(measured)
+        if name == "engine":
+            peak_rss_mb = peak
+    return _summary(results, skipped, peak_rss_mb)
 
 
 class _RssPeak:
