@@ -54,6 +54,7 @@ def plot(figures: dict[str, Any], path: Path) -> None:
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
+    from matplotlib.ticker import MaxNLocator
 
     fig, (left, right) = plt.subplots(1, 2, figsize=(11, 4.2))
     for name, runner in figures["runners"].items():
@@ -66,6 +67,7 @@ def plot(figures: dict[str, Any], path: Path) -> None:
     left.set(title="Throughput", xlabel="concurrent chats", ylabel="aggregate tokens/s")
     right.set(title="Time to first token as history grows", xlabel="turn", ylabel="seconds")
     for axis in (left, right):
+        axis.xaxis.set_major_locator(MaxNLocator(integer=True))
         axis.grid(alpha=0.3)
         axis.legend()
     fig.suptitle(f"{figures['model']} ({figures['dtype']})")
