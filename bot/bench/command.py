@@ -9,6 +9,7 @@ from pathlib import Path
 
 import torch
 from rich.console import Console
+from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
 from bot.bench.report import plot, print_table
@@ -29,14 +30,14 @@ def bench(
 ) -> int:
     console = Console(stderr=True)
     cache_dir = str(model.cache_dir) if model.cache_dir else None
-    console.print(f"[dim]· loading {model.name}[/dim]")
+    console.print(f"[dim]· loading {escape(model.name)}[/dim]")
     loaded = load_model(
         model.name,
         dtype=model.dtype,
         device=model.device,
         threads=model.threads,
         cache_dir=Path(cache_dir) if cache_dir else None,
-        progress=lambda message: console.print(f"[dim]· {message}[/dim]"),
+        progress=lambda message: console.print(f"[dim]· {escape(message)}[/dim]"),
     )
     console.print("[dim]· timing a cold start in a fresh process[/dim]")
     cold = cold_start_seconds(model.name, dtype=model.dtype, threads=model.threads, cache_dir=cache_dir)
@@ -57,7 +58,7 @@ def bench(
 
         def note(message: str) -> None:
             progress.update(task, total=(progress.tasks[0].total or 0) - options.replies_per_runner())
-            progress.console.print(f"[yellow]{message}[/yellow]")
+            progress.console.print(f"[yellow]{escape(message)}[/yellow]")
 
         figures = asyncio.run(
             run_bench(loaded, options=options, cache_mb=cache_mb, threads=threads, tick=tick, note=note)
@@ -75,8 +76,8 @@ def bench(
     print_table(figures, Console())
     if json_path is not None:
         write_json(json_path, figures)
-        console.print(f"[dim]· figures written to {json_path}[/dim]")
+        console.print(f"[dim]· figures written to {escape(str(json_path))}[/dim]")
     if plot_path is not None:
         plot(figures, plot_path)
-        console.print(f"[dim]· chart written to {plot_path}[/dim]")
+        console.print(f"[dim]· chart written to {escape(str(plot_path))}[/dim]")
     return 0

@@ -6,6 +6,7 @@ from pathlib import Path
 from typing import Any
 
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
 __all__ = ["plot", "print_table"]
@@ -44,7 +45,7 @@ def print_table(figures: dict[str, Any], console: Console) -> None:
         f"cold start to ready: {figures['cold_start_seconds']:.2f} s   peak RSS: {figures['peak_rss_mb']} MB"
     )
     for name, why in figures["skipped"].items():
-        console.print(f"[yellow]{name} skipped:[/yellow] {why}")
+        console.print(f"[yellow]{escape(name)} skipped:[/yellow] {escape(why)}")
     console.print("ratios: " + ", ".join(f"{k}={v}" for k, v in figures["ratios"].items()))
 
 
