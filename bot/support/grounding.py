@@ -82,6 +82,9 @@ _REFERS_BACK = re.compile(r"(?:it|this|that|these|those|they|such)\b", re.IGNORE
 _LIST_MARKER = re.compile(r"^\s*\d{1,2}[.)]\s", re.MULTILINE)
 
 
+_VERDICT = re.compile(r"^(?:yes|no)[.!,]\s+(?=\S)", re.IGNORECASE)
+
+
 def facts(text: str) -> set[str]:
     """The checkable details of `text`, normalised: 'email:…', 'url:…', 'phone:<digits>', 'num:<n>'."""
     found: set[str] = set()
@@ -159,10 +162,10 @@ def extractive_answer(
     passage = hit.passage if isinstance(hit, Hit) else hit
     found = sentences(passage.text)
     if len(passage.text) <= 240 or len(found) <= EXTRACT_SENTENCES:
-        return " ".join(found)
+        return _without_verdict(" ".join(found))
     scores = _sentence_scores(question, hit, weight)
     if max(scores) <= 0:
-        return " ".join(found[:EXTRACT_SENTENCES])
+        return _without_verdict(" ".join(found[:EXTRACT_SENTENCES]))
     best = max(range(len(found)), key=lambda i: (scores[i], -i))
     chosen = {best}
     kind = asked_figure(question)
@@ -177,7 +180,15 @@ def extractive_answer(
             question, found[best], found[second]
         ):
             chosen.add(second)
-    return " ".join(found[i] for i in sorted(chosen))
+    return _without_verdict(" ".join(found[i] for i in sorted(chosen)))
+
+
+def _without_verdict(answer: str) -> str:
+    """The quote without a leading bare "Yes."/"No.": that answered the passage's own question (an FAQ
+    entry's), which may be the opposite of the customer's ("Do you ship outside Europe?" - "No. We ship
+    to ... Norway ..." quoted to "Do you deliver to Norway?")."""
+    rest = _VERDICT.sub("", answer, count=1)
+    return rest[:1].upper() + rest[1:] if rest and rest != answer else answer
 
 
 def extract(

@@ -87,6 +87,16 @@ def test_extractive_answer_quotes_the_best_matching_sentences() -> None:
     assert extractive_answer("anything", HOURS) == HOURS.text  # short passages are quoted whole
 
 
+def test_a_quoted_yes_or_no_is_dropped_it_answered_the_faq_entry_not_the_customer() -> None:
+    faq = Passage("FAQ", "Do you rent outside the city?", "No. We rent in Lisbon and Porto only.", "faq.csv")
+    assert extractive_answer("Can I rent a bike in Porto?", faq) == "We rent in Lisbon and Porto only."
+    yes = Passage("FAQ", "Can I pay cash?", "Yes, cash and cards are both fine.", "faq.csv")
+    assert extractive_answer("payment methods", yes) == "Cash and cards are both fine."
+    assert extractive_answer("north?", Passage("FAQ", "", "Norway too.", "f.csv")) == "Norway too."
+    no_cap = Passage("FAQ", "Is data limited?", "No data cap applies to any plan.", "faq.csv")
+    assert extractive_answer("data limit", no_cap) == no_cap.text  # a "no" that is part of the fact stays
+
+
 def test_cite_names_each_source_once() -> None:
     assert cite("Yes.", ["FAQ"]) == "Yes.\n\nSource: FAQ"
     assert cite("Yes.", ["A", "B", "A"]) == "Yes.\n\nSources: A; B"
