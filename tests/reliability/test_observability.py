@@ -66,6 +66,8 @@ async def test_metrics_health_and_readiness(
     )
     assert metric(text, "bot_tokens_generated_total") > 0
     assert metric(text, "bot_engine_batch_size_count") >= 1  # one observation per decode step
+    assert metric(text, "bot_engine_cache_lookups_total", result="miss") == 1  # a new chat: nothing cached
+    assert metric(text, "bot_engine_prompt_tokens_total", source="computed") > 0
     assert "bot_engine_queue_depth 0.0" in text
     assert (
         metric(text, "bot_safety_events_total", direction="in", action="block", reason="injection:override")
