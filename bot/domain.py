@@ -124,6 +124,7 @@ class ReplyInfo:
 
     question: str = ""
     reply: str = ""
+    asker_id: int | None = None  # who asked: in a group, only they rate the answer
     sources: tuple[str, ...] = ()
     confidence: float | None = None
     answered: bool = True

@@ -249,7 +249,7 @@ class ChatService:
         if not reply:
             reply = EMPTY_REPLY_FALLBACK
             yield reply
-        info.question, info.reply = question.content, reply
+        info.question, info.reply, info.asker_id = question.content, reply, message.user_id
         answer = Turn(Role.ASSISTANT, reply)
         append_id = f"m{message.message_id}" if message.message_id is not None else uuid.uuid4().hex
         try:

@@ -5,6 +5,7 @@ They share the conversation store's client (and its retry policy); the conversat
 
 from __future__ import annotations
 
+import uuid
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -18,8 +19,15 @@ __all__ = ["RedisAnalytics", "RedisFeedback", "RedisHandoffs"]
 # At most this many distinct questions are ranked per day; the rarest go first.
 MAX_RANKED = 2000
 
+# Safe to resend (redis-py retries a command whose reply was lost): a begin finding its own record
+# reports success; an end leaves the ended record under the caller's token for a minute and returns it
+# again to a resend.
 _BEGIN = """
-if redis.call('HEXISTS', KEYS[1], ARGV[1]) == 1 then
+local current = redis.call('HGET', KEYS[1], ARGV[1])
+if current then
+  if current == ARGV[2] then
+    return 1
+  end
   return 0
 end
 redis.call('HSET', KEYS[1], ARGV[1], ARGV[2])
@@ -36,12 +44,17 @@ return 1
 """
 
 _END = """
+local done = redis.call('GET', KEYS[3])
+if done then
+  return done
+end
 local value = redis.call('HGET', KEYS[1], ARGV[1])
 if not value then
   return false
 end
 redis.call('HDEL', KEYS[1], ARGV[1])
 redis.call('ZREM', KEYS[2], ARGV[1])
+redis.call('SET', KEYS[3], value, 'PX', 60000)
 return value
 """
 
@@ -110,7 +123,8 @@ class RedisHandoffs:
         return bool(await _call(self._extend(keys=self._keys, args=[chat_id, expires_at])))
 
     async def end(self, chat_id: int) -> Handoff | None:
-        raw = await _call(self._end(keys=self._keys, args=[chat_id]))
+        tombstone = f"{self._prefix}:{{support}}:ended:{uuid.uuid4().hex}"
+        raw = await _call(self._end(keys=[*self._keys, tombstone], args=[chat_id]))
         return Handoff.from_json(raw) if raw else None
 
     async def end_due(self, now: float, limit: int = 100) -> list[Handoff]:

@@ -34,6 +34,7 @@ class VoteOutcome(StrEnum):
     RECORDED = "recorded"  # a first vote, or a changed one
     UNCHANGED = "unchanged"  # the same vote again
     UNKNOWN = "unknown"  # the answer's record expired (or was never saved)
+    NOT_YOURS = "not_yours"  # someone else's answer (a group): only the person who asked rates it
 
 
 def callback_data(vote: str) -> str:
@@ -88,6 +89,7 @@ class Feedback:
             "model": self._model,
             "params": self._params,
             "answered_at": f"{self._clock():.3f}",
+            "asker": "" if info.asker_id is None else str(info.asker_id),
         }
         try:
             await self._store.save(_key(chat_id, message_id), fields, self._ttl)
@@ -98,6 +100,11 @@ class Feedback:
         """Store a vote (raises StoreUnavailable, so the person can be told to try again)."""
         if vote not in VOTES:
             raise ValueError(f"a vote is one of {VOTES}, not {vote!r}")
+        record = await self._store.get(_key(chat_id, message_id))
+        if record is None:
+            return VoteOutcome.UNKNOWN
+        if record.get("asker") and user_id is not None and record["asker"] != str(user_id):
+            return VoteOutcome.NOT_YOURS
         previous = await self._store.vote(_key(chat_id, message_id), vote, user_id, self._clock())
         if previous is None:
             return VoteOutcome.UNKNOWN

@@ -60,6 +60,7 @@ def _charts(data: ReportData) -> list[tuple[str, str]]:
     import matplotlib.pyplot as plt
 
     matplotlib.rcParams["svg.fonttype"] = "path"  # text as shapes: no font needed to view the file
+    matplotlib.rcParams["text.parse_math"] = False  # labels are customers' words: "$5" is money, not TeX
     labels = [day.date[5:] for day in data.days]
     x = range(len(labels))
     charts: list[tuple[str, str]] = []

@@ -13,6 +13,7 @@ import contextlib
 import logging
 
 from telegram import Bot, InlineKeyboardButton, InlineKeyboardMarkup, Update
+from telegram.constants import ChatType
 from telegram.error import TelegramError
 from telegram.ext import ContextTypes
 
@@ -37,6 +38,8 @@ class SupportTexts:
     VOTE_FAILED = "Sorry, I could not save that. Please try again in a minute."
     STALE_BUTTON = "This button no longer works."
     ADMINS_ONLY = "Sorry, /stats is for administrators only."
+    NOT_YOUR_ANSWER = "Only the person who asked can rate this answer."
+    STATS_PRIVATE = "The statistics quote customers' questions: ask me for /stats in a private chat."
     STATS_FAILED = "Sorry, the statistics are not available right now (the store is unreachable)."
     RELEASE_USAGE = "Reply /release to a relayed message, or send /release <chat id>."
     NOT_HANDED_OFF = "Chat {chat} is not with a person."
@@ -148,6 +151,9 @@ class SupportHandlers:
         if outcome is VoteOutcome.UNKNOWN:
             await query.answer(SupportTexts.VOTE_EXPIRED)
             return
+        if outcome is VoteOutcome.NOT_YOURS:
+            await query.answer(SupportTexts.NOT_YOUR_ANSWER)
+            return
         await query.answer(SupportTexts.THANKS)
         if outcome is VoteOutcome.RECORDED:
             try:
@@ -156,9 +162,14 @@ class SupportHandlers:
                 log.info("feedback buttons not updated: %s", exc)
 
     async def stats(self, update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
-        """/stats: the last 24 hours and 7 days, for admins only."""
+        """/stats: the last 24 hours and 7 days; admins only, in private or in the operators' group."""
         chat, user = update.effective_chat, update.effective_user
         if chat is None or user is None:
+            return
+        if chat.type != ChatType.PRIVATE and chat.id != self.operator_chat_id:
+            # the figures quote customers' questions: never into a group of customers
+            if self._gate.is_admin(user.id):
+                await send_text(context.bot, chat.id, SupportTexts.STATS_PRIVATE)
             return
         if not self._gate.is_admin(user.id):
             await send_text(context.bot, chat.id, SupportTexts.ADMINS_ONLY)
@@ -253,7 +264,10 @@ class SupportHandlers:
 
     async def _sweep_forever(self, bot: Bot, every: float) -> None:
         while True:
-            await self.sweep(bot)
+            try:
+                await self.sweep(bot)
+            except Exception:  # one bad record or a Telegram hiccup must not end the timeouts for good
+                log.exception("handoff timeout sweep failed; trying again in %.0f s", every)
             await asyncio.sleep(every)
 
     async def sweep(self, bot: Bot) -> None:

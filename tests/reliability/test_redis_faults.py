@@ -23,6 +23,9 @@ import redis
 from bot.errors import StoreUnavailable
 from bot.memory import history_key
 from bot.memory.base import ConversationStore, ids_key
+from bot.memory.redis import connect
+from bot.memory.support_base import Handoff
+from bot.memory.support_redis import RedisHandoffs
 from bot.telegram.handlers import Texts
 from bot.testing.bot_api import FakeBotApi
 from tests.reliability.conftest import RedisProcess
@@ -438,3 +441,23 @@ async def test_twenty_messages_at_once_are_answered_and_stored_in_order(
         assert client.zcard(ids_key(key_prefix, ANNA)) <= 10
     finally:
         client.close()
+
+
+async def test_a_lost_reply_to_a_handoff_begin_or_end_is_not_misread(
+    proxy: RedisFaultProxy, key_prefix: str
+) -> None:
+    """redis-py resends a script whose reply was lost: the resend must report what the first run did."""
+    client = connect(proxy.url)
+    handoffs = RedisHandoffs(client, prefix=key_prefix)
+    try:
+        handoff = Handoff(chat_id=42, user_id=7, name="Anna", reason="asked", started=1_700_000_000.0)
+        await handoffs.get(1)  # a connection and the scripts' first NOSCRIPT round trip out of the way
+        is_handoff = is_append_to(f"{key_prefix}:{{support}}:handoffs")
+        lost = proxy.lose_reply_to(is_handoff)
+        assert await handoffs.begin(handoff, expires_at=1_700_001_800.0), "the begin was applied"
+        assert lost.is_set()
+        lost = proxy.lose_reply_to(is_handoff)
+        assert await handoffs.end(42) == handoff, "the end was applied: its handoff is reported once more"
+        assert lost.is_set() and await handoffs.get(42) is None
+    finally:
+        await client.aclose()

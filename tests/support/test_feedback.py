@@ -64,3 +64,12 @@ async def test_a_vote_is_stored_with_its_answer_and_can_change(store: Any) -> No
     assert json.loads(record["sources"]) == ["faq.md#orders"]
     window = await analytics.window(24)
     assert (window.up, window.down) == (0, 1), "the first vote was taken back from its own hour"
+
+
+async def test_in_a_group_only_the_person_who_asked_rates_the_answer(store: Any) -> None:
+    feedback = Feedback(store, model="tiny-model", params=GenerationParams(), retention_days=7)
+    await feedback.remember(-100, 5, ReplyInfo(question="Opening hours?", reply="9 to 18.", asker_id=1001))
+    assert await feedback.vote(-100, 5, "down", 1002) is VoteOutcome.NOT_YOURS
+    assert await feedback.vote(-100, 5, "up", 1001) is VoteOutcome.RECORDED
+    record = await feedback.record(-100, 5)
+    assert record is not None and (record["vote"], record["asker"]) == ("up", "1001")

@@ -33,3 +33,12 @@ async def test_report_has_five_inline_charts_and_escapes_questions() -> None:
 async def test_report_without_data_still_renders() -> None:
     page = render_html(await collect(Analytics(InProcessAnalytics(), retention_days=7), 7))
     assert page.count("<svg") == 5 and "<th>Median reply time</th><td>n/a</td>" in page
+
+
+async def test_dollar_signs_in_questions_are_text_not_tex() -> None:
+    analytics = Analytics(InProcessAnalytics(), retention_days=7, clock=lambda: T0)
+    for question in ("price $\\foo$ ok?", "is it $5 or $10?"):  # matplotlib would parse $...$ as TeX
+        await analytics.message(1)
+        await analytics.reply(1, 1.0, question, answered=False)
+    page = render_html(await collect(analytics, 3))
+    assert page.count("<svg") == 5

@@ -173,6 +173,9 @@ async def test_stats_for_admins_only_with_the_right_counts(fake_api: FakeBotApi,
         assert line in day, f"{line!r} not in {day!r}"
     assert "Median reply time: n/a" not in day
     assert "Messages: 3" in stats.split("📊 Last 7 days")[1]
+    # the figures quote customers' questions: an admin asking in a customers' group is sent elsewhere
+    fake_api.send_text(-4242, ADMIN, "/stats", chat_type="group")
+    assert await replies_in(fake_api, -4242, 1) == [SupportTexts.STATS_PRIVATE]
 
 
 async def test_report_from_a_real_conversation(
