@@ -8,9 +8,11 @@ The stores are deliberately dumb (records, counters, rankings); what the numbers
 - `<prefix>:{support}:relay:<message_id>`  STRING customer chat id of a message in the operators' chat
 - `<prefix>:{support}:unanswered:<chat>`   STRING count of ungrounded answers in a row
 - `<prefix>:feedback:<chat>:<message_id>`  HASH question, answer, sources, model, params, vote, voted_at
-- `<prefix>:stats:h:<hour>`                HASH counters of one UTC hour (messages, replies, up, down, ...)
-- `<prefix>:stats:chats:<hour>`            HyperLogLog of the chats active in that hour
-- `<prefix>:stats:<board>:<day>`           ZSET question -> times asked (board `asked` or `unanswered`)
+- `<prefix>:{stats}:h:<hour>`              HASH counters of one UTC hour (messages, replies, up, down, ...)
+- `<prefix>:{stats}:chats:<hour>`          HyperLogLog of the chats active in that hour
+- `<prefix>:{stats}:<board>:<day>`         ZSET question -> times asked (board `asked` or `unanswered`)
+
+`{stats}` is a hash tag too: a 24 h or 7 d query reads many hourly or daily keys in one command.
 
 Hourly and daily keys and feedback records expire after SUPPORT_ANALYTICS_RETENTION_DAYS.
 """

@@ -181,13 +181,13 @@ class RedisAnalytics:
         self._prefix = prefix
 
     def _hour_key(self, hour: int) -> str:
-        return f"{self._prefix}:stats:h:{hour}"
+        return f"{self._prefix}:{{stats}}:h:{hour}"
 
     def _chats_key(self, hour: int) -> str:
-        return f"{self._prefix}:stats:chats:{hour}"
+        return f"{self._prefix}:{{stats}}:chats:{hour}"
 
     def _board_key(self, board: str, day: str) -> str:
-        return f"{self._prefix}:stats:{board}:{day}"
+        return f"{self._prefix}:{{stats}}:{board}:{day}"
 
     async def record(
         self,

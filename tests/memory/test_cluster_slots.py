@@ -1,4 +1,5 @@
-"""Redis Cluster: every script the store runs touches keys of one hash slot (else CROSSSLOT)."""
+"""Redis Cluster: every script or multi-key command the stores run touches keys of one hash slot (else
+CROSSSLOT)."""
 
 from __future__ import annotations
 
@@ -12,6 +13,8 @@ from redis.crc import key_slot
 from bot.domain import Role, Turn
 from bot.memory.base import Bucket
 from bot.memory.redis import RedisChatLocks, RedisLimits, RedisStore, connect
+from bot.memory.support_base import Handoff
+from bot.memory.support_redis import RedisAnalytics, RedisHandoffs
 
 
 @pytest.fixture
@@ -56,3 +59,38 @@ async def test_every_script_touches_one_slot(
     for keys in script_keys:
         slots = {key_slot(key.encode()) for key in keys}
         assert len(slots) == 1, f"a script touches keys of several slots: {keys}"
+
+
+async def test_the_support_desk_stays_in_its_slots(
+    script_keys: list[list[str]], redis_url: str, key_prefix: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    client = connect(redis_url)
+    multi: list[tuple[str, ...]] = []  # the keys of every command that takes several
+
+    for command in ("pfcount", "zunion"):
+        original = getattr(client, command)
+
+        def recording(*keys: Any, _original: Any = original, **kwargs: Any) -> Any:
+            names = keys[0] if keys and isinstance(keys[0], list) else keys
+            multi.append(tuple(str(k) for k in names))
+            return _original(*keys, **kwargs)
+
+        monkeypatch.setattr(client, command, recording)
+    handoffs = RedisHandoffs(client, prefix=key_prefix)
+    analytics = RedisAnalytics(client, prefix=key_prefix)
+    handoff = Handoff(chat_id=5, user_id=1, name="A", reason="asked", started=1.0)
+    assert await handoffs.begin(handoff, expires_at=2.0)
+    await handoffs.extend(5, 3.0)
+    await handoffs.end(5)
+    await handoffs.end_due(10.0)
+    for hour, day in ((100, "d1"), (101, "d2")):
+        await analytics.record(
+            hour=hour, day=day, counts={"messages": 1}, chat="5", ranked={"asked": "q?"}, ttl_seconds=60
+        )
+    assert await analytics.conversations([100, 101]) == 1
+    assert await analytics.top("asked", ["d1", "d2"], 5) == [("q?", 2)]
+    await client.aclose()
+    assert multi, "the window queries read several keys in one command"
+    for keys in [*script_keys, *multi]:
+        slots = {key_slot(key.encode()) for key in keys}
+        assert len(slots) == 1, f"a command touches keys of several slots: {keys}"

@@ -96,7 +96,7 @@ async def test_asking_for_a_human_in_plain_words_escalates(
     (summary,) = await fake_api.wait_for_messages(OPS, 1)
     assert "Reason: asked" in summary and "Ben: I want to talk to a human please" in summary
     assert await replies_in(fake_api, BEN, 1) == [HandoffTexts.CONNECTING], "no model answer"
-    hour = redis_client.keys(f"{key_prefix}:stats:h:*")
+    hour = redis_client.keys(f"{key_prefix}:{{stats}}:h:*")
     assert hour and redis_client.hget(hour[0], "handoffs") == "1"
 
 
@@ -143,7 +143,7 @@ async def test_feedback_buttons_store_and_update_the_vote(
 
     await fake_api.wait_for(lambda: labels()[0] == "👍")
     assert labels()[1] == "👎 ✓ Thanks!"
-    (hour,) = redis_client.keys(f"{key_prefix}:stats:h:*")
+    (hour,) = redis_client.keys(f"{key_prefix}:{{stats}}:h:*")
     assert (redis_client.hget(hour, "up"), redis_client.hget(hour, "down")) == ("0", "1")
 
 
