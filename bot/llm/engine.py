@@ -13,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import time
 from collections.abc import AsyncGenerator, Callable
 from dataclasses import replace
 from typing import Any
@@ -28,8 +29,8 @@ __all__ = ["TransformersEngine"]
 
 log = logging.getLogger(__name__)
 
-# A request that the scheduler has not let go of this long after being stopped means a hung forward pass:
-# the scheduler is retired and requests continue on a fresh one.
+# A forward pass running longer than the reply timeout (and at least this long) means a hung model: its
+# scheduler is retired and requests continue on a fresh one. Also how long closing waits for a step.
 STUCK_AFTER_SECONDS = 2.0
 
 
@@ -64,6 +65,7 @@ class TransformersEngine:
         }
         self._scheduler = Scheduler(loaded.model, **self._scheduler_args)
         self._closed = False
+        self._watchers: set[asyncio.Task[None]] = set()
 
     @property
     def pending(self) -> int:
@@ -80,7 +82,7 @@ class TransformersEngine:
     async def stream(self, prompt: Prompt, params: GenerationParams) -> AsyncGenerator[str, None]:
         loop = asyncio.get_running_loop()
         events: asyncio.Queue[tuple[Any, ...]] = asyncio.Queue()
-        request = self._submit(prompt, params, _emitter(loop, events))
+        request, scheduler = self._submit(prompt, params, _emitter(loop, events))
         decoder = IncrementalDecoder(self.tokenizer)
         matcher = StopMatcher(prompt.stop_strings)
         deadline: float | None = None
@@ -115,18 +117,15 @@ class TransformersEngine:
         finally:
             request.stop.set()
             if not released and deadline is not None:
-                await self._await_release(events)
+                self._watch(scheduler, events, params.timeout_seconds)
 
     async def candidates(self, prompt: Prompt, params: GenerationParams) -> list[Candidate]:
         loop = asyncio.get_running_loop()
         events: asyncio.Queue[tuple[Any, ...]] = asyncio.Queue()
         if not params.do_sample:  # best-of-n needs variety: sample from the configured distribution
             params = _sampling(params)
-        request = self._submit(
-            prompt,
-            params,
-            _emitter(loop, events),
-            copies=params.num_candidates,
+        request, scheduler = self._submit(
+            prompt, params, _emitter(loop, events), copies=params.num_candidates
         )
         tokens: list[list[int]] = [[] for _ in range(params.num_candidates)]
         logprobs: list[list[float]] = [[] for _ in range(params.num_candidates)]
@@ -148,7 +147,7 @@ class TransformersEngine:
         finally:
             request.stop.set()
             if not released and deadline is not None:
-                await self._await_release(events)
+                self._watch(scheduler, events, params.timeout_seconds)
         result = [self._candidate(t, lp, prompt.stop_strings) for t, lp in zip(tokens, logprobs, strict=True)]
         if self._on_generated is not None:
             self._on_generated(sum(map(len, tokens)), len(tokens))
@@ -163,7 +162,7 @@ class TransformersEngine:
 
     def _submit(
         self, prompt: Prompt, params: GenerationParams, emit: Callable[..., object], *, copies: int = 1
-    ) -> Request:
+    ) -> tuple[Request, Scheduler]:
         if self._closed:
             raise GenerationError("the engine is shut down")
         if self._scheduler.pending >= self._max_queue:
@@ -178,8 +177,9 @@ class TransformersEngine:
             copies=copies,
             want_logprobs=copies > 1,
         )
-        self._scheduler.submit(request)
-        return request
+        scheduler = self._scheduler
+        scheduler.submit(request)
+        return request, scheduler
 
     @staticmethod
     async def _next(
@@ -191,26 +191,47 @@ class TransformersEngine:
         except TimeoutError:
             raise GenerationTimeout(f"no complete reply within {params.timeout_seconds:g} s") from None
 
-    async def _await_release(self, events: asyncio.Queue[tuple[Any, ...]]) -> None:
-        """Wait for the scheduler to drop a stopped request; if it does not, its thread is stuck."""
+    def _watch(self, scheduler: Scheduler, events: asyncio.Queue[tuple[Any, ...]], timeout: float) -> None:
+        """Watch a stopped request in the background until its scheduler lets it go.
+
+        A scheduler normally does so at its next step. If instead one forward pass runs longer than a
+        whole reply may take, the model is hung: that scheduler is retired and a fresh one serves the
+        waiting requests. A slow step (a long prefill) is not a hang, and only the scheduler the
+        request ran on can be retired, never its replacement.
+        """
+        task = asyncio.create_task(self._await_release(scheduler, events, max(timeout, STUCK_AFTER_SECONDS)))
+        self._watchers.add(task)
+        task.add_done_callback(self._watchers.discard)
+
+    async def _await_release(
+        self, scheduler: Scheduler, events: asyncio.Queue[tuple[Any, ...]], hung_after: float
+    ) -> None:
         loop = asyncio.get_running_loop()
-        until = loop.time() + STUCK_AFTER_SECONDS
-        try:
-            while True:
-                event = await asyncio.wait_for(events.get(), max(until - loop.time(), 0))
-                if event[0] == RELEASED:
+        give_up = loop.time() + 10 * hung_after
+        while loop.time() < give_up:
+            try:
+                if (await asyncio.wait_for(events.get(), 0.25))[0] == RELEASED:
                     return
-        except TimeoutError:
-            pass
-        if self._closed:
-            return
+                continue
+            except TimeoutError:
+                pass
+            if self._closed or scheduler is not self._scheduler:
+                return
+            since = scheduler.forward_since
+            if since is not None and time.monotonic() - since > hung_after:
+                self._replace(scheduler, time.monotonic() - since)
+                return
+
+    def _replace(self, stuck: Scheduler, seconds: float) -> None:
         log.error(
-            "the model did not stop within %.0f s (a hung forward pass?); continuing on a fresh thread",
-            STUCK_AFTER_SECONDS,
+            "a forward pass has run for %.0f s (the model is hung?); continuing on a fresh thread", seconds
         )
-        stuck = self._scheduler
         self._scheduler = Scheduler(self._loaded.model, **self._scheduler_args)
-        self._scheduler.adopt(stuck.retire())
+        waiting, live = stuck.abandon()
+        self._scheduler.adopt(waiting)
+        for request in live:  # their replies cannot finish on a hung thread: fail them now, not at timeout
+            request.emit(FAILED, GenerationError("the model stopped responding"))
+            request.emit(RELEASED)
 
     async def aclose(self) -> None:
         self._closed = True

@@ -151,6 +151,18 @@ class BatchCache(Cache):
             for k, v in zip(self.keys, self.values, strict=True)
         ]
 
+    def trim_left(self) -> int:
+        """Drop the leading columns no slot uses (finished replies') once they are half the cache."""
+        used = self.mask[:, : self.length].any(dim=0).nonzero()
+        first = int(used[0]) if len(used) else self.length
+        if first < max(64, self.length // 2):
+            return 0
+        self.keys = [k[:, :, first:].contiguous() for k in self.keys]
+        self.values = [v[:, :, first:].contiguous() for v in self.values]
+        self.mask = self.mask[:, first:].contiguous()
+        self.length -= first
+        return first
+
     def take(self, row: int, tokens: int) -> KV:
         """A copy of one slot's last `tokens` columns, as a standalone single-row cache."""
         start, end = self.length - tokens, self.length

@@ -13,8 +13,10 @@ per finished copy, RELEASED once the scheduler holds nothing of it, or FAILED wi
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import threading
+import time
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -92,6 +94,8 @@ class Scheduler:
         self._live: dict[int, _Live] = {}
         self._batch: BatchCache | None = None
         self._last_size = 0
+        # when the forward pass now running began (None between passes): a watchdog's view of a hang
+        self.forward_since: float | None = None
         self._thread = threading.Thread(target=self._run, name=name, daemon=True)
         self._thread.start()
 
@@ -121,6 +125,11 @@ class Scheduler:
             self._wake.notify()
         return waiting
 
+    def abandon(self) -> tuple[deque[Request], list[Request]]:
+        """Retire a hung scheduler: the requests still waiting (for another scheduler) and those it holds."""
+        waiting = self.retire()
+        return waiting, [live.request for live in list(self._live.values())]
+
     def join(self, timeout: float) -> None:
         """Wait for a retired scheduler's thread to finish (it may be stuck: then give up after `timeout`)."""
         self._thread.join(timeout)
@@ -141,9 +150,13 @@ class Scheduler:
                     if self._retired:
                         self._fail_all(GenerationError("the engine stopped"))
                         return
-                self._admit()
-                if self._live and not self._retired:
-                    self._step()
+                try:
+                    self._admit()
+                    if self._live and not self._retired:
+                        self._step()
+                except Exception as exc:  # a bug here must fail the replies in flight, not the thread
+                    log.exception("the scheduler failed; failing the replies in progress")
+                    self._fail_all(GenerationError(f"the model failed: {type(exc).__name__}: {exc}"))
 
     def _admit(self) -> None:
         """Prefill waiting requests into free slots (one per step while others decode, so they keep going)."""
@@ -163,8 +176,7 @@ class Scheduler:
                 self._prefill(request)
             except Exception as exc:  # this request fails; the batch goes on
                 log.exception("prefill failed")
-                request.emit(FAILED, GenerationError(f"the model failed: {type(exc).__name__}: {exc}"))
-                request.emit(RELEASED)
+                self._drop(request, GenerationError(f"the model failed: {type(exc).__name__}: {exc}"))
             if self._live:
                 return
 
@@ -175,14 +187,18 @@ class Scheduler:
         cache = BatchCache(self._layers, 1, prefix, reserve=len(ids) - reused)
         fresh = torch.tensor([ids[reused:]], dtype=torch.long)
         positions = torch.arange(reused, len(ids), dtype=torch.long).unsqueeze(0)
-        out = self._model(
-            input_ids=fresh,
-            position_ids=positions,
-            cache_position=positions[0],
-            cache=cache,
-            use_cache=True,
-            logits_to_keep=1,
-        )
+        self.forward_since = time.monotonic()
+        try:
+            out = self._model(
+                input_ids=fresh,
+                position_ids=positions,
+                cache_position=positions[0],
+                cache=cache,
+                use_cache=True,
+                logits_to_keep=1,
+            )
+        finally:
+            self.forward_since = None
         if self._on_prefill is not None:
             self._on_prefill(reused, len(ids) - reused)
         logits = out.logits[0, -1]
@@ -217,7 +233,9 @@ class Scheduler:
 
     def _step(self) -> None:
         batch = self._batch
-        assert batch is not None
+        if batch is None:  # live requests without rows cannot happen; if they did, do not spin on them
+            self._fail_all(GenerationError("the scheduler lost track of a reply"))
+            return
         rows = self._slots
         size = sum(row is not None for row in rows)
         if size != self._last_size:
@@ -225,6 +243,7 @@ class Scheduler:
             self._last_size = size
         tokens = torch.tensor([[row.next_token if row else 0] for row in rows], dtype=torch.long)
         positions = torch.tensor([[row.cached if row else 0] for row in rows], dtype=torch.long)
+        self.forward_since = time.monotonic()
         try:
             out = self._model(
                 input_ids=tokens,
@@ -239,10 +258,13 @@ class Scheduler:
             log.exception("decode step failed")
             self._fail_all(GenerationError(f"the model failed: {type(exc).__name__}: {exc}"))
             return
+        finally:
+            self.forward_since = None
         if self._retired:
             return
         if self._on_step is not None:
-            self._on_step(size)
+            with contextlib.suppress(Exception):  # metrics never stop a reply
+                self._on_step(size)
         logits = out.logits[:, -1]
         for slot, row in enumerate(rows):
             if row is None:
@@ -252,7 +274,12 @@ class Scheduler:
             if request.stop.is_set():
                 self._finish(row, batch, slot)
                 continue
-            token, logprob = row.sampler.choose(logits[slot], want_logprob=request.want_logprobs)
+            try:
+                token, logprob = row.sampler.choose(logits[slot], want_logprob=request.want_logprobs)
+            except Exception as exc:  # NaN logits, say: this reply fails, the others go on
+                log.exception("sampling failed")
+                self._drop(request, GenerationError(f"the model failed: {type(exc).__name__}: {exc}"))
+                continue
             row.tokens.append(token)
             request.emit(row.copy, token, logprob)
             if token in self._eos or len(row.tokens) >= request.max_new_tokens:
@@ -267,6 +294,7 @@ class Scheduler:
             self.prefixes.store(request.session, request.ids + fed, cache.take(slot, row.cached))
         if cache is self._batch:
             self._slots[slot] = None
+            cache.mask[slot] = 0  # a free slot is all padding: its columns can be trimmed
         request.emit(row.copy, DONE)
         live = self._live[id(request)]
         live.open_copies -= 1
@@ -274,8 +302,20 @@ class Scheduler:
             del self._live[id(request)]
             request.emit(RELEASED)
 
+    def _drop(self, request: Request, error: Exception) -> None:
+        """Fail one request: free its slots, forget it, and tell its requester."""
+        for slot, row in enumerate(self._slots):
+            if row is not None and row.request is request:
+                self._slots[slot] = None
+                if self._batch is not None:
+                    self._batch.mask[slot] = 0
+        self._live.pop(id(request), None)
+        request.emit(FAILED, error)
+        request.emit(RELEASED)
+
     def _compact(self) -> None:
-        """Free the batch when it is empty; squeeze out empty slots when they are most of it."""
+        """Free the batch when it is empty; squeeze out empty slots when they are most of it, and columns no
+        slot uses any more when they are half of it."""
         used = [i for i, row in enumerate(self._slots) if row is not None]
         if not used:
             self._slots, self._batch = [], None
@@ -283,6 +323,8 @@ class Scheduler:
             assert self._batch is not None
             self._batch.keep_rows(used)
             self._slots = [self._slots[i] for i in used]
+        elif self._batch is not None:
+            self._batch.trim_left()  # steady traffic never empties the batch: old columns must go
 
     def _fail_all(self, error: Exception) -> None:
         for live in list(self._live.values()):

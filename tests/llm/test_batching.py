@@ -5,13 +5,15 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import threading
+import time
 from typing import Any
 
 import pytest
 import torch
 
 from bot.domain import GenerationParams, Prompt
-from bot.errors import EngineBusy
+from bot.errors import EngineBusy, GenerationError
 from bot.llm.engine import TransformersEngine
 from bot.llm.kvcache import PrefixCache, common_prefix
 from bot.llm.loader import LoadedModel
@@ -179,3 +181,60 @@ async def test_more_candidates_than_the_batch_holds_run_alone(tiny_llama: Loaded
     params = dataclasses.replace(GREEDY, do_sample=True, num_candidates=4, seed=2)
     assert len(await engine.candidates(prompt_for(tiny_llama, QUESTIONS[1]), params)) == 4
     await engine.aclose()
+
+
+async def test_a_reply_whose_sampling_fails_does_not_stall_the_engine(tiny_llama: LoadedModel) -> None:
+    engine = TransformersEngine(tiny_llama)
+    poison = threading.Event()
+
+    def nan_logits(_module: Any, _args: Any, out: Any) -> Any:  # as a float16 overflow would give
+        if poison.is_set():
+            poison.clear()
+            out.logits[:] = float("nan")
+        return out
+
+    hook = tiny_llama.model.register_forward_hook(nan_logits)
+    try:
+        sampled = GenerationParams(max_new_tokens=8, do_sample=True, seed=1, timeout_seconds=30)
+        poison.set()
+        with pytest.raises(GenerationError, match="the model failed"):
+            await engine_text(engine, prompt_for(tiny_llama, QUESTIONS[0]), sampled)
+        prompt = prompt_for(tiny_llama, QUESTIONS[1])
+        reply = await asyncio.wait_for(engine_text(engine, prompt, GREEDY), 60)  # not stuck behind it
+        assert reply == expected_text(tiny_llama, prompt.ids, 20)
+    finally:
+        hook.remove()
+        await engine.aclose()
+
+
+async def test_a_slow_prefill_is_not_taken_for_a_hung_model(
+    tiny_llama: LoadedModel, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A chat leaving while another's long prompt is prefilled (seconds on a CPU) must not retire the
+    scheduler: only a forward pass longer than a whole reply may take is a hang."""
+    engine = TransformersEngine(tiny_llama)
+    slow, in_slow = threading.Event(), threading.Event()
+
+    def long_prefill(_module: Any, _args: Any, kwargs: Any) -> None:
+        if kwargs["input_ids"].shape[1] > 1 and slow.is_set():
+            slow.clear()
+            in_slow.set()
+            time.sleep(2.5)
+
+    hook = tiny_llama.model.register_forward_pre_hook(long_prefill, with_kwargs=True)
+    try:
+        leaving = engine.stream(
+            prompt_for(tiny_llama, QUESTIONS[0], "a"), dataclasses.replace(GREEDY, max_new_tokens=200)
+        )
+        await anext(leaving)
+        slow.set()
+        long_prompt = prompt_for(tiny_llama, QUESTIONS[3] * 3, "b")
+        answer = asyncio.ensure_future(engine_text(engine, long_prompt, GREEDY))
+        assert await asyncio.to_thread(in_slow.wait, 30)
+        await leaving.aclose()  # while the long prefill runs
+        reply = await asyncio.wait_for(answer, 60)
+        assert reply == expected_text(tiny_llama, long_prompt.ids, GREEDY.max_new_tokens)
+        assert "hung" not in caplog.text
+    finally:
+        hook.remove()
+        await engine.aclose()
