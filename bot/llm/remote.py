@@ -11,11 +11,12 @@ Authorization header; messages name the server by scheme, host and path, never b
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import logging
 import math
 import random
-from collections.abc import AsyncGenerator, Callable
+from collections.abc import AsyncGenerator, Callable, Iterator
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -78,45 +79,56 @@ class OpenAIEngine:
         matcher = StopMatcher(prompt.stop_strings)  # in case the server does not apply `stop` itself
         chunks, usage, started, held, done = 0, None, False, "", False
         try:
-            lines = response.aiter_lines()
-            while not matcher.stopped:
-                try:
-                    async with asyncio.timeout_at(deadline):
-                        line = await anext(lines, None)
-                except TimeoutError:
-                    if done:  # the reply is complete; the server merely kept the response open
+            with self._translated(params, "failed mid-reply"):
+                lines = response.aiter_lines()
+                while not matcher.stopped:
+                    try:
+                        async with asyncio.timeout_at(deadline):
+                            line = await anext(lines, None)
+                    except TimeoutError:
+                        if done:  # the reply is complete; the server merely kept the response open
+                            break
+                        raise
+                    if line is None:
                         break
-                    raise
-                if line is None:
-                    break
-                event = _sse_data(line)
-                if event is None or done:
-                    continue
-                if event == "[DONE]":  # read on to the body's end, so the connection can be reused
-                    done = True
-                    continue
-                data = self._json(event)
-                usage = data.get("usage") or usage
-                choices = data.get("choices") or []
-                content = (choices[0].get("delta") or {}).get("content") if choices else None
-                if not content:
-                    continue
-                chunks += 1
-                text = matcher.feed(content)
-                if not started:
-                    text = text.lstrip()
-                    started = bool(text)
-                # Trailing whitespace waits until more text follows: a reply never ends in blanks.
-                text, held = held + text, ""
-                body_text = text.rstrip()
-                held = text[len(body_text) :]
-                if body_text:
-                    yield body_text
-            tail = matcher.flush().rstrip()
-            if tail and started:
-                yield held + tail
-            elif tail:
-                yield tail.lstrip()
+                    event = _sse_data(line)
+                    if event is None or done:
+                        continue
+                    if event == "[DONE]":  # read on to the body's end, so the connection can be reused
+                        done = True
+                        continue
+                    data = self._json(event)
+                    usage = data.get("usage") or usage
+                    choices = data.get("choices") or []
+                    content = (choices[0].get("delta") or {}).get("content") if choices else None
+                    if not content:
+                        continue
+                    chunks += 1
+                    text = matcher.feed(content)
+                    if not started:
+                        text = text.lstrip()
+                        started = bool(text)
+                    # Trailing whitespace waits until more text follows: a reply never ends in blanks.
+                    text, held = held + text, ""
+                    body_text = text.rstrip()
+                    held = text[len(body_text) :]
+                    if body_text:
+                        yield body_text
+                tail = matcher.flush().rstrip()
+                if tail and started:
+                    yield held + tail
+                elif tail:
+                    yield tail.lstrip()
+        finally:
+            await response.aclose()
+        self._report(usage, chunks, 1)
+
+    @contextlib.contextmanager
+    def _translated(self, params: GenerationParams, failed: str) -> Iterator[None]:
+        """Errors while a reply is read, as the project's own: the reply's timeout, a stalled server, or
+        a broken connection (`failed` says when: "failed mid-reply")."""
+        try:
+            yield
         except TimeoutError:
             raise GenerationTimeout(f"no complete reply within {params.timeout_seconds:g} s") from None
         except httpx.TimeoutException:
@@ -124,12 +136,7 @@ class OpenAIEngine:
                 f"the model server at {self._where} stalled for {self._timeout:g} s (LLM_TIMEOUT_SECONDS)"
             ) from None
         except httpx.HTTPError as exc:
-            raise GenerationError(
-                f"the model server at {self._where} failed mid-reply: {_describe(exc)}"
-            ) from exc
-        finally:
-            await response.aclose()
-        self._report(usage, chunks, 1)
+            raise GenerationError(f"the model server at {self._where} {failed}: {_describe(exc)}") from exc
 
     async def candidates(self, prompt: Prompt, params: GenerationParams) -> list[Candidate]:
         loop = asyncio.get_running_loop()
@@ -139,19 +146,12 @@ class OpenAIEngine:
         self.pending += 1
         try:
             response = await self._open(body, deadline, params)
-            try:
-                async with asyncio.timeout_at(deadline):
-                    raw = await response.aread()
-            finally:
-                await response.aclose()
-        except TimeoutError:
-            raise GenerationTimeout(f"no complete reply within {params.timeout_seconds:g} s") from None
-        except httpx.TimeoutException:
-            raise GenerationTimeout(
-                f"the model server at {self._where} stalled for {self._timeout:g} s (LLM_TIMEOUT_SECONDS)"
-            ) from None
-        except httpx.HTTPError as exc:
-            raise GenerationError(f"the model server at {self._where} failed: {_describe(exc)}") from exc
+            with self._translated(params, "failed"):
+                try:
+                    async with asyncio.timeout_at(deadline):
+                        raw = await response.aread()
+                finally:
+                    await response.aclose()
         finally:
             self.pending -= 1
         data = self._json(raw.decode("utf-8", "replace"))
