@@ -9,26 +9,26 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from bot.config import Settings, redact_url
-from bot.errors import ConfigError, StoreUnavailable
-from bot.gate import AccessPolicy, Gate
+from bot.core.errors import ConfigError, StoreUnavailable
+from bot.chat.gate import AccessPolicy, Gate
 from bot.llm.base import Engine
-from bot.memory.base import AuditLog, ChatLocks, ConversationStore, Limits
-from bot.memory.support_base import SupportStores
+from bot.storage.base import AuditLog, ChatLocks, ConversationStore, Limits
+from bot.storage.desk_base import SupportStores
 from bot.metrics import Metrics
 from bot.prompt.builder import ChatFormat, PromptBuilder
 from bot.safety import SafetyPipeline, new_canary
-from bot.service import ChatService
-from bot.support.analytics import Analytics
-from bot.support.desk import SupportDesk
-from bot.support.feedback import Feedback
-from bot.support.handoff import Handoffs
-from bot.support.index import KnowledgeBase
+from bot.chat.service import ChatService
+from bot.desk.analytics import Analytics
+from bot.desk.desk import SupportDesk
+from bot.desk.feedback import Feedback
+from bot.desk.handoff import Handoffs
+from bot.knowledge.index import KnowledgeBase
 
 if TYPE_CHECKING:
     from bot.llm.embeddings import MiniLmEmbedder
-    from bot.llm.engine import TransformersEngine
-    from bot.llm.loader import LoadedModel
-    from bot.llm.server import ModelServer
+    from bot.llm.local.engine import TransformersEngine
+    from bot.llm.local.loader import LoadedModel
+    from bot.transports.openai_server.server import ModelServer
 
 __all__ = [
     "DEFAULT_REDIS_URL",
@@ -95,8 +95,13 @@ async def open_state(settings: Settings, *, default_url: str) -> State:
     url = settings.redis.url or default_url
     history, audit_size = settings.history, settings.safety.audit_max_entries
     if url.startswith("memory://"):
-        from bot.memory.inprocess import InProcessAudit, InProcessChatLocks, InProcessLimits, InProcessStore
-        from bot.memory.support_inprocess import InProcessAnalytics, InProcessFeedback, InProcessHandoffs
+        from bot.storage.inprocess.store import (
+            InProcessAudit,
+            InProcessChatLocks,
+            InProcessLimits,
+            InProcessStore,
+        )
+        from bot.storage.inprocess.desk import InProcessAnalytics, InProcessFeedback, InProcessHandoffs
 
         return State(
             InProcessStore(max_turns=history.max_turns, ttl_seconds=history.ttl_seconds),
@@ -105,7 +110,7 @@ async def open_state(settings: Settings, *, default_url: str) -> State:
             SupportStores(InProcessHandoffs(), InProcessFeedback(), InProcessAnalytics()),
             locks=InProcessChatLocks(),
         )
-    from bot.memory.redis import RedisAudit, RedisChatLocks, RedisLimits, RedisStore, connect
+    from bot.storage.redis.store import RedisAudit, RedisChatLocks, RedisLimits, RedisStore, connect
 
     client = connect(url)
     prefix = settings.redis.key_prefix
@@ -118,7 +123,7 @@ async def open_state(settings: Settings, *, default_url: str) -> State:
             f"Redis at {redact_url(url)} (REDIS_URL) is not reachable: {exc}; {REDIS_HINT}"
         ) from exc
     log.info("conversation history in Redis at %s", redact_url(url))
-    from bot.memory.support_redis import RedisAnalytics, RedisFeedback, RedisHandoffs
+    from bot.storage.redis.desk import RedisAnalytics, RedisFeedback, RedisHandoffs
 
     support = SupportStores(
         RedisHandoffs(client, prefix=prefix),
@@ -261,7 +266,7 @@ def build_support(settings: Settings, state: State) -> SupportDesk | None:
 
 
 async def _load_local(settings: Settings, *, show_progress: bool) -> LoadedModel:
-    from bot.llm.loader import load_model
+    from bot.llm.local.loader import load_model
 
     model = settings.model
     return await asyncio.to_thread(
@@ -287,7 +292,7 @@ async def build_engine(
         metrics.tokens.inc(tokens)
 
     if settings.llm.backend == "openai":
-        from bot.llm.loader import load_tokenizer
+        from bot.llm.local.loader import load_tokenizer
         from bot.llm.remote import OpenAIEngine
 
         model, llm = settings.model, settings.llm
@@ -314,7 +319,7 @@ async def build_engine(
 
 def _local_engine(loaded: LoadedModel, settings: Settings, metrics: Metrics | None) -> TransformersEngine:
     """The batching engine over a loaded model, reporting to `metrics` when given."""
-    from bot.llm.engine import TransformersEngine
+    from bot.llm.local.engine import TransformersEngine
 
     engine = settings.engine
     if metrics is None:
@@ -340,7 +345,7 @@ def _local_engine(loaded: LoadedModel, settings: Settings, metrics: Metrics | No
 
 async def build_model_server(settings: Settings, *, show_progress: bool = False) -> ModelServer:
     """`bot serve-model`: the local model (whatever LLM_BACKEND says) behind the OpenAI-compatible API."""
-    from bot.llm.server import ModelServer
+    from bot.transports.openai_server.server import ModelServer
 
     loaded = await _load_local(settings, show_progress=show_progress)
     engine = _local_engine(loaded, settings, None)

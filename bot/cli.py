@@ -12,7 +12,7 @@ from typing import Any
 
 from bot import __version__
 from bot.config import Settings, load_settings
-from bot.errors import ConfigError, ModelLoadError, StoreUnavailable
+from bot.core.errors import ConfigError, ModelLoadError, StoreUnavailable
 
 __all__ = ["main"]
 
@@ -187,8 +187,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.command == "serve-model":
             return asyncio.run(_serve_model(settings, grace=args.grace))
         if args.command == "bench":
-            from bot.bench.command import bench
-            from bot.bench.run import BenchOptions
+            from bot_dev.bench.command import bench
+            from bot_dev.bench.run import BenchOptions
 
             options = BenchOptions(
                 concurrency=args.concurrency,
@@ -240,7 +240,7 @@ def _setup_logging(settings: Settings, *, verbose: bool, quiet: bool) -> None:
 
 async def _chat(settings: Settings, chat_id: str) -> int:
     from bot.app import build_app
-    from bot.terminal import TerminalChat
+    from bot.transports.terminal import TerminalChat
 
     interactive = sys.stdin.isatty()
     if interactive:
@@ -260,8 +260,8 @@ async def _chat(settings: Settings, chat_id: str) -> int:
 
 async def _run(settings: Settings) -> int:
     from bot.app import DEFAULT_REDIS_URL, build_app
-    from bot.observability import HealthServer
-    from bot.telegram.runner import serve
+    from bot.transports.health import HealthServer
+    from bot.transports.telegram.runner import serve
 
     if settings.telegram.bot_token is None:
         raise ConfigError(
@@ -311,7 +311,7 @@ async def _serve_model(settings: Settings, *, grace: float) -> int:
 
 
 def _report(settings: Settings, out: Path, days: int) -> int:
-    from bot.support.report import render_html
+    from bot.desk.report import render_html
 
     data = asyncio.run(_report_data(settings, days))
     try:
@@ -325,8 +325,8 @@ def _report(settings: Settings, out: Path, days: int) -> int:
 
 async def _report_data(settings: Settings, days: int) -> Any:
     from bot.app import DEFAULT_REDIS_URL, open_state
-    from bot.support.analytics import Analytics
-    from bot.support.report import collect
+    from bot.desk.analytics import Analytics
+    from bot.desk.report import collect
 
     state = await open_state(settings, default_url=DEFAULT_REDIS_URL)
     try:
@@ -340,7 +340,7 @@ async def _report_data(settings: Settings, days: int) -> Any:
 async def _loadtest(settings: Settings, args: argparse.Namespace) -> int:
     from rich.console import Console
 
-    from bot.loadtest import run_loadtest
+    from bot_dev.loadtest import run_loadtest
 
     report = await run_loadtest(
         settings, users=args.users, minutes=args.minutes, think=args.think, reply_timeout=args.reply_timeout
@@ -361,9 +361,9 @@ async def _kb(settings: Settings, args: argparse.Namespace) -> int:
         assert knowledge is not None
         print(knowledge.summary)
         return 0
-    from bot.errors import InputRefused, ReplyReplaced
-    from bot.service import Message
-    from bot.support.evaluation import evaluate, read_questions
+    from bot.core.errors import InputRefused, ReplyReplaced
+    from bot.chat.service import Message
+    from bot_dev.kb_eval import evaluate, read_questions
 
     try:
         questions = read_questions(args.questions)
@@ -399,7 +399,7 @@ def _safety_eval(settings: Settings, corpus: Path, out: Path | None) -> int:
     from rich.table import Table
 
     from bot.app import build_safety
-    from bot.safety.evaluation import evaluate, read_corpus
+    from bot_dev.safety_eval import evaluate, read_corpus
 
     try:
         rows = read_corpus(corpus)

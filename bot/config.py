@@ -15,8 +15,8 @@ from urllib.parse import urlsplit
 from pydantic import BaseModel, Field, SecretStr, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
-from bot.domain import GenerationParams
-from bot.errors import ConfigError
+from bot.core.domain import GenerationParams
+from bot.core.errors import ConfigError
 
 __all__ = [
     "DEFAULT_SYSTEM_PROMPT",

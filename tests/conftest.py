@@ -17,10 +17,10 @@ import redis
 
 from bot.app import App, build_app
 from bot.config import load_settings
-from bot.llm.loader import LoadedModel, load_model
-from bot.observability import HealthServer
-from bot.telegram.runner import serve
-from bot.testing.bot_api import FakeBotApi
+from bot.llm.local.loader import LoadedModel, load_model
+from bot.transports.health import HealthServer
+from bot.transports.telegram.runner import serve
+from bot_dev.fakes.bot_api import FakeBotApi
 from tests.tiny_models import build_tiny_gpt2, build_tiny_llama
 
 REDIS_URL = os.environ.get("TEST_REDIS_URL", "redis://127.0.0.1:6379/0")

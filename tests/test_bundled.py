@@ -6,8 +6,8 @@ from pathlib import Path
 
 import pytest
 
-from bot.llm import loader
-from bot.llm.loader import load_model, resolve_source
+from bot.llm.local import loader
+from bot.llm.local.loader import load_model, resolve_source
 from tests.test_cli import run_bot
 
 pytestmark = pytest.mark.slow

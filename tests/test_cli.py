@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 import redis
 
-from bot.memory import history_key
+from bot.storage import history_key
 
 
 def run_bot(

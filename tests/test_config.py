@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from bot.config import example_env, load_settings, redact_url
-from bot.errors import ConfigError
+from bot.core.errors import ConfigError
 from tests.conftest import ROOT
 
 

@@ -17,7 +17,7 @@ from telegram import BotCommand, InlineKeyboardButton, InlineKeyboardMarkup, Mes
 from telegram.error import BadRequest, Conflict, EndPointNotFound, InvalidToken, NetworkError, RetryAfter
 from telegram.ext import Application, ContextTypes, MessageHandler, filters
 
-from bot.testing.bot_api import FakeBotApi, _parse_params
+from bot_dev.fakes.bot_api import FakeBotApi, _parse_params
 
 CHAT, USER = 4242, 4242
 

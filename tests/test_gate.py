@@ -6,11 +6,11 @@ from collections.abc import AsyncIterator
 
 import pytest
 
-from bot.errors import AccessDenied, RateLimited
-from bot.gate import AccessPolicy, Gate
-from bot.memory import Limits
-from bot.memory.inprocess import InProcessLimits
-from bot.memory.redis import RedisLimits, connect
+from bot.core.errors import AccessDenied, RateLimited
+from bot.chat.gate import AccessPolicy, Gate
+from bot.storage import Limits
+from bot.storage.inprocess.store import InProcessLimits
+from bot.storage.redis.store import RedisLimits, connect
 
 NOON = 1_800_000_000.0 - 1_800_000_000.0 % 86_400 + 43_200  # a UTC noon, at the start of a minute
 

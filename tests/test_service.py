@@ -10,13 +10,13 @@ import pytest
 
 from bot.app import build_app
 from bot.config import load_settings
-from bot.domain import ChatKind, GenerationParams, Role
-from bot.errors import StoreUnavailable
-from bot.llm.engine import TransformersEngine
-from bot.llm.loader import LoadedModel
-from bot.memory.redis import RedisStore
+from bot.core.domain import ChatKind, GenerationParams, Role
+from bot.core.errors import StoreUnavailable
+from bot.llm.local.engine import TransformersEngine
+from bot.llm.local.loader import LoadedModel
+from bot.storage.redis.store import RedisStore
 from bot.prompt import ChatFormat, PromptBuilder
-from bot.service import ChatService, Message
+from bot.chat.service import ChatService, Message
 
 PARAMS = GenerationParams(max_new_tokens=8, do_sample=False, timeout_seconds=60)
 
@@ -39,7 +39,7 @@ async def test_both_turns_are_stored_and_feed_the_next_prompt(
     tiny_llama: LoadedModel, store: RedisStore, caplog: pytest.LogCaptureFixture
 ) -> None:
     service = make_service(tiny_llama, store)
-    caplog.set_level(logging.DEBUG, logger="bot.service")
+    caplog.set_level(logging.DEBUG, logger="bot.chat.service")
     first = await reply(service, Message(chat_id=1, text="Hi, I am Anna", message_id=10, user_id=5))
     await reply(service, Message(chat_id=1, text="What is my name?", message_id=11, user_id=5))
     turns = await store.load(1)

@@ -6,7 +6,7 @@ from collections.abc import AsyncGenerator
 from dataclasses import dataclass
 from typing import Protocol
 
-from bot.domain import GenerationParams, Prompt
+from bot.core.domain import GenerationParams, Prompt
 
 __all__ = ["Candidate", "Engine"]
 

@@ -16,7 +16,7 @@ import torch
 from transformers import AutoModel, AutoTokenizer
 from transformers.utils import logging as hf_logging
 
-from bot.errors import ModelLoadError
+from bot.core.errors import ModelLoadError
 
 __all__ = ["MINILM_PACKAGE", "MiniLmEmbedder", "bundled_minilm_dir"]
 

@@ -22,10 +22,10 @@ from urllib.parse import urlsplit
 
 import httpx
 
-from bot.domain import GenerationParams, Prompt
-from bot.errors import EngineBusy, GenerationError, GenerationTimeout
+from bot.core.domain import GenerationParams, Prompt
+from bot.core.errors import EngineBusy, GenerationError, GenerationTimeout
 from bot.llm.base import Candidate
-from bot.llm.detok import StopMatcher
+from bot.llm.local.detok import StopMatcher
 
 __all__ = ["RETRY_STATUSES", "OpenAIEngine"]
 

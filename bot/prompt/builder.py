@@ -14,8 +14,8 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any, Protocol
 
-from bot.domain import Prompt, Role, Turn
-from bot.errors import PromptTooLong
+from bot.core.domain import Prompt, Role, Turn
+from bot.core.errors import PromptTooLong
 
 __all__ = ["KNOWLEDGE_INSTRUCTIONS", "ChatFormat", "PromptBuilder", "Tokenizer"]
 

@@ -12,7 +12,7 @@ import unicodedata
 from collections import Counter
 
 from bot.config import SafetySettings
-from bot.domain import Action, Verdict
+from bot.core.domain import Action, Verdict
 from bot.safety.injection import InjectionDetector
 from bot.safety.output import PromptLeakDetector, is_degenerate
 from bot.safety.pii import PiiRedactor

@@ -12,11 +12,11 @@ from typing import Any
 import pytest
 import torch
 
-from bot.domain import GenerationParams, Prompt
-from bot.errors import EngineBusy, GenerationError
-from bot.llm.engine import TransformersEngine
-from bot.llm.kvcache import PrefixCache, common_prefix
-from bot.llm.loader import LoadedModel
+from bot.core.domain import GenerationParams, Prompt
+from bot.core.errors import EngineBusy, GenerationError
+from bot.llm.local.engine import TransformersEngine
+from bot.llm.local.kvcache import PrefixCache, common_prefix
+from bot.llm.local.loader import LoadedModel
 
 GREEDY = GenerationParams(max_new_tokens=20, do_sample=False, timeout_seconds=60)
 QUESTIONS = [

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from bot.llm.detok import IncrementalDecoder, StopMatcher
-from bot.llm.loader import LoadedModel
+from bot.llm.local.detok import IncrementalDecoder, StopMatcher
+from bot.llm.local.loader import LoadedModel
 
 
 def run(matcher: StopMatcher, pieces: list[str]) -> str:

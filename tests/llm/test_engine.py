@@ -9,10 +9,10 @@ import time
 import pytest
 import torch
 
-from bot.domain import GenerationParams, Prompt
-from bot.errors import GenerationTimeout
-from bot.llm.engine import TransformersEngine
-from bot.llm.loader import LoadedModel
+from bot.core.domain import GenerationParams, Prompt
+from bot.core.errors import GenerationTimeout
+from bot.llm.local.engine import TransformersEngine
+from bot.llm.local.loader import LoadedModel
 
 GREEDY = GenerationParams(max_new_tokens=24, do_sample=False, repetition_penalty=1.0, timeout_seconds=60)
 

@@ -26,13 +26,13 @@ import httpx
 import pytest
 
 from bot.config import load_settings
-from bot.domain import GenerationParams, Prompt, Role, Turn
-from bot.errors import ConfigError, EngineBusy, GenerationError, GenerationTimeout
+from bot.core.domain import GenerationParams, Prompt, Role, Turn
+from bot.core.errors import ConfigError, EngineBusy, GenerationError, GenerationTimeout
 from bot.llm.base import Candidate
-from bot.llm.engine import TransformersEngine
-from bot.llm.loader import LoadedModel, load_model, resolve_source
+from bot.llm.local.engine import TransformersEngine
+from bot.llm.local.loader import LoadedModel, load_model, resolve_source
 from bot.llm.remote import OpenAIEngine
-from bot.llm.server import ModelServer
+from bot.transports.openai_server.server import ModelServer
 from bot.prompt.builder import ChatFormat, PromptBuilder
 from tests.conftest import free_port
 from tests.tiny_models import build_tiny_llama
@@ -357,7 +357,7 @@ def _llama_cpp_command() -> list[str] | None:
     _llama_cpp_command() is None, reason="neither llama-server nor llama-cpp-python[server] is installed"
 )
 async def test_against_llama_cpp_server_with_the_bundled_gguf(tmp_path: Path) -> None:
-    from bot.llm.loader import load_tokenizer
+    from bot.llm.local.loader import load_tokenizer
 
     gguf = resolve_source("bundled:smollm2-135m-instruct").location
     port = free_port()

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import pytest
 
-from bot.domain import Role, Turn
-from bot.errors import PromptTooLong
-from bot.llm.loader import LoadedModel
+from bot.core.domain import Role, Turn
+from bot.core.errors import PromptTooLong
+from bot.llm.local.loader import LoadedModel
 from bot.prompt import ChatFormat, PromptBuilder
 
 SYSTEM = "You are the support assistant of Acme."

@@ -11,7 +11,7 @@ import redis
 
 from bot.app import build_safety
 from bot.config import load_settings
-from bot.loadtest import QUESTIONS
+from bot_dev.loadtest import QUESTIONS
 from tests.conftest import env_without_bot_settings
 
 

@@ -10,7 +10,7 @@ import urllib.request
 from pathlib import Path
 from typing import Any
 
-from bot.testing.bot_api import FakeBotApi
+from bot_dev.fakes.bot_api import FakeBotApi
 from tests.conftest import free_port
 from tests.reliability.conftest import RedisProcess
 from tests.telegram.test_bot_e2e import replies_in

@@ -20,14 +20,14 @@ from typing import Any
 import pytest
 import redis
 
-from bot.errors import StoreUnavailable
-from bot.memory import history_key
-from bot.memory.base import ConversationStore, ids_key
-from bot.memory.redis import connect
-from bot.memory.support_base import Handoff
-from bot.memory.support_redis import RedisHandoffs
-from bot.telegram.handlers import Texts
-from bot.testing.bot_api import FakeBotApi
+from bot.core.errors import StoreUnavailable
+from bot.storage import history_key
+from bot.storage.base import ConversationStore, ids_key
+from bot.storage.redis.store import connect
+from bot.storage.desk_base import Handoff
+from bot.storage.redis.desk import RedisHandoffs
+from bot.transports.telegram.handlers import Texts
+from bot_dev.fakes.bot_api import FakeBotApi
 from tests.reliability.conftest import RedisProcess
 from tests.reliability.proxy import Command, RedisFaultProxy
 
@@ -156,7 +156,7 @@ async def test_sigkill_and_restart_keep_every_acknowledged_turn_once(
     monkeypatch: pytest.MonkeyPatch,
     caplog: pytest.LogCaptureFixture,
 ) -> None:
-    caplog.set_level(logging.DEBUG, logger="bot.service")
+    caplog.set_level(logging.DEBUG, logger="bot.chat.service")
     bot = await start_bot(REDIS_URL=redis_process.url, **PLAIN)
     appends = record_appends(bot.app.store, monkeypatch)
 
@@ -213,7 +213,7 @@ async def test_client_pause_delays_every_chat_but_nobody_goes_unanswered(
     key_prefix: str,
     caplog: pytest.LogCaptureFixture,
 ) -> None:
-    caplog.set_level(logging.DEBUG, logger="bot.service")
+    caplog.set_level(logging.DEBUG, logger="bot.chat.service")
     bot = await start_bot(REDIS_URL=proxy.url, **PLAIN)  # the proxy only counts commands here
     fake_api.send_text(ANNA, ANNA, "hello before the pause")
     await answered(fake_api, ANNA, 1)
@@ -300,7 +300,9 @@ async def test_out_of_memory_still_replies_and_warns_once_per_unsaved_exchange(
             return [
                 r
                 for r in caplog.records
-                if r.name == "bot.service" and r.levelno == logging.WARNING and NOT_SAVED in r.getMessage()
+                if r.name == "bot.chat.service"
+                and r.levelno == logging.WARNING
+                and NOT_SAVED in r.getMessage()
             ]
 
         await fake_api.wait_for(lambda: len(not_saved()) >= 2)
@@ -368,7 +370,7 @@ async def test_a_lost_reply_to_the_delivery_claim_still_answers(
     key_prefix: str,
     caplog: pytest.LogCaptureFixture,
 ) -> None:
-    caplog.set_level(logging.INFO, logger="bot.telegram.handlers")
+    caplog.set_level(logging.INFO, logger="bot.transports.telegram.handlers")
     await start_bot(REDIS_URL=proxy.url, **PLAIN)
     lost = proxy.lose_reply_to(is_delivery_claim(key_prefix))
     fake_api.send_text(ANNA, ANNA, "is anybody there?")

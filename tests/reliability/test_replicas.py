@@ -2,7 +2,7 @@
 
 Real components only: two `bot run` processes in webhook mode on loopback, one real Redis, one
 `bot serve-model` (the tiny model) both replicas generate through (LLM_BACKEND=openai), and the fake
-Bot API delivering webhooks the way Telegram does (`bot/testing/webhooks.py`: a chat's updates one at
+Bot API delivering webhooks the way Telegram does (`bot_dev/fakes/webhooks.py`: a chat's updates one at
 a time, failed requests retried, the two replicas' URLs taken in turn like a load balancer would).
 The chats are groups, so each reply names the message it answers.
 """
@@ -24,10 +24,10 @@ from pathlib import Path
 import pytest
 import redis
 
-from bot.domain import Role, Turn
-from bot.memory.base import history_key
-from bot.testing.bot_api import FakeBotApi
-from bot.testing.webhooks import InFlight, WebhookDelivery
+from bot.core.domain import Role, Turn
+from bot.storage.base import history_key
+from bot_dev.fakes.bot_api import FakeBotApi
+from bot_dev.fakes.webhooks import InFlight, WebhookDelivery
 from tests.conftest import TOKEN, env_without_bot_settings, free_port
 
 CHATS, PER_CHAT = 20, 5

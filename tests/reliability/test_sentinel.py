@@ -15,9 +15,9 @@ import redis
 
 from bot.app import open_state
 from bot.config import load_settings, redact_url
-from bot.domain import Role, Turn
-from bot.errors import ConfigError, StoreUnavailable
-from bot.memory.redis import RedisChatLocks, RedisStore, connect, parse_sentinel_url
+from bot.core.domain import Role, Turn
+from bot.core.errors import ConfigError, StoreUnavailable
+from bot.storage.redis.store import RedisChatLocks, RedisStore, connect, parse_sentinel_url
 from tests.conftest import free_port
 from tests.reliability.conftest import RedisProcess
 

@@ -20,11 +20,11 @@ import pytest
 import redis
 
 from bot.config import SafetySettings
-from bot.memory import history_key
-from bot.telegram.delivery import QUEUE_STATUS, StreamingReply
-from bot.telegram.handlers import CONFLICT, Texts
-from bot.telegram.split import utf16_len
-from bot.testing.bot_api import FakeBotApi
+from bot.storage import history_key
+from bot.transports.telegram.delivery import QUEUE_STATUS, StreamingReply
+from bot.transports.telegram.handlers import CONFLICT, Texts
+from bot.transports.telegram.split import utf16_len
+from bot_dev.fakes.bot_api import FakeBotApi
 from tests.conftest import TOKEN, env_without_bot_settings
 from tests.telegram.test_bot_e2e import replies_in
 from tests.tiny_models import build_tiny_llama
@@ -131,7 +131,7 @@ async def test_12_huge_inputs_are_refused_before_the_model(
     key_prefix: str,
     caplog: pytest.LogCaptureFixture,
 ) -> None:
-    caplog.set_level("DEBUG", logger="bot.service")
+    caplog.set_level("DEBUG", logger="bot.chat.service")
     await start_bot(TELEGRAM_STREAM_INTERVAL_SECONDS="0")
     fake_api.send_text(4, 4, "a" * 4096)
     started = time.monotonic()
@@ -144,12 +144,12 @@ async def test_12_huge_inputs_are_refused_before_the_model(
 async def test_12b_a_100k_message_is_refused_in_bounded_time(tiny_llama: Any, clean_env: Path) -> None:
     """Telegram caps messages at 4096 characters; a forged webhook request may not."""
     from bot.config import load_settings
-    from bot.errors import InputRefused
-    from bot.llm.engine import TransformersEngine
-    from bot.memory.inprocess import InProcessStore
+    from bot.core.errors import InputRefused
+    from bot.llm.local.engine import TransformersEngine
+    from bot.storage.inprocess.store import InProcessStore
     from bot.prompt import ChatFormat, PromptBuilder
     from bot.safety import SafetyPipeline
-    from bot.service import ChatService, Message
+    from bot.chat.service import ChatService, Message
 
     settings = load_settings(None)
     service = ChatService(

@@ -11,7 +11,7 @@ import pytest
 
 from bot.config import load_settings
 from bot.safety import SafetyPipeline
-from bot.safety.evaluation import evaluate, read_corpus
+from bot_dev.safety_eval import evaluate, read_corpus
 from tests.conftest import ROOT
 
 CORPORA = ["safety_corpus.jsonl", "safety_holdout.jsonl"]

@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 from bot.config import SafetySettings
-from bot.domain import Action
+from bot.core.domain import Action
 from bot.safety import SafetyPipeline
 
 SYSTEM = (

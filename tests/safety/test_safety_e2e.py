@@ -13,15 +13,15 @@ import pytest
 import redis
 
 from bot.config import SafetySettings
-from bot.domain import GenerationParams, Role
-from bot.errors import InputRefused, ReplyReplaced
-from bot.llm.engine import TransformersEngine
-from bot.llm.loader import LoadedModel
-from bot.memory import history_key
-from bot.memory.redis import RedisAudit, RedisStore, connect
+from bot.core.domain import GenerationParams, Role
+from bot.core.errors import InputRefused, ReplyReplaced
+from bot.llm.local.engine import TransformersEngine
+from bot.llm.local.loader import LoadedModel
+from bot.storage import history_key
+from bot.storage.redis.store import RedisAudit, RedisStore, connect
 from bot.prompt import ChatFormat, PromptBuilder
 from bot.safety import SafetyPipeline
-from bot.service import ChatService, Message
+from bot.chat.service import ChatService, Message
 
 __all__ = ["CARD", "SYSTEM", "greedy_reply", "plant_canary"]
 
@@ -51,7 +51,7 @@ def plant_canary(reply: str) -> str:
 
 
 def _turn(text: str) -> Any:
-    from bot.domain import Turn
+    from bot.core.domain import Turn
 
     return Turn(Role.USER, text)
 

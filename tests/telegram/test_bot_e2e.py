@@ -9,10 +9,10 @@ from typing import Any
 import pytest
 import redis
 
-from bot.memory import history_key
-from bot.telegram.handlers import CONFLICT, Texts
-from bot.telegram.split import utf16_len
-from bot.testing.bot_api import FakeBotApi
+from bot.storage import history_key
+from bot.transports.telegram.handlers import CONFLICT, Texts
+from bot.transports.telegram.split import utf16_len
+from bot_dev.fakes.bot_api import FakeBotApi
 from tests.conftest import free_port
 from tests.tiny_models import build_tiny_llama
 

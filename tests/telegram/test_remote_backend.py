@@ -14,9 +14,9 @@ from typing import Any
 import httpx
 import pytest
 
-from bot.llm.loader import resolve_source
+from bot.llm.local.loader import resolve_source
 from bot.llm.remote import OpenAIEngine
-from bot.testing.bot_api import FakeBotApi
+from bot_dev.fakes.bot_api import FakeBotApi
 from tests.conftest import env_without_bot_settings, free_port
 from tests.llm.test_remote import _llama_cpp_command
 

@@ -8,7 +8,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from bot.testing.bot_api import FakeBotApi
+from bot_dev.fakes.bot_api import FakeBotApi
 from tests.conftest import TOKEN, env_without_bot_settings
 
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from bot.telegram.split import split_text, utf16_len
+from bot.transports.telegram.split import split_text, utf16_len
 
 
 def joined(parts: list[str]) -> str:

@@ -11,10 +11,10 @@ from typing import Any
 
 import redis
 
-from bot.memory import history_key
-from bot.support.handoff import HandoffTexts
-from bot.telegram.support import SupportTexts
-from bot.testing.bot_api import FakeBotApi
+from bot.storage import history_key
+from bot.desk.handoff import HandoffTexts
+from bot.transports.telegram.support import SupportTexts
+from bot_dev.fakes.bot_api import FakeBotApi
 from tests.conftest import ROOT, env_without_bot_settings
 from tests.telegram.test_bot_e2e import ANNA, BEN, replies_in
 

@@ -1,0 +1,3 @@
+"""The support desk: handoff to people, feedback, analytics and the report."""
+
+__all__: list[str] = []

