@@ -8,21 +8,21 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from bot.chat.gate import AccessPolicy, Gate
+from bot.chat.service import ChatService
 from bot.config import Settings, redact_url
 from bot.core.errors import ConfigError, StoreUnavailable
-from bot.chat.gate import AccessPolicy, Gate
-from bot.llm.base import Engine
-from bot.storage.base import AuditLog, ChatLocks, ConversationStore, Limits
-from bot.storage.desk_base import SupportStores
-from bot.metrics import Metrics
-from bot.prompt.builder import ChatFormat, PromptBuilder
-from bot.safety import SafetyPipeline, new_canary
-from bot.chat.service import ChatService
 from bot.desk.analytics import Analytics
 from bot.desk.desk import SupportDesk
 from bot.desk.feedback import Feedback
 from bot.desk.handoff import Handoffs
 from bot.knowledge.index import KnowledgeBase
+from bot.llm.base import Engine
+from bot.metrics import Metrics
+from bot.prompt.builder import ChatFormat, PromptBuilder
+from bot.safety import SafetyPipeline, new_canary
+from bot.storage.base import AuditLog, ChatLocks, ConversationStore, Limits
+from bot.storage.desk_base import SupportStores
 
 if TYPE_CHECKING:
     from bot.llm.embeddings import MiniLmEmbedder
@@ -95,13 +95,13 @@ async def open_state(settings: Settings, *, default_url: str) -> State:
     url = settings.redis.url or default_url
     history, audit_size = settings.history, settings.safety.audit_max_entries
     if url.startswith("memory://"):
+        from bot.storage.inprocess.desk import InProcessAnalytics, InProcessFeedback, InProcessHandoffs
         from bot.storage.inprocess.store import (
             InProcessAudit,
             InProcessChatLocks,
             InProcessLimits,
             InProcessStore,
         )
-        from bot.storage.inprocess.desk import InProcessAnalytics, InProcessFeedback, InProcessHandoffs
 
         return State(
             InProcessStore(max_turns=history.max_turns, ttl_seconds=history.ttl_seconds),

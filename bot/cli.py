@@ -361,8 +361,8 @@ async def _kb(settings: Settings, args: argparse.Namespace) -> int:
         assert knowledge is not None
         print(knowledge.summary)
         return 0
-    from bot.core.errors import InputRefused, ReplyReplaced
     from bot.chat.service import Message
+    from bot.core.errors import InputRefused, ReplyReplaced
     from bot_dev.kb_eval import evaluate, read_questions
 
     try:

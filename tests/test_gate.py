@@ -6,8 +6,8 @@ from collections.abc import AsyncIterator
 
 import pytest
 
-from bot.core.errors import AccessDenied, RateLimited
 from bot.chat.gate import AccessPolicy, Gate
+from bot.core.errors import AccessDenied, RateLimited
 from bot.storage import Limits
 from bot.storage.inprocess.store import InProcessLimits
 from bot.storage.redis.store import RedisLimits, connect

@@ -9,14 +9,14 @@ from pathlib import Path
 import pytest
 
 from bot.app import build_app
+from bot.chat.service import ChatService, Message
 from bot.config import load_settings
 from bot.core.domain import ChatKind, GenerationParams, Role
 from bot.core.errors import StoreUnavailable
 from bot.llm.local.engine import TransformersEngine
 from bot.llm.local.loader import LoadedModel
-from bot.storage.redis.store import RedisStore
 from bot.prompt import ChatFormat, PromptBuilder
-from bot.chat.service import ChatService, Message
+from bot.storage.redis.store import RedisStore
 
 PARAMS = GenerationParams(max_new_tokens=8, do_sample=False, timeout_seconds=60)
 

@@ -14,9 +14,9 @@ from dataclasses import replace
 
 from bot.core.domain import GenerationParams, Prompt, ReplyInfo, Verdict
 from bot.core.errors import ReplyReplaced
+from bot.knowledge.base import Knowledge, Retrieval
 from bot.llm.base import Engine
 from bot.safety import SafetyPipeline
-from bot.knowledge.base import Knowledge, Retrieval
 
 __all__ = ["HOLD_BACK_CHARS", "Answers"]
 

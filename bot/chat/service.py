@@ -16,6 +16,8 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 
 from bot.chat.answers import Answers
+from bot.chat.gate import Gate
+from bot.chat.ordering import ChatTurns, Delivery
 from bot.core.domain import ChatKind, GenerationParams, ReplyInfo, Role, Turn, Verdict
 from bot.core.errors import (
     AccessDenied,
@@ -28,16 +30,14 @@ from bot.core.errors import (
     ReplyReplaced,
     StoreUnavailable,
 )
-from bot.chat.gate import Gate
+from bot.desk.desk import SupportDesk
+from bot.desk.handoff import wants_human
+from bot.knowledge.base import Knowledge, Retrieval
 from bot.llm.base import Engine
-from bot.storage.base import AuditLog, ChatLocks, ConversationStore, Limits
-from bot.chat.ordering import ChatTurns, Delivery
 from bot.metrics import Metrics
 from bot.prompt.builder import PromptBuilder
 from bot.safety import SafetyPipeline
-from bot.knowledge.base import Knowledge, Retrieval
-from bot.desk.desk import SupportDesk
-from bot.desk.handoff import wants_human
+from bot.storage.base import AuditLog, ChatLocks, ConversationStore, Limits
 
 __all__ = ["EMPTY_REPLY_FALLBACK", "ChatService", "Message"]
 

@@ -17,8 +17,8 @@ from enum import StrEnum
 
 from bot.core.domain import GenerationParams, ReplyInfo
 from bot.core.errors import StoreUnavailable
-from bot.storage.desk_base import FeedbackStore
 from bot.desk.analytics import DAY, Analytics
+from bot.storage.desk_base import FeedbackStore
 
 __all__ = ["CALLBACK_VERSION", "Feedback", "VoteOutcome", "buttons", "callback_data", "parse_callback"]
 

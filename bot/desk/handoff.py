@@ -14,9 +14,9 @@ from collections.abc import Callable, Sequence
 
 from bot.core.domain import Role, Turn
 from bot.core.errors import StoreUnavailable
+from bot.desk.analytics import Analytics
 from bot.storage.base import ConversationStore
 from bot.storage.desk_base import Handoff, HandoffStore
-from bot.desk.analytics import Analytics
 
 __all__ = ["HandoffTexts", "Handoffs", "relay_text", "summary_text", "wants_human"]
 

@@ -10,6 +10,7 @@ import asyncio
 from collections.abc import Callable
 from typing import TextIO
 
+from bot.chat.service import ChatService, Message
 from bot.core.errors import (
     EngineBusy,
     GenerationError,
@@ -19,7 +20,6 @@ from bot.core.errors import (
     ReplyReplaced,
     StoreUnavailable,
 )
-from bot.chat.service import ChatService, Message
 
 __all__ = ["HELP", "TerminalChat"]
 

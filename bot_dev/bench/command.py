@@ -12,10 +12,10 @@ from rich.console import Console
 from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-from bot_dev.bench.report import plot, print_table
-from bot_dev.bench.run import BenchOptions, cold_start_seconds, run_bench, write_json
 from bot.config import ModelSettings
 from bot.llm.local.loader import load_model
+from bot_dev.bench.report import plot, print_table
+from bot_dev.bench.run import BenchOptions, cold_start_seconds, run_bench, write_json
 
 __all__ = ["bench"]
 

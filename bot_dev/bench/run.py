@@ -22,12 +22,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from bot_dev.bench.runners import EngineRunner, LlamaCppRunner, NaiveRunner, Runner, Timing
-from bot_dev.bench.workload import SYSTEM_PROMPT, user_turn
 from bot.core.domain import Prompt, Role, Turn
 from bot.llm.local.engine import TransformersEngine
 from bot.llm.local.loader import LoadedModel, resolve_source
 from bot.prompt.builder import ChatFormat, PromptBuilder
+from bot_dev.bench.runners import EngineRunner, LlamaCppRunner, NaiveRunner, Runner, Timing
+from bot_dev.bench.workload import SYSTEM_PROMPT, user_turn
 
 __all__ = ["BenchOptions", "cold_start_seconds", "run_bench"]
 

@@ -8,9 +8,6 @@ from typing import Any
 import pytest
 
 from bot.core.errors import StoreUnavailable
-from bot.storage.redis.store import connect
-from bot.storage.inprocess.desk import InProcessAnalytics
-from bot.storage.redis.desk import RedisAnalytics
 from bot.desk.analytics import (
     LATENCY_BOUNDS,
     Analytics,
@@ -20,6 +17,9 @@ from bot.desk.analytics import (
     normalize_question,
     render_stats,
 )
+from bot.storage.inprocess.desk import InProcessAnalytics
+from bot.storage.redis.desk import RedisAnalytics
+from bot.storage.redis.store import connect
 
 T0 = 1_700_000_000.0  # 2023-11-14 22:13:20 UTC
 

@@ -9,11 +9,11 @@ from typing import Any
 import pytest
 
 from bot.core.domain import GenerationParams, ReplyInfo
-from bot.storage.redis.store import connect
-from bot.storage.inprocess.desk import InProcessAnalytics, InProcessFeedback
-from bot.storage.redis.desk import RedisFeedback
 from bot.desk.analytics import Analytics
 from bot.desk.feedback import Feedback, VoteOutcome, buttons, callback_data, parse_callback
+from bot.storage.inprocess.desk import InProcessAnalytics, InProcessFeedback
+from bot.storage.redis.desk import RedisFeedback
+from bot.storage.redis.store import connect
 
 
 @pytest.fixture(params=["redis", "inprocess"])

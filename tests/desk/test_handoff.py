@@ -8,13 +8,13 @@ from typing import Any
 import pytest
 
 from bot.core.domain import Role, Turn
-from bot.storage.inprocess.store import InProcessStore
-from bot.storage.redis.store import RedisStore
-from bot.storage.desk_base import Handoff
-from bot.storage.inprocess.desk import InProcessAnalytics, InProcessHandoffs
-from bot.storage.redis.desk import RedisHandoffs
 from bot.desk.analytics import Analytics
 from bot.desk.handoff import Handoffs, relay_text, summary_text, wants_human
+from bot.storage.desk_base import Handoff
+from bot.storage.inprocess.desk import InProcessAnalytics, InProcessHandoffs
+from bot.storage.inprocess.store import InProcessStore
+from bot.storage.redis.desk import RedisHandoffs
+from bot.storage.redis.store import RedisStore
 
 
 class Clock:

@@ -6,17 +6,17 @@ from collections.abc import AsyncIterator
 
 import pytest
 
-from bot.core.domain import GenerationParams, ReplyInfo
-from bot.llm.local.engine import TransformersEngine
-from bot.llm.local.loader import LoadedModel
-from bot.storage.redis.store import RedisStore
-from bot.storage.redis.desk import RedisAnalytics, RedisFeedback, RedisHandoffs
-from bot.prompt import ChatFormat, PromptBuilder
 from bot.chat.service import ChatService, Message
+from bot.core.domain import GenerationParams, ReplyInfo
 from bot.desk.analytics import Analytics
 from bot.desk.desk import SupportDesk
 from bot.desk.feedback import Feedback
 from bot.desk.handoff import Handoffs
+from bot.llm.local.engine import TransformersEngine
+from bot.llm.local.loader import LoadedModel
+from bot.prompt import ChatFormat, PromptBuilder
+from bot.storage.redis.desk import RedisAnalytics, RedisFeedback, RedisHandoffs
+from bot.storage.redis.store import RedisStore
 
 PARAMS = GenerationParams(max_new_tokens=6, do_sample=False, timeout_seconds=60)
 CHAT = 4711

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import re
 
-from bot.storage.inprocess.desk import InProcessAnalytics
 from bot.desk.analytics import Analytics
 from bot.desk.report import collect, render_html
+from bot.storage.inprocess.desk import InProcessAnalytics
 
 T0 = 1_700_000_000.0
 

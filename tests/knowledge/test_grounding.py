@@ -5,7 +5,6 @@ from __future__ import annotations
 import pytest
 
 from bot.core.domain import Role, Turn
-from bot.prompt.builder import KNOWLEDGE_INSTRUCTIONS, ChatFormat, PromptBuilder
 from bot.knowledge.base import Hit, Passage, Retrieval
 from bot.knowledge.grounding import (
     NOT_FOUND_TEXT,
@@ -16,6 +15,7 @@ from bot.knowledge.grounding import (
     unsupported_facts,
     verify,
 )
+from bot.prompt.builder import KNOWLEDGE_INSTRUCTIONS, ChatFormat, PromptBuilder
 
 DEPOSIT = Passage(
     "Bike rental guide",

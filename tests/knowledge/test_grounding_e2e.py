@@ -16,12 +16,12 @@ import pytest
 import redis
 
 from bot.app import build_app
+from bot.chat.service import Message
 from bot.config import load_settings
 from bot.core.domain import ReplyInfo
-from bot.storage import history_key
-from bot.chat.service import Message
 from bot.knowledge.grounding import NOT_FOUND_TEXT
 from bot.knowledge.index import KnowledgeBase
+from bot.storage import history_key
 from bot.transports.telegram.handlers import Texts
 from bot_dev.fakes.bot_api import FakeBotApi
 

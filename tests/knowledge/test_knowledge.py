@@ -7,7 +7,6 @@ from pathlib import Path
 
 import pytest
 
-from bot.knowledge.index import KnowledgeBase
 from bot.knowledge.corpus import (
     KnowledgeBaseError,
     SourceFile,
@@ -16,6 +15,7 @@ from bot.knowledge.corpus import (
     split_faq,
     split_markdown,
 )
+from bot.knowledge.index import KnowledgeBase
 from bot.knowledge.retrieval import Bm25, Retriever, is_small_talk, terms
 
 ROOT = Path(__file__).resolve().parents[2]

@@ -9,9 +9,9 @@ from pathlib import Path
 import pytest
 
 from bot.knowledge.base import Hit, Passage
+from bot.knowledge.corpus import SourceFile, sentences, split_markdown
 from bot.knowledge.grounding import asked_figure, extract, extractive_answer
 from bot.knowledge.index import KnowledgeBase
-from bot.knowledge.corpus import SourceFile, sentences, split_markdown
 from bot.knowledge.retrieval import Retriever, names, terms
 
 GYM = Passage(

@@ -32,8 +32,8 @@ from bot.llm.base import Candidate
 from bot.llm.local.engine import TransformersEngine
 from bot.llm.local.loader import LoadedModel, load_model, resolve_source
 from bot.llm.remote import OpenAIEngine
-from bot.transports.openai_server.server import ModelServer
 from bot.prompt.builder import ChatFormat, PromptBuilder
+from bot.transports.openai_server.server import ModelServer
 from tests.conftest import free_port
 from tests.tiny_models import build_tiny_llama
 

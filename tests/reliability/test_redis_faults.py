@@ -23,9 +23,9 @@ import redis
 from bot.core.errors import StoreUnavailable
 from bot.storage import history_key
 from bot.storage.base import ConversationStore, ids_key
-from bot.storage.redis.store import connect
 from bot.storage.desk_base import Handoff
 from bot.storage.redis.desk import RedisHandoffs
+from bot.storage.redis.store import connect
 from bot.transports.telegram.handlers import Texts
 from bot_dev.fakes.bot_api import FakeBotApi
 from tests.reliability.conftest import RedisProcess

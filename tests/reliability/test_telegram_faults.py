@@ -143,13 +143,13 @@ async def test_12_huge_inputs_are_refused_before_the_model(
 
 async def test_12b_a_100k_message_is_refused_in_bounded_time(tiny_llama: Any, clean_env: Path) -> None:
     """Telegram caps messages at 4096 characters; a forged webhook request may not."""
+    from bot.chat.service import ChatService, Message
     from bot.config import load_settings
     from bot.core.errors import InputRefused
     from bot.llm.local.engine import TransformersEngine
-    from bot.storage.inprocess.store import InProcessStore
     from bot.prompt import ChatFormat, PromptBuilder
     from bot.safety import SafetyPipeline
-    from bot.chat.service import ChatService, Message
+    from bot.storage.inprocess.store import InProcessStore
 
     settings = load_settings(None)
     service = ChatService(

@@ -12,16 +12,16 @@ from typing import Any
 import pytest
 import redis
 
+from bot.chat.service import ChatService, Message
 from bot.config import SafetySettings
 from bot.core.domain import GenerationParams, Role
 from bot.core.errors import InputRefused, ReplyReplaced
 from bot.llm.local.engine import TransformersEngine
 from bot.llm.local.loader import LoadedModel
-from bot.storage import history_key
-from bot.storage.redis.store import RedisAudit, RedisStore, connect
 from bot.prompt import ChatFormat, PromptBuilder
 from bot.safety import SafetyPipeline
-from bot.chat.service import ChatService, Message
+from bot.storage import history_key
+from bot.storage.redis.store import RedisAudit, RedisStore, connect
 
 __all__ = ["CARD", "SYSTEM", "greedy_reply", "plant_canary"]
 

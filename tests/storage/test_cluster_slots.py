@@ -12,9 +12,9 @@ from redis.crc import key_slot
 
 from bot.core.domain import Role, Turn
 from bot.storage.base import Bucket
-from bot.storage.redis.store import RedisChatLocks, RedisLimits, RedisStore, connect
 from bot.storage.desk_base import Handoff
 from bot.storage.redis.desk import RedisAnalytics, RedisHandoffs
+from bot.storage.redis.store import RedisChatLocks, RedisLimits, RedisStore, connect
 
 
 @pytest.fixture

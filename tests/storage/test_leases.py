@@ -9,10 +9,10 @@ from collections.abc import AsyncIterator
 import pytest
 import redis
 
+from bot.chat.ordering import ChatTurns
 from bot.core.errors import DuplicateDelivery
 from bot.storage.base import ChatLocks, LeaseState, Limits, chat_lock_keys
 from bot.storage.inprocess.store import InProcessChatLocks, InProcessLimits
-from bot.chat.ordering import ChatTurns
 from bot.storage.redis.store import RedisChatLocks, RedisLimits, connect
 
 LEASE = 5.0

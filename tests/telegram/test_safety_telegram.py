@@ -10,8 +10,8 @@ import redis
 from bot import app as app_module
 from bot.config import SafetySettings
 from bot.llm.local.loader import LoadedModel
-from bot.storage import history_key
 from bot.safety import SafetyPipeline
+from bot.storage import history_key
 from bot_dev.fakes.bot_api import FakeBotApi
 from tests.safety.test_safety_e2e import CARD, SYSTEM, greedy_reply, plant_canary
 from tests.telegram.test_bot_e2e import ANNA, replies_in

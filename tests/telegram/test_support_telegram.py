@@ -11,8 +11,8 @@ from typing import Any
 
 import redis
 
-from bot.storage import history_key
 from bot.desk.handoff import HandoffTexts
+from bot.storage import history_key
 from bot.transports.telegram.support import SupportTexts
 from bot_dev.fakes.bot_api import FakeBotApi
 from tests.conftest import ROOT, env_without_bot_settings

@@ -11,8 +11,8 @@ from typing import Any
 
 from redis import asyncio as aioredis
 
-from bot.storage.redis.store import _call
 from bot.storage.desk_base import Handoff, Vote
+from bot.storage.redis.store import _call
 
 __all__ = ["RedisAnalytics", "RedisFeedback", "RedisHandoffs"]
 

@@ -21,8 +21,8 @@ from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from bot.core.domain import Turn
 from bot.core.errors import StoreUnavailable
-from bot.storage.redis import lua
 from bot.storage.base import Bucket, LeaseState, chat_lock_keys, history_key, ids_key
+from bot.storage.redis import lua
 
 __all__ = [
     "SENTINEL_SCHEME",

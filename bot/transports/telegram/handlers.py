@@ -15,6 +15,8 @@ from telegram.constants import ChatType
 from telegram.error import Conflict, Forbidden, NetworkError, TelegramError
 from telegram.ext import ContextTypes
 
+from bot.chat.gate import Gate
+from bot.chat.service import ChatService, Message
 from bot.config import TelegramSettings
 from bot.core.domain import ChatKind, ReplyInfo
 from bot.core.errors import (
@@ -30,9 +32,7 @@ from bot.core.errors import (
     ReplyReplaced,
     StoreUnavailable,
 )
-from bot.chat.gate import Gate
 from bot.metrics import Metrics
-from bot.chat.service import ChatService, Message
 from bot.transports.telegram.delivery import StreamingReply, keep_typing, send_text
 from bot.transports.telegram.support import SupportHandlers
 

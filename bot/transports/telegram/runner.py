@@ -11,12 +11,12 @@ from telegram import BotCommand
 from telegram.error import InvalidToken, TelegramError
 from telegram.ext import Application
 
+from bot.chat.gate import Gate
+from bot.chat.service import ChatService
 from bot.config import TelegramSettings
 from bot.core.errors import ConfigError
-from bot.chat.gate import Gate
 from bot.metrics import Metrics
 from bot.transports.health import HealthServer
-from bot.chat.service import ChatService
 from bot.transports.telegram.application import ALLOWED_UPDATES, build_application
 from bot.transports.telegram.handlers import COMMANDS, Handlers
 from bot.transports.telegram.webhook import WebhookServer

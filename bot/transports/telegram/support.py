@@ -17,14 +17,14 @@ from telegram.constants import ChatType
 from telegram.error import TelegramError
 from telegram.ext import ContextTypes
 
+from bot.chat.gate import Gate
 from bot.core.domain import ReplyInfo, Role, Turn
 from bot.core.errors import StoreUnavailable
-from bot.chat.gate import Gate
-from bot.storage.desk_base import Handoff
 from bot.desk.analytics import render_stats
 from bot.desk.desk import SupportDesk
 from bot.desk.feedback import VoteOutcome, buttons, parse_callback
 from bot.desk.handoff import HandoffTexts, relay_text, summary_text
+from bot.storage.desk_base import Handoff
 from bot.transports.telegram.delivery import send_text
 
 __all__ = ["SupportHandlers", "SupportTexts"]
