@@ -62,8 +62,8 @@ soak: install redis
 		--reply-timeout $(SOAK_REPLY_TIMEOUT) --json soak.json
 
 lint: install
-	$(BIN)/ruff check bot tests
-	$(BIN)/ruff format --check bot tests
+	$(BIN)/ruff check bot bot_dev tests
+	$(BIN)/ruff format --check bot bot_dev tests
 	$(BIN)/mypy
 
 clean:
