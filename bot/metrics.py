@@ -17,8 +17,7 @@ _LATENCY_BUCKETS = (0.25, 0.5, 1, 2, 5, 10, 20, 30, 60, 120, 300)
 
 class Metrics:
     def __init__(self, registry: CollectorRegistry | None = None) -> None:
-        self.registry = registry or CollectorRegistry()
-        r = self.registry
+        self.registry = r = registry or CollectorRegistry()
         self.updates = Counter(
             "bot_updates_received_total", "Telegram updates handled, by kind", ["kind"], registry=r
         )

@@ -15,33 +15,16 @@ from typing import Any
 import pytest
 import redis
 
-from bot.app import App, build_app
-from bot.config import load_settings
+from bot.app import Runtime, open_runtime
+from bot.config import env_prefixes, load_settings
 from bot.llm.local.loader import LoadedModel, load_model
-from bot.transports.health import HealthServer
 from bot.transports.telegram.runner import serve
 from bot_dev.fakes.bot_api import FakeBotApi
 from tests.tiny_models import build_tiny_gpt2, build_tiny_llama
 
 REDIS_URL = os.environ.get("TEST_REDIS_URL", "redis://127.0.0.1:6379/0")
 ROOT = Path(__file__).resolve().parent.parent
-BOT_SETTING_PREFIXES = (
-    "TELEGRAM_",
-    "REDIS_",
-    "MODEL_",
-    "GENERATION_",
-    "HISTORY_",
-    "SYSTEM_PROMPT",
-    "LOG_",
-    "RATE_LIMIT_",
-    "SAFETY_",
-    "METRICS_",
-    "ENGINE_",
-    "LLM_",
-    "SERVE_",
-    "KB_",
-    "SUPPORT_",
-)
+BOT_SETTING_PREFIXES = env_prefixes()  # every section's prefix, derived: a new section cannot leak in
 
 
 @pytest.fixture(scope="session")
@@ -101,9 +84,7 @@ def tiny_gpt2(tiny_gpt2_dir: Path) -> LoadedModel:
 def clean_env(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Path:
     """No bot settings leak in from the developer's environment; returns an empty work directory."""
     for name in list(os.environ):
-        if name.startswith(
-            ("TELEGRAM_", "REDIS_", "MODEL_", "GENERATION_", "HISTORY_", "SYSTEM_PROMPT", "LOG_")
-        ):
+        if name.startswith(BOT_SETTING_PREFIXES):
             monkeypatch.delenv(name)
     monkeypatch.chdir(tmp_path)
     return tmp_path
@@ -131,7 +112,7 @@ TOKEN = "123456:TEST-token-abcdefghijklmnopqrstuvwxyz"
 
 @dataclass
 class RunningBot:
-    app: App
+    app: Runtime
     task: asyncio.Task[int]
     stop: asyncio.Event
 
@@ -183,34 +164,32 @@ def bot_env(
 async def start_bot(
     bot_env: dict[str, str], monkeypatch: pytest.MonkeyPatch
 ) -> AsyncIterator[Callable[..., Any]]:
-    """Call `await start_bot(SETTING="value", ...)` to start the bot; it is stopped after the test."""
+    """Call `await start_bot(SETTING="value", ...)` to start the bot as `bot run` does (the same runtime,
+    health server included when METRICS_PORT is set); it is stopped after the test."""
     running: list[RunningBot] = []
+    async with contextlib.AsyncExitStack() as runtimes:
 
-    async def start(**overrides: str) -> RunningBot:
-        for name, value in overrides.items():
-            monkeypatch.setenv(name, value)
-        settings = load_settings(None)
-        app = await build_app(settings, default_redis_url="memory://")
-        stop = asyncio.Event()
-        health = None
-        if settings.metrics.port:
-            health = HealthServer(
-                app.metrics, app.ready, listen=settings.metrics.listen, port=settings.metrics.port
+        async def start(**overrides: str) -> RunningBot:
+            for name, value in overrides.items():
+                monkeypatch.setenv(name, value)
+            settings = load_settings(None)
+            runtime = await runtimes.enter_async_context(
+                open_runtime(settings, default_redis_url="memory://", health=True)
             )
-        task = asyncio.create_task(
-            serve(settings.telegram, app.service, app.gate, stop=stop, metrics=app.metrics, health=health)
-        )
-        bot = RunningBot(app, task, stop)
-        running.append(bot)
-        return bot
+            stop = asyncio.Event()
+            task = asyncio.create_task(
+                serve(settings.telegram, runtime.service, runtime.gate, stop=stop, metrics=runtime.metrics)
+            )
+            bot = RunningBot(runtime, task, stop)
+            running.append(bot)
+            return bot
 
-    yield start
-    for bot in running:
-        if not bot.task.done():
-            bot.stop.set()
-            with contextlib.suppress(Exception):
-                await asyncio.wait_for(bot.task, 30)
-        await bot.app.aclose()
+        yield start
+        for bot in running:  # the bots stop first; the runtimes close as the stack unwinds
+            if not bot.task.done():
+                bot.stop.set()
+                with contextlib.suppress(Exception):
+                    await asyncio.wait_for(bot.task, 30)
 
 
 def env_without_bot_settings() -> dict[str, str]:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 import subprocess
 import sys
 from pathlib import Path
@@ -11,16 +10,13 @@ import pytest
 import redis
 
 from bot.storage import history_key
+from tests.conftest import env_without_bot_settings
 
 
 def run_bot(
     args: list[str], env: dict[str, str], stdin: str = "", cwd: Path | None = None
 ) -> subprocess.CompletedProcess[str]:
-    base = {
-        k: v
-        for k, v in os.environ.items()
-        if not k.startswith(("GENERATION_", "MODEL_", "REDIS_", "TELEGRAM_", "HISTORY_", "LOG_"))
-    }
+    base = env_without_bot_settings()  # a developer's own settings must not change what the test sees
     return subprocess.run(
         [sys.executable, "-m", "bot", *args],
         input=stdin,

@@ -1,0 +1,81 @@
+"""`bot kb index` builds (or checks) the knowledge base's saved index; `bot kb eval` scores answers to a
+JSONL of questions through retrieval, the model and verification."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+from pathlib import Path
+from typing import Any
+
+from bot.cli.common import Commands, fail, setup_logging
+from bot.config import Settings
+from bot.core.errors import ConfigError
+
+__all__ = ["ORDER", "register", "run"]
+
+ORDER = 70
+
+
+def register(commands: Commands) -> argparse.ArgumentParser:
+    kb = commands.add_parser("kb", help="the knowledge base (KB_PATH): build its index, evaluate answers")
+    kb_commands = kb.add_subparsers(dest="kb_command", required=True, metavar="KB_COMMAND")
+    kb_commands.add_parser("index", help="read KB_PATH and build its saved index (or check it is current)")
+    kb_eval = kb_commands.add_parser(
+        "eval", help="answer a JSONL of questions through retrieval, the model and verification; score it"
+    )
+    kb_eval.add_argument("questions", type=Path, help='JSONL lines of {"question": ..., "expected": [...]}')
+    kb_eval.add_argument("--json", type=Path, metavar="OUT", help="write every answer and the summary here")
+    return kb
+
+
+def run(settings: Settings, args: argparse.Namespace) -> int:
+    setup_logging(settings)
+    if settings.kb.path is None:
+        raise ConfigError("invalid setting KB_PATH: `bot kb` needs it (for example KB_PATH=examples/kb)")
+    if args.kb_command == "index":
+        return asyncio.run(_index(settings))
+    from bot_dev.kb_eval import read_questions
+
+    try:
+        questions = read_questions(args.questions)
+    except (OSError, ValueError) as exc:
+        return fail(f"cannot read the questions: {exc}")
+    report = asyncio.run(_evaluate(settings, questions))
+    for name, value in report.summary().items():
+        print(f"{name}: {value}")
+    if args.json is not None:
+        args.json.write_text(json.dumps(report.as_dict(), ensure_ascii=False, indent=1))
+        print(f"wrote {args.json}")
+    return 0
+
+
+async def _index(settings: Settings) -> int:
+    from bot.app import build_knowledge
+
+    knowledge = await build_knowledge(settings)
+    assert knowledge is not None  # KB_PATH is set
+    print(knowledge.summary)
+    return 0
+
+
+async def _evaluate(settings: Settings, questions: list[Any]) -> Any:
+    from bot.app import open_runtime
+    from bot.chat.service import Message
+    from bot.core.errors import InputRefused, ReplyReplaced
+    from bot_dev.kb_eval import evaluate
+
+    # history and counters of the evaluation's chats stay in this process, never in a production Redis
+    local = settings.model_copy(update={"redis": settings.redis.model_copy(update={"url": "memory://"})})
+    async with open_runtime(local, show_progress=True) as runtime:
+        assert runtime.knowledge is not None
+
+        async def answer(number: int, question: str, info: Any) -> str:
+            try:
+                stream = runtime.service.respond(Message(chat_id=f"kb-eval-{number}", text=question), info)
+                return "".join([piece async for piece in stream])
+            except (InputRefused, ReplyReplaced) as exc:
+                return exc.text
+
+        return await evaluate(runtime.knowledge, questions, answer)
