@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 import datetime as dtm
 import threading
-import time
 from collections.abc import AsyncIterator, Iterator
 from http.server import BaseHTTPRequestHandler, HTTPServer
 from typing import Any
@@ -17,7 +16,8 @@ from telegram import BotCommand, InlineKeyboardButton, InlineKeyboardMarkup, Mes
 from telegram.error import BadRequest, Conflict, EndPointNotFound, InvalidToken, NetworkError, RetryAfter
 from telegram.ext import Application, ContextTypes, MessageHandler, filters
 
-from bot_dev.fakes.bot_api import FakeBotApi, _parse_params
+from bot_dev.fakes.bot_api import FakeBotApi
+from bot_dev.fakes.wire import parse_params
 
 CHAT, USER = 4242, 4242
 
@@ -107,20 +107,22 @@ async def test_get_updates_delivers_realistic_messages(fake: FakeBotApi, bot: Pt
         MessageEntity.BOT_COMMAND: "/ask@support_test_bot",
         MessageEntity.MENTION: "@support_test_bot",
     }
-    # Confirming with offset drops the update; an empty queue answers [] after the timeout.
-    started = time.monotonic()
-    assert await bot.get_updates(offset=update_id + 1, timeout=1) == ()
-    assert 0.9 < time.monotonic() - started < 3
+    # Confirming with offset drops the update; an empty queue is held open, then answers [] by itself.
+    poll = asyncio.create_task(bot.get_updates(offset=update_id + 1, timeout=1))
+    await fake.wait_for(lambda: fake.polls_waiting == 1)
+    assert not poll.done() and fake.pending_updates() == []
+    assert await poll == ()
+    assert fake.polls_waiting == 0 and fake.calls_of("getUpdates")[-1].status == 200
 
 
 async def test_long_poll_wakes_on_push(fake: FakeBotApi, bot: PtbBot) -> None:
     sent = await bot.send_message(CHAT, "How can I help?")
-    asyncio.get_running_loop().call_later(
-        0.2, lambda: fake.send_text(CHAT, USER, "thanks", reply_to_bot_message_id=sent.message_id)
-    )
-    started = time.monotonic()
-    updates = await bot.get_updates(timeout=10)
-    assert time.monotonic() - started < 3
+    # a poll that would wait ten minutes: only the push can end it while the test runs
+    poll = asyncio.create_task(bot.get_updates(timeout=600))
+    await fake.wait_for(lambda: fake.polls_waiting == 1)
+    fake.send_text(CHAT, USER, "thanks", reply_to_bot_message_id=sent.message_id)
+    await fake.wait_for(lambda: fake.polls_waiting == 0)  # woken by the push, not by its timeout
+    updates = await poll
     message = updates[0].message
     assert message is not None and message.message_id == 2  # ids are shared per chat
     assert message.reply_to_message is not None and message.reply_to_message.text == "How can I help?"
@@ -201,16 +203,16 @@ def test_webhook_post_sends_secret_header(fake: FakeBotApi) -> None:
 
 def test_parses_the_bodies_ptb_sends() -> None:
     form = httpx.Request("POST", "http://x", data={"chat_id": "5", "text": "42", "reply_markup": '{"a": 1}'})
-    assert _parse_params("", form.headers["Content-Type"], form.read()) == {
+    assert parse_params("", form.headers["Content-Type"], form.read()) == {
         "chat_id": 5,
         "text": "42",
         "reply_markup": {"a": 1},
     }
     files = {"document": ("a.txt", b"abc")}
     multipart = httpx.Request("POST", "http://x", data={"chat_id": "5"}, files=files)
-    params = _parse_params("", multipart.headers["Content-Type"], multipart.read())
+    params = parse_params("", multipart.headers["Content-Type"], multipart.read())
     assert params == {"chat_id": 5, "document": "<file a.txt: 3 bytes>"}
-    assert _parse_params("", "application/json", b'{"chat_id": 5, "commands": "[1]"}') == {
+    assert parse_params("", "application/json", b'{"chat_id": 5, "commands": "[1]"}') == {
         "chat_id": 5,
         "commands": [1],
     }
@@ -226,13 +228,13 @@ async def test_application_polls_and_replies(fake: FakeBotApi) -> None:
     async with app:
         await app.start()
         assert app.updater is not None
-        await app.updater.start_polling(poll_interval=0, timeout=dtm.timedelta(seconds=5))
+        # ten-minute polls: stopping must not wait for one to end (the test would hang, not pass slowly)
+        await app.updater.start_polling(poll_interval=0, timeout=dtm.timedelta(seconds=600))
         fake.send_text(CHAT, USER, "hi")
         assert await fake.wait_for_messages(CHAT, 1) == ["echo: hi"]
-        started = time.monotonic()
+        await fake.wait_for(lambda: fake.polls_waiting == 1)
         await app.updater.stop()
         await app.stop()
-    assert time.monotonic() - started < 3
     assert {"deleteWebhook", "getUpdates", "sendMessage"} <= {c.method for c in fake.calls}
 
 

@@ -1,4 +1,4 @@
-"""Test doubles that ship with the package: a fake Telegram Bot API server for tests and `bot loadtest`."""
+"""Test doubles for tests and `bot loadtest`: a fake Telegram Bot API server and webhook delivery."""
 
 from bot_dev.fakes.bot_api import ApiCall, FakeBotApi
 
