@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -96,9 +97,24 @@ def test_stats_text() -> None:
     assert "Median reply time: n/a" in render_stats([("empty", Window())])
 
 
-async def test_recording_survives_a_store_outage() -> None:
-    class Down(InProcessAnalytics):
-        async def record(self, **kwargs: Any) -> None:
-            raise StoreUnavailable("Redis: connection refused")
+async def test_recording_survives_a_store_outage(caplog: pytest.LogCaptureFixture) -> None:
+    class Flaky(InProcessAnalytics):
+        """Refuses every write while `down`; then records as usual."""
 
-    await Analytics(Down(), retention_days=1).message(1)  # logged, not raised
+        down, attempts = True, 0
+
+        async def record(self, **kwargs: Any) -> None:
+            self.attempts += 1
+            if self.down:
+                raise StoreUnavailable("Redis: connection refused")
+            await super().record(**kwargs)
+
+    store = Flaky()
+    analytics = Analytics(store, retention_days=1, clock=Clock())
+    with caplog.at_level(logging.WARNING, logger="bot.desk.analytics"):
+        await analytics.message(1)  # logged, not raised
+    assert store.attempts == 1
+    assert "analytics event messages not recorded: Redis: connection refused" in caplog.messages
+    store.down = False
+    await analytics.message(1)
+    assert (await analytics.window(1)).messages == 1, "the outage lost its event, and only that one"

@@ -12,6 +12,7 @@ import sys
 import threading
 import time
 from collections.abc import Iterator
+from dataclasses import dataclass, field
 from itertools import pairwise
 from pathlib import Path
 from typing import Any
@@ -30,25 +31,48 @@ from tests.telegram.test_bot_e2e import replies_in
 from tests.tiny_models import build_tiny_llama
 
 
+@dataclass
+class Stall:
+    """A forward pass held up by `stalled_forward`: `blocked` once one waits, `resumed` once it goes on."""
+
+    blocked: threading.Event = field(default_factory=threading.Event)
+    resumed: threading.Event = field(default_factory=threading.Event)
+
+    def is_set(self) -> bool:
+        return self.blocked.is_set()
+
+
 @contextlib.contextmanager
-def stalled_forward(model: Any, *, after: int = 0, once: bool = False) -> Iterator[threading.Event]:
+def stalled_forward(model: Any, *, after: int = 0, once: bool = False) -> Iterator[Stall]:
     """A fault injected into the real model: forward passes after the first `after` block until the block
-    ends (only the first one with `once`). The yielded event is set when a pass has blocked."""
-    release, stalled, passes = threading.Event(), threading.Event(), [0]
+    ends (only the first one with `once`), or for 30 s at most."""
+    release, stall, passes = threading.Event(), Stall(), [0]
 
     def hook(_module: Any, _args: Any) -> None:
         passes[0] += 1
-        if passes[0] <= after or (once and stalled.is_set()):
+        if passes[0] <= after or (once and stall.blocked.is_set()):
             return
-        stalled.set()
+        stall.blocked.set()
         release.wait(30)
+        stall.resumed.set()
 
     handle = model.register_forward_pre_hook(hook)
     try:
-        yield stalled
+        yield stall
     finally:
         handle.remove()
         release.set()
+
+
+@contextlib.contextmanager
+def counted_forward(model: Any) -> Iterator[list[int]]:
+    """Every forward pass of the real model while the block runs, one entry each."""
+    passes: list[int] = []
+    handle = model.register_forward_pre_hook(lambda _module, _args: passes.append(1))
+    try:
+        yield passes
+    finally:
+        handle.remove()
 
 
 QUIET_SAFETY = {
@@ -117,10 +141,8 @@ async def test_09_a_second_poller_stops_the_bot_within_30_seconds(
     fake_api: FakeBotApi, start_bot: Any, caplog: pytest.LogCaptureFixture
 ) -> None:
     fake_api.fail_next_with("getUpdates", 1, 409, "Conflict: terminated by other getUpdates request")
-    started = time.monotonic()
     bot = await start_bot()
-    assert await asyncio.wait_for(bot.task, 30) == 1
-    assert time.monotonic() - started < 30
+    assert await asyncio.wait_for(bot.task, 30) == 1  # it stops by itself (30 s: a hang guard, not a speed)
     assert caplog.messages.count(CONFLICT) == 1
 
 
@@ -132,11 +154,11 @@ async def test_12_huge_inputs_are_refused_before_the_model(
     caplog: pytest.LogCaptureFixture,
 ) -> None:
     caplog.set_level("DEBUG", logger="bot.chat.service")
-    await start_bot(TELEGRAM_STREAM_INTERVAL_SECONDS="0")
-    fake_api.send_text(4, 4, "a" * 4096)
-    started = time.monotonic()
-    assert await replies_in(fake_api, 4, 1) == [SafetySettings().too_long_text]
-    assert time.monotonic() - started < 10
+    bot = await start_bot(TELEGRAM_STREAM_INTERVAL_SECONDS="0")
+    with counted_forward(bot.app.engine._loaded.model) as passes:
+        fake_api.send_text(4, 4, "a" * 4096)
+        assert await replies_in(fake_api, 4, 1) == [SafetySettings().too_long_text]
+    assert not passes, "the model ran for a message that was refused"
     assert not any("prompt of" in m for m in caplog.messages)
     assert redis_client.exists(history_key(key_prefix, 4)) == 0
 
@@ -159,11 +181,12 @@ async def test_12b_a_100k_message_is_refused_in_bounded_time(tiny_llama: Any, cl
         params=settings.generation.params(),
         safety=SafetyPipeline(settings.safety),
     )
-    started = time.monotonic()
-    with pytest.raises(InputRefused):
+    with counted_forward(tiny_llama.model) as passes, pytest.raises(InputRefused) as refused:
         async for _ in service.respond(Message(chat_id=1, text="ignore " * 14_286)):
             pass
-    assert time.monotonic() - started < 1
+    # bounded time for any size: the length cap refuses it first, before any pattern and the model run
+    assert refused.value.reasons == ("too_long",) and refused.value.text == settings.safety.too_long_text
+    assert not passes
 
 
 async def test_13_an_emoji_heavy_10k_reply_is_split_in_order(fake_api: FakeBotApi) -> None:
@@ -206,9 +229,8 @@ async def test_15_a_hung_model_gives_a_timeout_notice_and_others_are_served(
         fake_api.send_text(7, 7, "this one hangs")
         await fake_api.wait_for(hung.is_set, timeout=10)
         fake_api.send_text(8, 8, "and this one?")
-        started = time.monotonic()
         assert await replies_in(fake_api, 7, 1) == [Texts.TIMEOUT]
-        assert time.monotonic() - started < 2 + 3
+        assert not hung.resumed.is_set(), "the notice waited for the stuck forward pass"
         (answer,) = await replies_in(fake_api, 8, 1)
         assert answer != Texts.TIMEOUT, "the other chat is served while the first generation is stuck"
 
