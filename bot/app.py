@@ -15,7 +15,6 @@ so that polling, the webhook server and the shutdown grace period share this pro
 
 from __future__ import annotations
 
-import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
@@ -25,7 +24,7 @@ from typing import TYPE_CHECKING
 from bot.chat.gate import AccessPolicy, Gate
 from bot.chat.service import ChatService
 from bot.config import Settings
-from bot.core.errors import StoreUnavailable
+from bot.core.errors import ConfigError, StoreUnavailable
 from bot.desk.analytics import Analytics
 from bot.desk.desk import SupportDesk
 from bot.desk.feedback import Feedback
@@ -60,8 +59,6 @@ __all__ = [
     "open_state",
     "open_stores",
 ]
-
-log = logging.getLogger(__name__)
 
 
 @dataclass
@@ -104,8 +101,15 @@ class Runtime:
         metrics = self.settings.metrics
         if metrics.port is None or self.health is not None:
             return
-        self.health = HealthServer(self.metrics, self.ready, listen=metrics.listen, port=metrics.port)
-        self.health.start()
+        health = HealthServer(self.metrics, self.ready, listen=metrics.listen, port=metrics.port)
+        try:
+            health.start()
+        except OSError as exc:
+            raise ConfigError(
+                f"invalid setting METRICS_PORT={metrics.port}: cannot listen on "
+                f"{metrics.listen}:{metrics.port}: {exc.strerror or exc}"
+            ) from exc
+        self.health = health
 
     async def aclose(self) -> None:
         """Stop the health server, the engine and the store connection, in that order."""

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import socket
 import subprocess
 import sys
 from pathlib import Path
@@ -112,3 +113,23 @@ def test_unreachable_redis_says_how_to_start_one(tiny_llama_dir: Path, tmp_path:
     )
     assert done.returncode == 1
     assert "redis-server" in done.stderr and "Traceback" not in done.stderr
+
+
+def test_a_metrics_port_in_use_is_a_setting_error(tiny_llama_dir: Path, tmp_path: Path) -> None:
+    """`bot run` opens the health server with the runtime, before Telegram: a taken port is exit 2."""
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        env = {
+            "MODEL_NAME": str(tiny_llama_dir),
+            "REDIS_URL": "memory://",
+            "TELEGRAM_BOT_TOKEN": "123456:TEST-token-abcdefghijklmnopqrstuvwxyz",
+            "TELEGRAM_API_BASE_URL": "http://127.0.0.1:1/bot",  # never reached
+            "METRICS_PORT": str(port),
+            "METRICS_LISTEN": "127.0.0.1",
+        }
+        done = run_bot(["run"], env, cwd=tmp_path)
+    assert done.returncode == 2, done.stderr
+    assert f"invalid setting METRICS_PORT={port}: cannot listen on 127.0.0.1:{port}" in done.stderr
+    assert "Traceback" not in done.stderr
