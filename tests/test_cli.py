@@ -133,3 +133,25 @@ def test_a_metrics_port_in_use_is_a_setting_error(tiny_llama_dir: Path, tmp_path
     assert done.returncode == 2, done.stderr
     assert f"invalid setting METRICS_PORT={port}: cannot listen on 127.0.0.1:{port}" in done.stderr
     assert "Traceback" not in done.stderr
+
+
+def test_each_command_is_one_module_with_its_own_arguments() -> None:
+    from bot.cli import command_modules, parser
+
+    names = [module.__name__.rsplit(".", 1)[1] for module in command_modules()]
+    assert names == [
+        "chat",
+        "run",
+        "serve_model",
+        "safety_eval",
+        "loadtest",
+        "report",
+        "kb",
+        "bench",
+        "config",
+    ], "the order `bot --help` lists them in"
+    args = parser().parse_args(["bench", "--concurrency", "2,8", "--runners", "engine"])
+    assert args.concurrency == (2, 8) and args.runners == ("engine",)
+    assert args.command_run.__module__ == "bot.cli.bench"
+    args = parser().parse_args(["kb", "eval", "questions.jsonl"])
+    assert args.command_run.__module__ == "bot.cli.kb" and args.kb_command == "eval"

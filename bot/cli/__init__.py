@@ -30,8 +30,11 @@ def command_modules() -> list[ModuleType]:
     found = []
     for info in pkgutil.iter_modules(__path__):
         module = importlib.import_module(f"{__name__}.{info.name}")
-        if callable(getattr(module, "register", None)) and callable(getattr(module, "run", None)):
-            found.append(module)
+        if not callable(getattr(module, "register", None)):
+            continue  # a helper module (common)
+        if not callable(getattr(module, "run", None)):
+            raise TypeError(f"{module.__name__} registers a command but has no run(settings, args)")
+        found.append(module)
     return sorted(found, key=lambda module: (getattr(module, "ORDER", 100), module.__name__))
 
 
