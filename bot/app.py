@@ -23,6 +23,7 @@ from bot.prompt.builder import ChatFormat, PromptBuilder
 from bot.safety import SafetyPipeline, new_canary
 from bot.storage.base import AuditLog, ChatLocks, ConversationStore, Limits
 from bot.storage.desk_base import SupportStores
+from bot.storage.inbox import InboxFactory
 
 if TYPE_CHECKING:
     from bot.llm.embeddings import MiniLmEmbedder
@@ -62,6 +63,7 @@ class State:
     audit: AuditLog
     support: SupportStores | None = None  # handoffs, feedback, analytics (same backend as the history)
     locks: ChatLocks | None = None  # one reply per chat at a time, across every replica sharing the store
+    inboxes: InboxFactory | None = None  # a bot's accepted, unanswered updates (polling), by bot id
 
 
 @dataclass
@@ -76,6 +78,7 @@ class App:
     engine: Engine
     metrics: Metrics
     knowledge: KnowledgeBase | None = None  # KB_PATH's documents, when set
+    inboxes: InboxFactory | None = None  # where `bot run` keeps updates until they are answered
 
     async def ready(self) -> bool:
         """Ready to serve: the model is loaded (it is, once built) and the store answers."""
@@ -96,6 +99,7 @@ async def open_state(settings: Settings, *, default_url: str) -> State:
     history, audit_size = settings.history, settings.safety.audit_max_entries
     if url.startswith("memory://"):
         from bot.storage.inprocess.desk import InProcessAnalytics, InProcessFeedback, InProcessHandoffs
+        from bot.storage.inprocess.inbox import InProcessInbox
         from bot.storage.inprocess.store import (
             InProcessAudit,
             InProcessChatLocks,
@@ -109,6 +113,7 @@ async def open_state(settings: Settings, *, default_url: str) -> State:
             InProcessAudit(max_entries=audit_size),
             SupportStores(InProcessHandoffs(), InProcessFeedback(), InProcessAnalytics()),
             locks=InProcessChatLocks(),
+            inboxes=lambda _bot_id: InProcessInbox(),
         )
     from bot.storage.redis.store import RedisAudit, RedisChatLocks, RedisLimits, RedisStore, connect
 
@@ -124,6 +129,7 @@ async def open_state(settings: Settings, *, default_url: str) -> State:
         ) from exc
     log.info("conversation history in Redis at %s", redact_url(url))
     from bot.storage.redis.desk import RedisAnalytics, RedisFeedback, RedisHandoffs
+    from bot.storage.redis.inbox import RedisInbox
 
     support = SupportStores(
         RedisHandoffs(client, prefix=prefix),
@@ -136,6 +142,7 @@ async def open_state(settings: Settings, *, default_url: str) -> State:
         RedisAudit(client, prefix=prefix, max_entries=audit_size),
         support,
         locks=RedisChatLocks(client, prefix=prefix),
+        inboxes=lambda bot_id: RedisInbox(client, prefix=prefix, bot_id=bot_id),
     )
 
 
@@ -196,6 +203,7 @@ async def build_app(settings: Settings, *, default_redis_url: str, show_progress
         engine=engine,
         metrics=metrics,
         knowledge=knowledge,
+        inboxes=state.inboxes,
     )
 
 

@@ -274,6 +274,8 @@ async def _run(settings: Settings) -> int:
             app.service,
             app.gate,
             metrics=app.metrics,
+            inboxes=app.inboxes,
+            lease_seconds=settings.redis.lease_seconds,
             health=HealthServer(
                 app.metrics, app.ready, listen=settings.metrics.listen, port=settings.metrics.port
             )

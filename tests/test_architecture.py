@@ -50,6 +50,7 @@ ALLOWED: dict[str, tuple[str, ...]] = {
         "bot.desk",
         "bot.metrics",
         "bot.storage.desk_base",
+        "bot.storage.inbox",  # the update inbox's protocol: polling keeps accepted updates there
         "bot.transports",
     ),
     # the one wiring module
