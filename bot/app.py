@@ -98,23 +98,7 @@ async def open_state(settings: Settings, *, default_url: str) -> State:
     url = settings.redis.url or default_url
     history, audit_size = settings.history, settings.safety.audit_max_entries
     if url.startswith("memory://"):
-        from bot.storage.inprocess.desk import InProcessAnalytics, InProcessFeedback, InProcessHandoffs
-        from bot.storage.inprocess.inbox import InProcessInbox
-        from bot.storage.inprocess.store import (
-            InProcessAudit,
-            InProcessChatLocks,
-            InProcessLimits,
-            InProcessStore,
-        )
-
-        return State(
-            InProcessStore(max_turns=history.max_turns, ttl_seconds=history.ttl_seconds),
-            InProcessLimits(),
-            InProcessAudit(max_entries=audit_size),
-            SupportStores(InProcessHandoffs(), InProcessFeedback(), InProcessAnalytics()),
-            locks=InProcessChatLocks(),
-            inboxes=lambda _bot_id: InProcessInbox(),
-        )
+        return _memory_state(settings)
     from bot.storage.redis.store import RedisAudit, RedisChatLocks, RedisLimits, RedisStore, connect
 
     client = connect(url)
@@ -143,6 +127,28 @@ async def open_state(settings: Settings, *, default_url: str) -> State:
         support,
         locks=RedisChatLocks(client, prefix=prefix),
         inboxes=lambda bot_id: RedisInbox(client, prefix=prefix, bot_id=bot_id),
+    )
+
+
+def _memory_state(settings: Settings) -> State:
+    """Everything in this process (`REDIS_URL=memory://`): lost when it exits."""
+    from bot.storage.inprocess.desk import InProcessAnalytics, InProcessFeedback, InProcessHandoffs
+    from bot.storage.inprocess.inbox import InProcessInbox
+    from bot.storage.inprocess.store import (
+        InProcessAudit,
+        InProcessChatLocks,
+        InProcessLimits,
+        InProcessStore,
+    )
+
+    history = settings.history
+    return State(
+        InProcessStore(max_turns=history.max_turns, ttl_seconds=history.ttl_seconds),
+        InProcessLimits(),
+        InProcessAudit(max_entries=settings.safety.audit_max_entries),
+        SupportStores(InProcessHandoffs(), InProcessFeedback(), InProcessAnalytics()),
+        locks=InProcessChatLocks(),
+        inboxes=lambda _bot_id: InProcessInbox(),
     )
 
 
