@@ -155,7 +155,7 @@ async def _stop(run: _Run) -> None:
         await run.webhook.stop()
     if run.updater is not None and run.updater.running:
         await run.updater.stop()  # its last getUpdates confirms only updates already in the inbox
-        await run.updater.shutdown()
+        # (no updater.shutdown(): it would close the bot the replies in hand still send with)
     if run.inbox is not None:
         await run.inbox.stop(grace)
     await _drain(run.handlers, grace)
