@@ -35,6 +35,7 @@ from bot.metrics import Metrics
 from bot.prompt.builder import ChatFormat, PromptBuilder
 from bot.safety import SafetyPipeline, new_canary
 from bot.storage.base import AuditLog, ConversationStore, Limits
+from bot.storage.inbox import InboxFactory
 from bot.transports.health import HealthServer
 from bot.wiring.engines import build_engine, build_model_server
 from bot.wiring.knowledge import build_knowledge
@@ -83,6 +84,11 @@ class Runtime:
     @property
     def limits(self) -> Limits:
         return self.state.limits
+
+    @property
+    def inboxes(self) -> InboxFactory | None:
+        """Where `bot run` keeps accepted updates until they are answered (None: answer from memory)."""
+        return self.state.inboxes
 
     @property
     def audit(self) -> AuditLog:

@@ -178,7 +178,15 @@ async def start_bot(
             )
             stop = asyncio.Event()
             task = asyncio.create_task(
-                serve(settings.telegram, runtime.service, runtime.gate, stop=stop, metrics=runtime.metrics)
+                serve(
+                    settings.telegram,
+                    runtime.service,
+                    runtime.gate,
+                    stop=stop,
+                    metrics=runtime.metrics,
+                    inboxes=runtime.inboxes,
+                    lease_seconds=settings.redis.lease_seconds,
+                )
             )
             bot = RunningBot(runtime, task, stop)
             running.append(bot)

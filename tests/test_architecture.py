@@ -51,6 +51,7 @@ ALLOWED: dict[str, tuple[str, ...]] = {
         "bot.desk",
         "bot.metrics",
         "bot.storage.desk_base",
+        "bot.storage.inbox",  # the update inbox's protocol: polling keeps accepted updates there
         "bot.transports",
     ),
     # the one wiring module, and the factories only it calls (see PRIVATE)

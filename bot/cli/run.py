@@ -32,4 +32,11 @@ async def _run(settings: Settings) -> int:
             "invalid setting TELEGRAM_BOT_TOKEN: required by `bot run` (create a bot with @BotFather)"
         )
     async with open_runtime(settings, health=True) as runtime:
-        return await serve(settings.telegram, runtime.service, runtime.gate, metrics=runtime.metrics)
+        return await serve(
+            settings.telegram,
+            runtime.service,
+            runtime.gate,
+            metrics=runtime.metrics,
+            inboxes=runtime.state.inboxes,
+            lease_seconds=settings.redis.lease_seconds,
+        )

@@ -59,6 +59,12 @@ class TelegramSettings(Section):
     shutdown_grace_seconds: float = Field(
         20.0, ge=0, description="On SIGTERM, wait this long for replies in progress to finish"
     )
+    max_concurrent_updates: int = Field(
+        256,
+        ge=1,
+        le=4096,
+        description="Updates this process answers at once; the rest wait in the update inbox, oldest first",
+    )
     request_timeout_seconds: float = Field(
         10.0, gt=0, le=300, description="Timeout of one Bot API call (long polling waits on top of it)"
     )

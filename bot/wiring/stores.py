@@ -9,6 +9,7 @@ from bot.config import Settings, redact_url
 from bot.core.errors import StoreUnavailable
 from bot.storage.base import AuditLog, ChatLocks, ConversationStore, Limits
 from bot.storage.desk_base import SupportStores
+from bot.storage.inbox import InboxFactory
 
 __all__ = ["DEFAULT_REDIS_URL", "REDIS_HINT", "State", "open_state"]
 
@@ -31,6 +32,7 @@ class State:
     audit: AuditLog
     support: SupportStores | None = None  # handoffs, feedback, analytics (same backend as the history)
     locks: ChatLocks | None = None  # one reply per chat at a time, across every replica sharing the store
+    inboxes: InboxFactory | None = None  # a bot's accepted, unanswered updates (polling), by bot id
 
     async def aclose(self) -> None:
         """Close the connection every store shares (the history store owns it)."""
@@ -43,6 +45,7 @@ async def open_state(settings: Settings, *, default_url: str) -> State:
     if url.startswith("memory://"):
         return _in_process(settings)
     from bot.storage.redis.desk import RedisAnalytics, RedisFeedback, RedisHandoffs
+    from bot.storage.redis.inbox import RedisInbox
     from bot.storage.redis.store import RedisAudit, RedisChatLocks, RedisLimits, RedisStore, connect
 
     client = connect(url)
@@ -67,12 +70,14 @@ async def open_state(settings: Settings, *, default_url: str) -> State:
         RedisAudit(client, prefix=prefix, max_entries=settings.safety.audit_max_entries),
         support,
         locks=RedisChatLocks(client, prefix=prefix),
+        inboxes=lambda bot_id: RedisInbox(client, prefix=prefix, bot_id=bot_id),
     )
 
 
 def _in_process(settings: Settings) -> State:
     """REDIS_URL=memory://: this process's own dictionaries (history is lost when it ends)."""
     from bot.storage.inprocess.desk import InProcessAnalytics, InProcessFeedback, InProcessHandoffs
+    from bot.storage.inprocess.inbox import InProcessInbox
     from bot.storage.inprocess.store import (
         InProcessAudit,
         InProcessChatLocks,
@@ -87,4 +92,5 @@ def _in_process(settings: Settings) -> State:
         InProcessAudit(max_entries=settings.safety.audit_max_entries),
         SupportStores(InProcessHandoffs(), InProcessFeedback(), InProcessAnalytics()),
         locks=InProcessChatLocks(),
+        inboxes=lambda _bot_id: InProcessInbox(),
     )

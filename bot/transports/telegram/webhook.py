@@ -10,6 +10,9 @@ Telegram gives up on a request after about 60 s, so one still in progress after 
 
 PTB's built-in webhook server compares the secret with `!=`; this one uses a constant-time comparison,
 answers 403 without reading the body when the secret is wrong or missing, and logs no header values.
+A body that is not an update object (an array, a number, an object without an integer `update_id`)
+is answered 400 (Telegram does not retry a 4xx), and any other method than POST 405: both are the
+client's mistake, so they cost a WARNING line at most, never a traceback.
 """
 
 from __future__ import annotations
@@ -47,11 +50,8 @@ class _UpdateHandler(tornado.web.RequestHandler):
             log.warning("webhook request from %s refused: missing or wrong secret", self.request.remote_ip)
             self.set_status(403)
             return
-        try:
-            data: Any = json.loads(self.request.body)
-            update = Update.de_json(data, self._server.bot)
-        except (ValueError, TypeError, KeyError) as exc:
-            log.warning("webhook request with an unreadable update refused: %s", exc)
+        update = self._update()
+        if update is None:
             self.set_status(400)
             return
         with self._server.answering():
@@ -63,8 +63,53 @@ class _UpdateHandler(tornado.web.RequestHandler):
             with contextlib.suppress(tornado.iostream.StreamClosedError):  # Telegram hung up: it retries
                 await self.finish()  # flushed before shutdown closes the connection
 
+    def _update(self) -> Update | None:
+        """The update in the body, or None (and one WARNING line saying why) if there is none."""
+        try:
+            data: Any = json.loads(self.request.body)
+        except ValueError as exc:
+            log.warning("webhook request refused: the body is not JSON (%s)", exc)
+            return None
+        update_id = data.get("update_id") if isinstance(data, dict) else None
+        if not isinstance(update_id, int) or isinstance(update_id, bool):
+            log.warning("webhook request refused: the body is not an update object (%s)", _shape(data))
+            return None
+        try:
+            return Update.de_json(data, self._server.bot)
+        except (ValueError, TypeError, KeyError, AttributeError) as exc:
+            log.warning("webhook request refused: update %d is malformed (%s)", update_id, type(exc).__name__)
+            return None
+
+    async def get(self) -> None:
+        self._not_allowed()
+
+    async def head(self) -> None:
+        self._not_allowed()
+
+    def _not_allowed(self) -> None:
+        log.debug("webhook: %s refused (only POST)", self.request.method)
+        self.set_status(405)
+        self.set_header("Allow", "POST")
+
     def log_exception(self, *args: Any) -> None:  # tornado's default would log request details
+        if isinstance(args[1], tornado.web.HTTPError):  # e.g. 405 for PUT: the client's mistake
+            log.debug("webhook request refused: %s", args[1])
+            return
         log.error("webhook handler failed", exc_info=args)
+
+
+def _shape(data: object) -> str:
+    """What the body was, without its content (which may hold anything)."""
+    if isinstance(data, dict):
+        return "an object without an integer update_id"
+    names = {list: "an array", str: "a string", bool: "a boolean", int: "a number", float: "a number"}
+    return names.get(type(data), "null")
+
+
+def _log_request(handler: tornado.web.RequestHandler) -> None:
+    """Requests at DEBUG: refusals are logged once by the handler, with the reason, not per request."""
+    request = handler.request
+    log.debug("webhook %s %d %.0f ms", request.method, handler.get_status(), 1000 * request.request_time())
 
 
 class WebhookServer:
@@ -87,7 +132,9 @@ class WebhookServer:
         self._answering = 0
         self._all_answered = asyncio.Event()
         self._all_answered.set()
-        app = tornado.web.Application([(path, _UpdateHandler, {"server": self, "secret": secret})])
+        app = tornado.web.Application(
+            [(path, _UpdateHandler, {"server": self, "secret": secret})], log_function=_log_request
+        )
         self._server = tornado.httpserver.HTTPServer(app, xheaders=True)
 
     async def handle(self, update: Update) -> bool:
