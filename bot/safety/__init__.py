@@ -5,4 +5,12 @@ from bot.safety.pipeline import SafetyPipeline
 from bot.safety.semantic import SemanticDetector
 from bot.safety.text import clean, is_blank, visible_text
 
-__all__ = ["SafetyPipeline", "SemanticDetector", "clean", "is_blank", "is_degenerate", "new_canary", "visible_text"]
+__all__ = [
+    "SafetyPipeline",
+    "SemanticDetector",
+    "clean",
+    "is_blank",
+    "is_degenerate",
+    "new_canary",
+    "visible_text",
+]

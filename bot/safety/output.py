@@ -10,7 +10,8 @@ __all__ = ["PromptLeakDetector", "is_degenerate", "new_canary"]
 
 _WORD = re.compile(r"\w+")
 _LETTER_RUN = re.compile(r"([^\W\d_])\1{9,}")  # ten of the same letter in a row: no word in any language
-# a block of up to _MAX_PERIOD words repeated back to back: _MIN_REPEATS times and _MIN_LOOP_WORDS words in all
+# a block of up to _MAX_PERIOD words repeated back to back, _MIN_REPEATS times and _MIN_LOOP_WORDS words in
+# all
 _MAX_PERIOD, _MIN_REPEATS, _MIN_LOOP_WORDS = 12, 4, 8
 
 
@@ -45,8 +46,9 @@ class PromptLeakDetector:
 
 def is_degenerate(text: str) -> bool:
     """Empty, broken or stuck in a loop: nothing alphanumeric; U+FFFD (bytes the detokeniser could not
-    decode); a letter repeated many times ("ааааааааааа"); a word or phrase said over and over ("I'm sorry.
-    I'm sorry. ..."); long text that compresses extremely well; or one line over and over."""
+    decode); a letter repeated many times ("aaaaaaaaaaaa", in any script); a word or phrase said over and
+    over ("I'm sorry. I'm sorry. ..."); long text that compresses extremely well; or one line over and
+    over."""
     stripped = text.strip()
     if not any(c.isalnum() for c in stripped) or "\ufffd" in stripped:
         return True

@@ -21,7 +21,8 @@ _EMAIL = re.compile(
 )
 # Card numbers: 13-19 digits (ASCII or full-width) in any grouping, with at most one separator between two
 # digits: a space, dash, dot, slash or underscore (ASCII or full-width), optionally padded by single spaces.
-_CARD_SEP = r"(?:[ \u00a0\u202f\u3000]?[-./_\u2010-\u2015\uff0d\uff0e\uff0f\uff3f][ \u00a0\u202f\u3000]?|[ \u00a0\u202f\u3000])"
+_SPACE = r"[ \u00a0\u202f\u3000]"
+_CARD_SEP = rf"(?:{_SPACE}?[-./_\u2010-\u2015\uff0d\uff0e\uff0f\uff3f]{_SPACE}?|{_SPACE})"
 _CARD = re.compile(rf"(?<![A-Za-z\d\-./_])\d(?:{_CARD_SEP}?\d){{12,18}}(?![A-Za-z\d_]|[-./]\d)")
 _CARD_CUT = re.compile(rf"{_CARD_SEP}(?=\d)")
 _IBAN = re.compile(r"(?<![A-Za-z0-9])[A-Za-z]{2}\d{2}(?: ?[A-Za-z0-9]){11,30}(?![A-Za-z0-9])")

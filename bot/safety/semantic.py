@@ -41,7 +41,10 @@ class SemanticHead:
     embedder: str
 
     def probabilities(self, vector: Sequence[float]) -> dict[str, float]:
-        logits = [b + math.fsum(w * x for w, x in zip(row, vector, strict=True)) for row, b in zip(self.weights, self.bias, strict=True)]
+        logits = [
+            b + math.fsum(w * x for w, x in zip(row, vector, strict=True))
+            for row, b in zip(self.weights, self.bias, strict=True)
+        ]
         top = max(logits)
         exps = [math.exp(v - top) for v in logits]
         total = sum(exps)

@@ -4,9 +4,10 @@
 and zero-width characters used to hide words, while emoji ZWJ sequences, flag tag sequences, ZWNJ and
 right-to-left text are kept. `skeleton` is only for matching: case-folded, leetspeak undone, spaced or
 dotted letters joined, long letter runs shortened, confusable letters (Cyrillic and Greek look-alikes, small
-capitals) folded to Latin, so "I g n 0 r e", "fuuuck" and "іgnоrе" (Cyrillic і, о, е) are seen for what they
-are. Full-width and mathematical alphanumerics (𝐢𝐠𝐧𝐨𝐫𝐞) are already Latin after NFKC. `visible_text` says whether a
-message has anything a person could read (whitespace, zero-width and control characters do not count).
+capitals) folded to Latin, so "I g n 0 r e", "fuuuck" and "іgnоrе" (Cyrillic і, о, е) are seen for what
+they are. Full-width and mathematical alphanumerics (𝐢𝐠𝐧𝐨𝐫𝐞) are already Latin after NFKC. `visible_text`
+says whether a message has anything a person could read (whitespace, zero-width and control characters do
+not count).
 """
 
 from __future__ import annotations
@@ -33,20 +34,23 @@ _WHITESPACE = re.compile(r"\s+")
 # C0 and C1 controls other than tab, line feed and carriage return: NUL bytes and terminal escapes never
 # reach the model or the history
 _CONTROLS = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f]")
-# characters that render as nothing although Unicode calls them letters or symbols (Hangul fillers, braille blank)
+# characters that render as nothing although Unicode calls them letters or symbols (Hangul fillers,
+# braille blank)
 _BLANK_LOOKING = frozenset("\u115f\u1160\u3164\uffa0\u2800\u034f\u17b4\u17b5")
 
 # Lower-case look-alikes of Latin letters (after casefold), from Unicode's confusables data: Cyrillic, Greek,
 # and Latin small capitals / IPA letters.
-_CONFUSABLES: dict[str, str] = {
-    pair[0]: pair[1]
-    for pair in (
+_CONFUSABLES: dict[str, str] = dict(
+    re.findall(
+        r"(\S)(\S)",
         "аa вb сc ԁd еe ёe һh іi їi јj ӏl кk мm нh оo рp ԛq ѕs тt уy ўy ԝw хx үy ѵv "  # Cyrillic
         "αa βb εe ηn ιi κk νv οo ρp τt υu χx γy ωw ϲc ϳj "  # Greek
-        "ᴀa ʙb ᴄc ᴅd ᴇe ғf ɢg ʜh ɪi ᴊj ᴋk ʟl ᴍm ɴn ᴏo ᴘp ʀr ꜱs ᴛt ᴜu ᴠv ᴡw ʏy ᴢz ɡg ɑa ıi"  # small capitals, IPA
-    ).split()
+        "ᴀa ʙb ᴄc ᴅd ᴇe ғf ɢg ʜh ɪi ᴊj ᴋk ʟl ᴍm ɴn ᴏo ᴘp ʀr ꜱs ᴛt ᴜu ᴠv ᴡw ʏy ᴢz ɡg ɑa ıi",  # small capitals
+    )
+)
+_CONFUSABLES |= {
+    k.upper(): v.upper() for k, v in _CONFUSABLES.items() if k.upper() != k and not k.upper().isascii()
 }
-_CONFUSABLES |= {k.upper(): v.upper() for k, v in _CONFUSABLES.items() if k.upper() != k and not k.upper().isascii()}
 _FOLD = str.maketrans(_CONFUSABLES)
 _LETTERS = re.compile(r"[^\W\d_]+")
 
@@ -107,7 +111,9 @@ def semantic_view(text: str) -> str:
     letters joined, leetspeak undone in words that mix letters and digits; case and numbers kept (order
     numbers and prices mean something), so it stays readable English for the model."""
     view = fold_confusables(clean(text))
-    view = _DOTTED.sub(lambda m: re.sub(r"[.\-_*]", "", m.group(0)) if _single_letters(m.group(0)) else m.group(0), view)
+    view = _DOTTED.sub(
+        lambda m: re.sub(r"[.\-_*]", "", m.group(0)) if _single_letters(m.group(0)) else m.group(0), view
+    )
     view = _SPACED.sub(lambda m: m.group(0).replace(" ", ""), view)
     return _WHITESPACE.sub(" ", _LEET_TOKEN.sub(_unleet, view)).strip()
 
