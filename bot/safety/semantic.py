@@ -28,6 +28,9 @@ log = logging.getLogger(__name__)
 
 Embed = Callable[[Sequence[str]], list[list[float]]]
 VIEW_CHARS = 1000  # about the 256 tokens the model reads; the rest would be cut anyway
+# A sentence embedding of one to four words says little ("Hey", "bye", "remember me" scored as abuse):
+# shorter messages are left to the rules, which name the short attacks ("DAN mode", "f*** you").
+MIN_WORDS = 5
 
 
 @dataclass(frozen=True, slots=True)
@@ -65,9 +68,9 @@ class SemanticDetector:
         self.available = True
 
     def scores(self, text: str) -> dict[str, float] | None:
-        """Label probabilities, or None when the embeddings are unavailable."""
+        """Label probabilities; None for a message under MIN_WORDS or when the embeddings are unavailable."""
         view = semantic_view(text)[:VIEW_CHARS]
-        if not view or not self.available:
+        if len(view.split()) < MIN_WORDS or not self.available:
             return None
         with self._lock:
             cached = self._cache.get(view)

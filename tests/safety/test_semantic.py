@@ -60,6 +60,12 @@ def test_paraphrased_attacks_the_rules_miss_are_blocked(minilm: MiniLmEmbedder) 
         assert verdict.action is Action.BLOCK and "injection:semantic" in verdict.reasons, text
 
 
+@pytest.mark.parametrize("text", ["Hey", "bye", "remember me", "hello bot", "What is my name?", "test"])
+def test_short_messages_are_left_to_the_rules(minilm: MiniLmEmbedder, text: str) -> None:
+    counting = CountingEmbedder(minilm)
+    assert SemanticDetector(counting.embed).detect(text) == [] and counting.calls == 0
+
+
 def test_ordinary_questions_pass_and_vectors_are_cached(minilm: MiniLmEmbedder) -> None:
     counting = CountingEmbedder(minilm)
     pipeline = SafetyPipeline(SafetySettings(), semantic=SemanticDetector(counting.embed))
