@@ -1,5 +1,8 @@
 """`bot safety-eval`: run the input pipeline over a labelled JSONL corpus and measure it.
 
+Latency is reported as wall-clock time per message (p50/p95) and as the process's CPU time per message,
+which does not count time spent waiting for a core on a loaded machine.
+
 Each line: {"text": ..., "label": "injection" | "pii" | "toxic" | "benign"}, optionally with
 "pii": [{"kind": ..., "value": ...}] naming the personal data a pii line contains. A line counts as
 detected when the pipeline blocks it (injection, toxic) or when every listed value is gone from the text
@@ -59,10 +62,12 @@ def evaluate(pipeline: SafetyPipeline, corpus: Iterable[dict[str, Any]]) -> Eval
     latencies: dict[str, list[float]] = defaultdict(list)
     hits: dict[str, list[bool]] = defaultdict(list)
     pii_hits: dict[str, list[bool]] = defaultdict(list)
+    cpu: list[float] = []
     for row in corpus:
-        started = time.perf_counter()
+        started, cpu_started = time.perf_counter(), time.process_time()
         verdict = pipeline.check_input(row["text"])
         elapsed_ms = (time.perf_counter() - started) * 1000
+        cpu.append((time.process_time() - cpu_started) * 1000)
         label = row["label"]
         latencies[label].append(elapsed_ms)
         if label == "pii":
@@ -103,5 +108,9 @@ def evaluate(pipeline: SafetyPipeline, corpus: Iterable[dict[str, Any]]) -> Eval
         "messages": len(result.rows),
         "p50_ms": round(_percentile(all_latencies, 0.5), 4),
         "p95_ms": round(_percentile(all_latencies, 0.95), 4),
+        # CPU time of the process per message (all its threads): what the check costs on a machine shared
+        # with other work, where wall-clock time also counts the waiting for a core
+        "cpu_p50_ms": round(_percentile(cpu, 0.5), 4),
+        "cpu_p95_ms": round(_percentile(cpu, 0.95), 4),
     }
     return result

@@ -69,7 +69,8 @@ ALLOWED: dict[str, tuple[str, ...]] = {
 PRIVATE = {"bot.wiring": ("bot.app", "bot.wiring")}
 THIRD_PARTY_HOMES = {
     "httpx": ("bot.llm.remote",),
-    "numpy": ("bot.knowledge.retrieval", "bot.knowledge.index"),  # the knowledge-base index's vectors
+    # the knowledge-base index's vectors; the trainer of the semantic safety head
+    "numpy": ("bot.knowledge.retrieval", "bot.knowledge.index", "bot_dev.safety_train"),
     "snowballstemmer": ("bot.knowledge.retrieval",),
     "redis": ("bot.storage.redis.",),
     "torch": ("bot.llm.", "bot_dev.bench."),  # the bench's naive runner calls `generate` itself

@@ -42,16 +42,24 @@ def positive(kind: Callable[[str], float], *, zero: bool = False) -> Callable[[s
 def setup_logging(settings: Settings, *, verbose: bool = False, quiet: bool = False) -> None:
     """`quiet`: the terminal chat shows INFO lines only with --verbose (they would mix with replies)."""
     from bot.logs import configure_logging
+    from bot.safety.pii import PiiRedactor
 
-    token = settings.telegram.bot_token
+    telegram = settings.telegram
+    regions = [r.strip().upper() for r in settings.safety.phone_regions.split(",") if r.strip()]
     level = "WARNING" if quiet and settings.log.level == "INFO" and not verbose else settings.log.level
     configure_logging(
         level,
         verbose=verbose,
         secrets=[
             secret.get_secret_value()
-            for secret in (token, settings.llm.api_key, settings.serve.api_key)
+            for secret in (
+                telegram.bot_token,
+                telegram.webhook_secret,
+                settings.llm.api_key,
+                settings.serve.api_key,
+            )
             if secret is not None
         ],
         json_format=settings.log.format == "json",
+        mask_pii=PiiRedactor(regions).mask_log_line,
     )

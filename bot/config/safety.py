@@ -32,6 +32,11 @@ class SafetySettings(Section):
     injection_action: Literal["block", "log", "off"] = Field(
         "block", description="Prompt-injection / jailbreak attempts: block (refuse), log only, or off"
     )
+    semantic: Literal["auto", "on", "off"] = Field(
+        "auto",
+        description="Sentence-embedding detector of injection and abuse next to the rules "
+        "(all-MiniLM-L6-v2): auto = on when its package is installed, on = required, off = rules only",
+    )
     abuse_action: Literal["block", "log", "off"] = Field(
         "block", description="Insults, threats, slurs and swearing aimed at someone: block (refuse), log, off"
     )

@@ -9,6 +9,10 @@ import zlib
 __all__ = ["PromptLeakDetector", "is_degenerate", "new_canary"]
 
 _WORD = re.compile(r"\w+")
+_LETTER_RUN = re.compile(r"([^\W\d_])\1{9,}")  # ten of the same letter in a row: no word in any language
+# a block of up to _MAX_PERIOD words repeated back to back, _MIN_REPEATS times and _MIN_LOOP_WORDS words in
+# all
+_MAX_PERIOD, _MIN_REPEATS, _MIN_LOOP_WORDS = 12, 4, 8
 
 
 def new_canary() -> str:
@@ -41,14 +45,37 @@ class PromptLeakDetector:
 
 
 def is_degenerate(text: str) -> bool:
-    """Empty, or stuck in a loop: long text that compresses extremely well, or one line over and over."""
+    """Empty, broken or stuck in a loop: nothing alphanumeric; U+FFFD (bytes the detokeniser could not
+    decode); a letter repeated many times ("aaaaaaaaaaaa", in any script); a word or phrase said over and
+    over ("I'm sorry. I'm sorry. ..."); long text that compresses extremely well; or one line over and
+    over."""
     stripped = text.strip()
-    if not any(c.isalnum() for c in stripped):
+    if not any(c.isalnum() for c in stripped) or "\ufffd" in stripped:
+        return True
+    if _LETTER_RUN.search(stripped) or _loops(_words(stripped)):
         return True
     if len(stripped) >= 200 and len(zlib.compress(stripped.encode())) / len(stripped.encode()) < 0.15:
         return True
     lines = [line.strip() for line in stripped.splitlines() if line.strip()]
     return len(lines) >= 4 and len(set(lines)) <= len(lines) // 3
+
+
+def _loops(words: list[str]) -> bool:
+    """A phrase loop: words[i:i+p] == words[i+p:i+2p] == ... for at least _MIN_REPEATS blocks in a row.
+
+    Lists ("1. Open Settings. 2. Open Account.") and emphasis ("very, very") do not repeat whole blocks
+    that often; a model stuck in a loop does.
+    """
+    for period in range(1, _MAX_PERIOD + 1):
+        needed = max(
+            period * (_MIN_REPEATS - 1), _MIN_LOOP_WORDS - period
+        )  # equal pairs after the first block
+        run = 0
+        for i in range(len(words) - period):
+            run = run + 1 if words[i] == words[i + period] else 0
+            if run >= needed:
+                return True
+    return False
 
 
 def _words(text: str) -> list[str]:

@@ -19,7 +19,12 @@ __all__ = ["PiiFinding", "PiiRedactor", "iban_is_valid", "luhn_is_valid"]
 _EMAIL = re.compile(
     r"(?<![\w.+-])[A-Za-z0-9][A-Za-z0-9._%+-]*@[A-Za-z0-9-]+(?:\.[A-Za-z0-9-]+)*\.[A-Za-z]{2,}\b"
 )
-_CARD = re.compile(r"(?<![\w-])\d(?:[ -]?\d){12,18}(?![\w-])")
+# Card numbers: 13-19 digits (ASCII or full-width) in any grouping, with at most one separator between two
+# digits: a space, dash, dot, slash or underscore (ASCII or full-width), optionally padded by single spaces.
+_SPACE = r"[ \u00a0\u202f\u3000]"
+_CARD_SEP = rf"(?:{_SPACE}?[-./_\u2010-\u2015\uff0d\uff0e\uff0f\uff3f]{_SPACE}?|{_SPACE})"
+_CARD = re.compile(rf"(?<![A-Za-z\d\-./_])\d(?:{_CARD_SEP}?\d){{12,18}}(?![A-Za-z\d_]|[-./]\d)")
+_CARD_CUT = re.compile(rf"{_CARD_SEP}(?=\d)")
 _IBAN = re.compile(r"(?<![A-Za-z0-9])[A-Za-z]{2}\d{2}(?: ?[A-Za-z0-9]){11,30}(?![A-Za-z0-9])")
 _IPV4 = re.compile(r"(?<![\w.])(?:\d{1,3}\.){3}\d{1,3}(?!\w|\.\d)")
 _IPV6 = re.compile(r"(?<![\w:])(?:[0-9A-Fa-f]{0,4}:){2,7}[0-9A-Fa-f]{0,4}(?![\w:])")
@@ -44,6 +49,9 @@ _PHONE_WORDS = re.compile(
     r"teléfono|telefono|portable|téléphone|телефон|手机|电话)",
     re.I,
 )
+_LOG_ID_BEFORE = re.compile(
+    r"(?:\bid|_id|chat|user|update|message|date|offset|timeout|limit|from|count)['\"]?\W{0,3}$", re.I
+)
 _DATE = re.compile(r"^\d{4}[-/.]\d{1,2}[-/.]\d{1,2}$|^\d{1,2}[-/.]\d{1,2}[-/.]\d{2,4}$")
 
 
@@ -55,6 +63,7 @@ class PiiFinding:
 
 
 def luhn_is_valid(digits: str) -> bool:
+    """ISO/IEC 7812 check digit; `digits` may be full-width (int() reads any Unicode decimal digit)."""
     total, parity = 0, len(digits) % 2
     for index, char in enumerate(digits):
         value = int(char)
@@ -92,7 +101,7 @@ class PiiRedactor:
         scans: list[tuple[str, re.Pattern[str], Callable[[str, str, int], bool]]] = [
             ("email", _EMAIL, lambda value, _text, _start: True),
             ("iban", _IBAN, lambda value, _text, _start: _iban_prefix(value) is not None),
-            ("card", _CARD, lambda value, _text, _start: luhn_is_valid(re.sub(r"\D", "", value))),
+            ("card", _CARD, lambda value, _text, _start: _card_prefix(value) == value),
             ("ip", _IPV4, self._is_ipv4),
             ("ip", _IPV6, lambda value, _text, _start: _is_ipv6(value)),
             ("phone", _PHONE, self._is_phone),
@@ -104,6 +113,8 @@ class PiiRedactor:
                 value = match.group(0).rstrip(" ")
                 if kind == "iban":  # a word after the IBAN may have been swallowed: keep the valid prefix
                     value = _iban_prefix(value) or value
+                elif kind == "card":  # so may a number after the card ("... 1111 exp 12 25")
+                    value = _card_prefix(value) or value
                 if valid(value, text, match.start()):
                     add(kind, match.start(), match.start() + len(value))
         return sorted(found, key=lambda f: f.start)
@@ -117,6 +128,25 @@ class PiiRedactor:
         for finding in reversed(findings):
             text = f"{text[: finding.start]}[{finding.kind}]{text[finding.end :]}"
         return text, [f.kind for f in findings]
+
+    def mask_log_line(self, line: str) -> str:
+        """`line` with personal data replaced, for log records (library debug lines dump whole updates).
+
+        Bare digit runs after an id-like key ("chat_id": 5125550123, update_id=...) are identifiers, not
+        phone numbers, and stay readable; everything else the redactor knows is masked.
+        """
+        findings = [
+            f
+            for f in self.find(line)
+            if not (
+                f.kind == "phone"
+                and line[f.start : f.end].isdigit()
+                and _LOG_ID_BEFORE.search(line[max(0, f.start - 16) : f.start])
+            )
+        ]
+        for finding in reversed(findings):
+            line = f"{line[: finding.start]}[{finding.kind}]{line[finding.end :]}"
+        return line
 
     @staticmethod
     def _is_ipv4(value: str, text: str, start: int) -> bool:
@@ -152,6 +182,26 @@ class PiiRedactor:
             if phonenumbers.is_possible_number(number) if lenient else phonenumbers.is_valid_number(number):
                 return True
         return False
+
+
+def _card_prefix(value: str) -> str | None:
+    """`value` when it passes the Luhn check; else, for a run longer than 16 digits, its 15- or 16-digit
+    prefix cut at a separator that does (a card followed by another number: "4111 ... 1111 12 25").
+
+    Shorter runs are never cut: a Luhn-failing 16-digit order number must not become a 13-digit "card".
+    """
+    if luhn_is_valid(_digits(value)):
+        return value
+    if len(_digits(value)) <= 16:
+        return None
+    for cut in reversed([m.start() for m in _CARD_CUT.finditer(value)]):
+        if len(_digits(value[:cut])) in (15, 16) and luhn_is_valid(_digits(value[:cut])):
+            return value[:cut]
+    return None
+
+
+def _digits(value: str) -> str:
+    return "".join(c for c in value if c.isdecimal())
 
 
 def _is_ipv6(value: str) -> bool:

@@ -16,6 +16,7 @@ from bot.core.domain import Action, Verdict
 from bot.safety.injection import InjectionDetector
 from bot.safety.output import PromptLeakDetector, is_degenerate
 from bot.safety.pii import PiiRedactor
+from bot.safety.semantic import SemanticDetector
 from bot.safety.text import clean, skeleton
 from bot.safety.toxicity import ProfanityDetector
 
@@ -26,9 +27,16 @@ _SENTENCE_END = re.compile("[.!?\u2026\u3002\uff01\uff1f](?=\\s|$)")
 
 class SafetyPipeline:
     def __init__(
-        self, settings: SafetySettings, *, system_prompt: str = "", canary: str | None = None
+        self,
+        settings: SafetySettings,
+        *,
+        system_prompt: str = "",
+        canary: str | None = None,
+        semantic: SemanticDetector | None = None,
     ) -> None:
+        """`semantic`: the embedding-based detector fused with the rules (None: rules only)."""
         self._settings = settings
+        self._semantic = semantic
         self._pii = PiiRedactor([r.strip().upper() for r in settings.phone_regions.split(",") if r.strip()])
         self._injection = InjectionDetector()
         self._profanity = ProfanityDetector()
@@ -61,6 +69,13 @@ class SafetyPipeline:
         if self._terms is not None and self._terms.search(skeleton(text)):
             return self._count(Verdict(Action.BLOCK, "", (*reasons, "blocked_term")))
         found = self._profanity.detect(text)
+        if found != ["abuse"] and (semantic := self._semantic_kinds(text, reasons)):
+            if "injection" in semantic and s.injection_action != "off":
+                reasons.append("injection:semantic")
+                if s.injection_action == "block":
+                    return self._count(Verdict(Action.BLOCK, "", tuple(reasons)))
+            if "abuse" in semantic:
+                found, reasons = ["abuse"], [*reasons, "semantic"]
         action = {"abuse": s.abuse_action, "profanity": s.profanity_action}.get(found[0]) if found else "off"
         if action != "off":
             reasons += found
@@ -72,6 +87,12 @@ class SafetyPipeline:
             text, kinds = self._pii.redact(text)
             reasons += [f"pii:{kind}" for kind in dict.fromkeys(kinds)]
         return self._count(self._verdict(text, reasons, log_only=s.injection_action == "log"))
+
+    def _semantic_kinds(self, text: str, reasons: list[str]) -> list[str]:
+        """What the semantic detector sees, when the rules have not already found an injection."""
+        if self._semantic is None or any(r.startswith("injection:") for r in reasons):
+            return []
+        return self._semantic.detect(text)
 
     # -- output -----------------------------------------------------------------------------------
     def check_output(self, text: str, *, final: bool = True) -> Verdict:
