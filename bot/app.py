@@ -4,16 +4,18 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from bot.chat.deps import ChatDeps, ChatOptions
 from bot.chat.gate import AccessPolicy, Gate
+from bot.chat.ordering import ChatTurns
 from bot.chat.service import ChatService
 from bot.config import Settings, redact_url
 from bot.core.errors import ConfigError, StoreUnavailable
 from bot.desk.analytics import Analytics
-from bot.desk.desk import SupportDesk
+from bot.desk.desk import NoDesk, SupportDesk
 from bot.desk.feedback import Feedback
 from bot.desk.handoff import Handoffs
 from bot.knowledge.index import KnowledgeBase
@@ -170,20 +172,26 @@ async def build_app(settings: Settings, *, default_redis_url: str, show_progress
         per_day=rate.per_day,
     )
     gate = Gate(policy, limits)
-    service = ChatService(
-        store=store,
-        engine=engine,
-        prompts=prompts,
-        params=settings.generation.params(),
-        gate=gate,
-        limits=limits,
-        safety=safety,
-        audit=state.audit,
-        metrics=metrics,
-        knowledge=knowledge,
-        support=build_support(settings, state),
-        chat_locks=state.locks,
+    turns = ChatTurns(
+        state.locks,
+        limits,
         lease_seconds=settings.redis.lease_seconds,
+        on_store_error=lambda operation: metrics.redis_errors.labels(operation).inc(),
+    )
+    deps = ChatDeps(store, engine, prompts, settings.generation.params(), gate=gate, safety=safety)
+    options = ChatOptions(
+        max_queued_per_chat=rate.max_queued_per_chat, kb_max_new_tokens=settings.kb.max_new_tokens
+    )
+    service = ChatService(
+        replace(
+            deps,
+            knowledge=knowledge if knowledge is not None else deps.knowledge,
+            desk=build_support(settings, state) or NoDesk(),
+            audit=state.audit,
+            metrics=metrics,
+            turns=turns,
+            options=options,
+        )
     )
     return App(
         settings=settings,

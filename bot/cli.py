@@ -33,6 +33,11 @@ def _parser() -> argparse.ArgumentParser:
     chat.add_argument(
         "-v", "--verbose", action="store_true", help="log prompt sizes and timings to stderr (DEBUG)"
     )
+    chat.add_argument(
+        "--jsonl",
+        action="store_true",
+        help='piped: one JSON object per reply on stdout ({"text", "outcome", "sources"})',
+    )
 
     commands.add_parser("run", help="run the bot on Telegram (long polling, or webhook if configured)")
     serve_model = commands.add_parser(
@@ -181,7 +186,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     _setup_logging(settings, verbose=getattr(args, "verbose", False), quiet=args.command == "chat")
     try:
         if args.command == "chat":
-            return asyncio.run(_chat(settings, args.chat_id))
+            return asyncio.run(_chat(settings, args.chat_id, jsonl=args.jsonl))
         if args.command == "run":
             return asyncio.run(_run(settings))
         if args.command == "serve-model":
@@ -238,7 +243,7 @@ def _setup_logging(settings: Settings, *, verbose: bool, quiet: bool) -> None:
     )
 
 
-async def _chat(settings: Settings, chat_id: str) -> int:
+async def _chat(settings: Settings, chat_id: str, *, jsonl: bool = False) -> int:
     from bot.app import build_app
     from bot.transports.terminal import TerminalChat
 
@@ -250,7 +255,12 @@ async def _chat(settings: Settings, chat_id: str) -> int:
     app = await build_app(settings, default_redis_url="memory://", show_progress=True)
     try:
         chat = TerminalChat(
-            app.service, chat_id=chat_id, out=sys.stdout, read_line=input, interactive=interactive
+            app.service,
+            chat_id=chat_id,
+            out=sys.stdout,
+            read_line=input,
+            interactive=interactive and not jsonl,
+            jsonl=jsonl,
         )
         await chat.run()
     finally:
@@ -362,7 +372,6 @@ async def _kb(settings: Settings, args: argparse.Namespace) -> int:
         print(knowledge.summary)
         return 0
     from bot.chat.service import Message
-    from bot.core.errors import InputRefused, ReplyReplaced
     from bot_dev.kb_eval import evaluate, read_questions
 
     try:
@@ -375,12 +384,8 @@ async def _kb(settings: Settings, args: argparse.Namespace) -> int:
     app = await build_app(local, default_redis_url="memory://", show_progress=True)
     assert app.knowledge is not None
 
-    async def answer(number: int, question: str, info: Any) -> str:
-        try:
-            stream = app.service.respond(Message(chat_id=f"kb-eval-{number}", text=question), info)
-            return "".join([piece async for piece in stream])
-        except (InputRefused, ReplyReplaced) as exc:
-            return exc.text
+    async def answer(number: int, question: str) -> Any:
+        return await app.service.respond(Message(chat_id=f"kb-eval-{number}", text=question)).outcome()
 
     try:
         report = await evaluate(app.knowledge, questions, answer)

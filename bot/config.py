@@ -318,6 +318,12 @@ class RateLimitSettings(_Section):
 
     per_minute: int = Field(20, ge=0, description="Messages a user may send per minute (0 = no limit)")
     per_day: int = Field(300, ge=0, description="Messages a user may send per UTC day (0 = no limit)")
+    max_queued_per_chat: int = Field(
+        10,
+        ge=0,
+        description="Messages of one chat that may be in line for an answer at once; more are told to "
+        "wait for the earlier answers (0 = no cap)",
+    )
 
 
 class SafetySettings(_Section):
@@ -524,6 +530,13 @@ class KbSettings(_Section):
     )
     passage_chars: int = Field(
         700, ge=100, le=8000, description="Longest passage; longer sections are split between paragraphs"
+    )
+    max_new_tokens: int = Field(
+        96,
+        ge=8,
+        le=1024,
+        description="Longest draft of a knowledge-base answer, in tokens (grounded answers are a few "
+        "sentences; the draft is verified before it is shown)",
     )
 
     @field_validator("path")

@@ -35,6 +35,12 @@ class Metrics:
             buckets=_LATENCY_BUCKETS,
             registry=r,
         )
+        self.kb_drafts = Counter(
+            "bot_kb_drafts_total",
+            "Knowledge-base drafts of the model: used, discarded after verification, stopped while written",
+            ["result"],
+            registry=r,
+        )
         self.tokens = Counter("bot_tokens_generated_total", "Tokens the model generated", registry=r)
         self.queue_depth = Gauge("bot_engine_queue_depth", "Generations waiting for the model", registry=r)
         self.batch_size = Histogram(

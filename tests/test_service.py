@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 
 from bot.app import build_app
+from bot.chat.deps import ChatDeps
 from bot.chat.service import ChatService, Message
 from bot.config import load_settings
 from bot.core.domain import ChatKind, GenerationParams, Role
@@ -23,11 +24,15 @@ PARAMS = GenerationParams(max_new_tokens=8, do_sample=False, timeout_seconds=60)
 
 def make_service(model: LoadedModel, store: RedisStore) -> ChatService:
     prompts = PromptBuilder(ChatFormat(model.tokenizer), system_prompt="Be brief.", context_tokens=512)
-    return ChatService(store=store, engine=TransformersEngine(model), prompts=prompts, params=PARAMS)
+    return ChatService(ChatDeps(store, TransformersEngine(model), prompts, PARAMS))
 
 
 async def reply(service: ChatService, message: Message) -> str:
-    return "".join([piece async for piece in service.respond(message)])
+    """The streamed text, checked against the outcome's (they agree when the reply is answered)."""
+    stream = service.respond(message)
+    text = "".join([piece async for piece in stream])
+    assert text.strip() == (await stream.outcome()).text
+    return text
 
 
 @pytest.fixture
