@@ -172,27 +172,7 @@ async def build_app(settings: Settings, *, default_redis_url: str, show_progress
         per_day=rate.per_day,
     )
     gate = Gate(policy, limits)
-    turns = ChatTurns(
-        state.locks,
-        limits,
-        lease_seconds=settings.redis.lease_seconds,
-        on_store_error=lambda operation: metrics.redis_errors.labels(operation).inc(),
-    )
-    deps = ChatDeps(store, engine, prompts, settings.generation.params(), gate=gate, safety=safety)
-    options = ChatOptions(
-        max_queued_per_chat=rate.max_queued_per_chat, kb_max_new_tokens=settings.kb.max_new_tokens
-    )
-    service = ChatService(
-        replace(
-            deps,
-            knowledge=knowledge if knowledge is not None else deps.knowledge,
-            desk=build_support(settings, state) or NoDesk(),
-            audit=state.audit,
-            metrics=metrics,
-            turns=turns,
-            options=options,
-        )
-    )
+    service = ChatService(_chat_deps(settings, state, engine, prompts, gate, safety, knowledge, metrics))
     return App(
         settings=settings,
         service=service,
@@ -204,6 +184,39 @@ async def build_app(settings: Settings, *, default_redis_url: str, show_progress
         engine=engine,
         metrics=metrics,
         knowledge=knowledge,
+    )
+
+
+def _chat_deps(
+    settings: Settings,
+    state: State,
+    engine: Engine,
+    prompts: PromptBuilder,
+    gate: Gate,
+    safety: SafetyPipeline,
+    knowledge: KnowledgeBase | None,
+    metrics: Metrics,
+) -> ChatDeps:
+    """The chat service's collaborators; null objects stand in for a missing knowledge base or desk."""
+    turns = ChatTurns(
+        state.locks,
+        state.limits,
+        lease_seconds=settings.redis.lease_seconds,
+        on_store_error=lambda operation: metrics.redis_errors.labels(operation).inc(),
+    )
+    options = ChatOptions(
+        max_queued_per_chat=settings.rate_limit.max_queued_per_chat,
+        kb_max_new_tokens=settings.kb.max_new_tokens,
+    )
+    deps = ChatDeps(state.store, engine, prompts, settings.generation.params(), gate=gate, safety=safety)
+    return replace(
+        deps,
+        knowledge=knowledge if knowledge is not None else deps.knowledge,
+        desk=build_support(settings, state) or NoDesk(),
+        audit=state.audit,
+        metrics=metrics,
+        turns=turns,
+        options=options,
     )
 
 
