@@ -88,7 +88,7 @@ class ChatOptions:
     """The service's own settings. `max_queued_per_chat`: messages of one chat that may wait for their
     turn (0 = no cap); `kb_max_new_tokens`: the budget of a grounded knowledge-base draft."""
 
-    max_queued_per_chat: int = 10
+    max_queued_per_chat: int = 20
     kb_max_new_tokens: int = 96
 
 

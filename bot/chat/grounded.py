@@ -70,7 +70,9 @@ class GroundedAnswers:
         until a replacement.
         """
         grounded = self._knowledge.ground(question, "", retrieval)  # "not found", or the extractive answer
-        if retrieval.confident and not self.direct(retrieval):
+        if self.direct(retrieval):
+            grounded = replace(grounded, problems=("direct",))  # no draft: the passage answers directly
+        elif retrieval.confident:
             grounded = await self._from_model(question, prompt, retrieval, grounded)
         verdict = self._safety.check_output(grounded.text)
         await self._audit(chat_id, "out", verdict)
@@ -104,7 +106,9 @@ class GroundedAnswers:
             drafts = [c.text for c in await self._engine.candidates(prompt, self._params)]
         else:
             draft = await self._draft(question, prompt, retrieval)
-            drafts = [draft] if draft is not None else []
+            if isinstance(draft, tuple):  # given up while it was written
+                return replace(fallback, problems=draft)
+            drafts = [draft]
         grounded = fallback
         for draft in drafts:
             grounded = self._knowledge.ground(question, draft, retrieval)
@@ -114,9 +118,9 @@ class GroundedAnswers:
             self._metrics.kb_drafts.labels("discarded").inc()
         return grounded
 
-    async def _draft(self, question: str, prompt: Prompt, retrieval: Retrieval) -> str | None:
-        """The model's draft, checked each time a sentence ends; None once it has failed for good (the
-        stream is closed there, which stops the generation)."""
+    async def _draft(self, question: str, prompt: Prompt, retrieval: Retrieval) -> str | tuple[str, ...]:
+        """The model's draft, checked each time a sentence ends; or the problems it failed with for good
+        (the stream is closed there, which stops the generation)."""
         text, checked = "", ""
         async with aclosing(self._engine.stream(prompt, self._params)) as stream:
             async for piece in stream:
@@ -135,5 +139,5 @@ class GroundedAnswers:
                     log.info(
                         "knowledge-base draft given up after %d characters (%s)", len(text), ",".join(fatal)
                     )
-                    return None
+                    return ("stopped", *fatal)
         return text

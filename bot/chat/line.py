@@ -19,7 +19,11 @@ class Place:
     def __init__(self, line: ChatLine, key: str) -> None:
         self._line, self._key = line, key
         self._left: asyncio.Future[None] = asyncio.get_running_loop().create_future()
-        self.ahead = len(line.places(key))  # messages of the chat that arrived earlier and are not done
+
+    @property
+    def ahead(self) -> int:
+        """Messages of the chat that arrived earlier and are still in line (being answered or waiting)."""
+        return len(self._line.before(self._key, self))
 
     @property
     def left(self) -> asyncio.Future[None]:

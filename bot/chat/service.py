@@ -22,7 +22,7 @@ from bot.chat.context import Context, ContextBuilder
 from bot.chat.deps import ChatDeps
 from bot.chat.grounded import GroundedAnswers
 from bot.chat.handoff import HandoffStep
-from bot.chat.line import ChatLine
+from bot.chat.line import ChatLine, Place
 from bot.chat.ordering import Delivery
 from bot.chat.record import Recorder
 from bot.chat.reply import Reply
@@ -138,7 +138,7 @@ class ChatService:
         place = self._line.join(message.chat_id)
         delivery: Delivery | None = None
         try:
-            delivery, outcome = await self._admit(message, place.ahead)
+            delivery, outcome = await self._admit(message, place)
             if outcome is None:
                 await place.turn()
                 turns = self._deps.turns
@@ -162,7 +162,7 @@ class ChatService:
         assert outcome is not None
         yield outcome
 
-    async def _admit(self, message: Message, ahead: int) -> tuple[Delivery | None, Outcome | None]:
+    async def _admit(self, message: Message, place: Place) -> tuple[Delivery | None, Outcome | None]:
         """On arrival: a redelivery, the gate, an empty message, a full line; None when it may go on."""
         delivery = None
         if message.delivery_id is not None:
@@ -175,8 +175,8 @@ class ChatService:
         if outcome is None:
             outcome = InputCheck.empty(message.text)
         cap = self._deps.options.max_queued_per_chat
-        if outcome is None and cap and ahead > cap:
-            log.info("chat %s: %d messages ahead in line; turned away", message.chat_id, ahead)
+        if outcome is None and cap and place.ahead > cap:  # those turned away already left the line
+            log.info("chat %s: %d messages ahead in line; turned away", message.chat_id, place.ahead)
             outcome = Outcome(OutcomeKind.QUEUE_FULL, QUEUE_FULL)
         if outcome is None:
             await self._deps.desk.arrived(message.chat_id)
