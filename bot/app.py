@@ -37,6 +37,7 @@ from bot.safety import SafetyPipeline, new_canary
 from bot.storage.base import AuditLog, ConversationStore, Limits
 from bot.storage.inbox import InboxFactory
 from bot.transports.health import HealthServer
+from bot.wiring.chat import chat_deps
 from bot.wiring.engines import build_engine, build_model_server
 from bot.wiring.knowledge import build_knowledge
 from bot.wiring.safety import semantic_detector
@@ -208,21 +209,8 @@ async def build_app(settings: Settings, *, default_redis_url: str, show_progress
     desk = build_support(settings, state)
     prompts = PromptBuilder(ChatFormat(tokenizer), system_prompt=system_prompt, context_tokens=context)
     gate = build_gate(settings, limits)
-    service = ChatService(
-        store=store,
-        engine=engine,
-        prompts=prompts,
-        params=settings.generation.params(),
-        gate=gate,
-        limits=limits,
-        safety=safety,
-        audit=state.audit,
-        metrics=metrics,
-        knowledge=knowledge,
-        support=desk,
-        chat_locks=state.locks,
-        lease_seconds=settings.redis.lease_seconds,
-    )
+    deps = chat_deps(settings, state, engine, prompts, gate, safety, knowledge, metrics, desk)
+    service = ChatService(deps)
     return Runtime(settings, service, state, gate, safety, engine, metrics, knowledge, desk)
 
 

@@ -17,7 +17,13 @@ _LATENCY_BUCKETS = (0.25, 0.5, 1, 2, 5, 10, 20, 30, 60, 120, 300)
 
 class Metrics:
     def __init__(self, registry: CollectorRegistry | None = None) -> None:
-        self.registry = r = registry or CollectorRegistry()
+        self.registry = registry or CollectorRegistry()
+        self._replies(self.registry)
+        self._engine(self.registry)
+        self._errors(self.registry)
+
+    def _replies(self, r: CollectorRegistry) -> None:
+        """How messages were answered, and how fast."""
         self.updates = Counter(
             "bot_updates_received_total", "Telegram updates handled, by kind", ["kind"], registry=r
         )
@@ -34,6 +40,15 @@ class Metrics:
             buckets=_LATENCY_BUCKETS,
             registry=r,
         )
+        self.kb_drafts = Counter(
+            "bot_kb_drafts_total",
+            "Knowledge-base drafts of the model: used, discarded after verification, stopped while written",
+            ["result"],
+            registry=r,
+        )
+
+    def _engine(self, r: CollectorRegistry) -> None:
+        """What the model did: tokens, queue, batches, KV-cache reuse."""
         self.tokens = Counter("bot_tokens_generated_total", "Tokens the model generated", registry=r)
         self.queue_depth = Gauge("bot_engine_queue_depth", "Generations waiting for the model", registry=r)
         self.batch_size = Histogram(
@@ -54,6 +69,9 @@ class Metrics:
             ["source"],
             registry=r,
         )
+
+    def _errors(self, r: CollectorRegistry) -> None:
+        """Safety events and failed calls to the outside."""
         self.safety = Counter(
             "bot_safety_events_total",
             "Safety blocks and redactions",

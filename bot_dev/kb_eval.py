@@ -4,25 +4,27 @@ Each line of the question file is {"question": ..., "expected": [facts...]} (add
 questions the knowledge base cannot answer). Reported: the share of answers that contain every expected
 fact, answers with figures or contact data found nowhere in the knowledge base (must be 0), how often
 retrieval found a passage holding the facts, how often out-of-scope questions were honestly declined,
-and the time spent in retrieval and grounding (generation excluded).
+the time spent in retrieval and grounding (generation excluded), and the whole answer's latency (p50/p95
+seconds from the question to the complete answer, generation included: what a customer waits).
 """
 
 from __future__ import annotations
 
 import json
 import statistics
+import time
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from bot.core.domain import ReplyInfo
+from bot.core.outcome import Outcome
 from bot.knowledge.grounding import unsupported_facts
 from bot.knowledge.index import KnowledgeBase
 
 __all__ = ["EvalQuestion", "EvalReport", "EvalResult", "evaluate", "read_questions"]
 
-Answer = Callable[[int, str, ReplyInfo], Awaitable[str]]
+Answer = Callable[[int, str], Awaitable[Outcome]]
 
 
 @dataclass(frozen=True, slots=True)
@@ -44,6 +46,8 @@ class EvalResult:
     invented: list[str]
     retrieval_hit: bool
     grounding_ms: float
+    answer_seconds: float
+    outcome: str
 
 
 @dataclass(slots=True)
@@ -54,6 +58,7 @@ class EvalReport:
         answerable = [r for r in self.results if r.answerable]
         other = [r for r in self.results if not r.answerable]
         times = sorted(r.grounding_ms for r in self.results)
+        latency = sorted(r.answer_seconds for r in self.results)
         return {
             "questions": len(self.results),
             "answerable": len(answerable),
@@ -64,6 +69,8 @@ class EvalReport:
             "out_of_scope_declined_rate": _share(sum(not r.answered for r in other), len(other)),
             "grounding_p50_ms": round(_percentile(times, 50), 3),
             "grounding_p95_ms": round(_percentile(times, 95), 3),
+            "answer_p50_seconds": round(_percentile(latency, 50), 3),
+            "answer_p95_seconds": round(_percentile(latency, 95), 3),
         }
 
     def as_dict(self) -> dict[str, Any]:
@@ -96,10 +103,11 @@ async def evaluate(knowledge: KnowledgeBase, questions: Sequence[EvalQuestion], 
     report = EvalReport()
     everything = knowledge.public_text
     for number, item in enumerate(questions):
-        info = ReplyInfo()
-        spent = knowledge.work_seconds
-        reply = await answer(number, item.question, info)
+        spent, started = knowledge.work_seconds, time.perf_counter()
+        info = await answer(number, item.question)
+        seconds = time.perf_counter() - started
         grounding_ms = (knowledge.work_seconds - spent) * 1000
+        reply = info.text
         found = knowledge.search(item.question)
         held = " ".join(h.passage.text for h in found.hits)
         body = reply.split("\n\nSource")[0]
@@ -110,11 +118,13 @@ async def evaluate(knowledge: KnowledgeBase, questions: Sequence[EvalQuestion], 
                 answerable=item.answerable,
                 answer=reply,
                 sources=list(info.sources),
-                answered=info.answered,
+                answered=not info.declined,
                 contains_expected=all(_norm(e) in _norm(reply) for e in item.expected),
                 invented=unsupported_facts(body, [everything, item.question]),
                 retrieval_hit=bool(item.expected) and all(_norm(e) in _norm(held) for e in item.expected),
                 grounding_ms=round(grounding_ms, 3),
+                answer_seconds=round(seconds, 3),
+                outcome=info.kind.value,
             )
         )
     return report

@@ -7,7 +7,7 @@ from collections.abc import AsyncIterator
 import pytest
 
 from bot.chat.gate import AccessPolicy, Gate
-from bot.core.errors import AccessDenied, RateLimited
+from bot.core.outcome import OutcomeKind
 from bot.storage import Limits
 from bot.storage.inprocess.store import InProcessLimits
 from bot.storage.redis.store import RedisLimits, connect
@@ -37,25 +37,25 @@ async def test_allow_lists(limits: Limits) -> None:
         allowed_chat_ids=frozenset({-50}),
         admin_user_ids=frozenset({9}),
     )
-    await g.admit(1, 1)
-    await g.admit(2, -50)  # anyone in an allowed group
-    await g.admit(9, 9)  # admins always
-    with pytest.raises(AccessDenied):
-        await g.admit(2, 2)
+    assert await g.admit(1, 1) is None
+    assert await g.admit(2, -50) is None  # anyone in an allowed group
+    assert await g.admit(9, 9) is None  # admins always
+    denied = await g.admit(2, 2)
+    assert denied is not None and denied.kind is OutcomeKind.DENIED
     assert gate(limits, [NOON]).allows(12345, 12345), "empty allow-lists admit everyone"
 
 
 async def test_per_minute_limit_says_when_to_retry_and_resets(limits: Limits) -> None:
     now = [NOON + 10]
     g = gate(limits, now, per_minute=2)
-    await g.admit(5, 5)
-    await g.admit(5, 5)
-    with pytest.raises(RateLimited) as caught:
-        await g.admit(5, 5)
-    assert caught.value.retry_after == pytest.approx(50) and not caught.value.daily
-    await g.admit(6, 6)  # other users are not affected
+    assert await g.admit(5, 5) is None
+    assert await g.admit(5, 5) is None
+    limited = await g.admit(5, 5)
+    assert limited is not None and limited.kind is OutcomeKind.RATE_LIMITED
+    assert limited.retry_after == pytest.approx(50) and "wait 50 seconds" in limited.text
+    assert await g.admit(6, 6) is None  # other users are not affected
     now[0] += 60
-    await g.admit(5, 5)
+    assert await g.admit(5, 5) is None
 
 
 async def test_daily_quota(limits: Limits) -> None:
@@ -63,23 +63,21 @@ async def test_daily_quota(limits: Limits) -> None:
     g = gate(limits, now, per_minute=100, per_day=3)
     for minute in range(3):
         now[0] = NOON + 60 * minute
-        await g.admit(7, 7)
-    with pytest.raises(RateLimited) as caught:
-        await g.admit(7, 7)
-    assert caught.value.daily and caught.value.retry_after == pytest.approx(43_200 - 120)
+        assert await g.admit(7, 7) is None
+    limited = await g.admit(7, 7)
+    assert limited is not None and limited.kind is OutcomeKind.RATE_LIMITED
+    assert limited.retry_after == pytest.approx(43_200 - 120) and "today's message limit" in limited.text
 
 
 async def test_admins_are_never_limited(limits: Limits) -> None:
     g = gate(limits, [NOON], per_minute=1, admin_user_ids=frozenset({3}))
-    for _ in range(5):
-        await g.admit(3, 3)
+    assert [await g.admit(3, 3) for _ in range(5)] == [None] * 5
 
 
 async def test_a_redis_outage_lets_messages_through() -> None:
     client = connect("redis://127.0.0.1:1/0")
     g = Gate(AccessPolicy(per_minute=1), RedisLimits(client, prefix="x"))
-    await g.admit(1, 1)
-    await g.admit(1, 1)
+    assert [await g.admit(1, 1), await g.admit(1, 1)] == [None, None], "over the limit, but let through"
     await client.aclose()
 
 

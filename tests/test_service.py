@@ -9,10 +9,12 @@ from pathlib import Path
 import pytest
 
 from bot.app import build_app
+from bot.chat.deps import ChatDeps
 from bot.chat.service import ChatService, Message
 from bot.config import load_settings
 from bot.core.domain import ChatKind, GenerationParams, Role
 from bot.core.errors import StoreUnavailable
+from bot.core.outcome import OutcomeKind
 from bot.llm.local.engine import TransformersEngine
 from bot.llm.local.loader import LoadedModel
 from bot.prompt import ChatFormat, PromptBuilder
@@ -23,11 +25,17 @@ PARAMS = GenerationParams(max_new_tokens=8, do_sample=False, timeout_seconds=60)
 
 def make_service(model: LoadedModel, store: RedisStore) -> ChatService:
     prompts = PromptBuilder(ChatFormat(model.tokenizer), system_prompt="Be brief.", context_tokens=512)
-    return ChatService(store=store, engine=TransformersEngine(model), prompts=prompts, params=PARAMS)
+    return ChatService(ChatDeps(store, TransformersEngine(model), prompts, PARAMS))
 
 
 async def reply(service: ChatService, message: Message) -> str:
-    return "".join([piece async for piece in service.respond(message)])
+    """What the person ends up seeing: the streamed text, or what replaced it (the outcome's text)."""
+    stream = service.respond(message)
+    text = "".join([piece async for piece in stream])
+    outcome = await stream.outcome()
+    if outcome.kind is OutcomeKind.ANSWERED:
+        assert text.strip() == outcome.text, "an answer's outcome holds what was streamed"
+    return outcome.text
 
 
 @pytest.fixture

@@ -1,24 +1,24 @@
-"""From a built prompt to the reply a user may see: streamed through the output checks, the best of n
-candidates, or an answer grounded in the knowledge base and verified against it.
+"""From a built prompt to the reply a user may see: streamed through the output checks, or the best of n
+candidates; never the very reply the chat got last time (see `grounded.py` for knowledge-base answers).
 
-ChatService decides which (it owns the flow, history and limits); this module owns how each is made safe
-to show. Audit records go through the service's `audit` callback, so counting stays in one place.
+Each strategy is an async generator of text pieces that ends with one `Generated`: the final text, and
+whether it replaced what was shown. The service picks the strategy; this module owns how each is made
+safe to show.
 """
 
 from __future__ import annotations
 
 import logging
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncGenerator, Awaitable, Callable
 from contextlib import aclosing
-from dataclasses import replace
+from dataclasses import dataclass, replace
 
-from bot.core.domain import GenerationParams, Prompt, ReplyInfo, Verdict
-from bot.core.errors import ReplyReplaced
-from bot.knowledge.base import Knowledge, Retrieval
+from bot.chat.deps import Safety
+from bot.core.domain import GenerationParams, Prompt, Verdict
+from bot.core.texts import REPEATED_REPLY
 from bot.llm.base import Engine
-from bot.safety import SafetyPipeline
 
-__all__ = ["HOLD_BACK_CHARS", "Answers"]
+__all__ = ["HOLD_BACK_CHARS", "Answers", "Generated", "same_reply"]
 
 log = logging.getLogger(__name__)
 
@@ -29,109 +29,97 @@ HOLD_BACK_CHARS = 48
 Audit = Callable[[int | str, str, Verdict], Awaitable[None]]
 
 
+@dataclass(frozen=True, slots=True)
+class Generated:
+    """How a generated reply ended: `text` is all of it as it may be shown and stored; `replaced`: it is
+    not what the stream showed (the output checks withdrew that). Knowledge-base answers add the rest."""
+
+    text: str
+    replaced: bool = False
+    sources: tuple[str, ...] = ()
+    confidence: float | None = None
+    grounded: bool = False
+    declined: bool = False
+
+
+def same_reply(text: str, previous: str) -> bool:
+    """The same words as the chat's previous reply (case and spacing aside)."""
+    return bool(previous) and " ".join(text.casefold().split()) == " ".join(previous.casefold().split())
+
+
 class Answers:
-    def __init__(
-        self,
-        engine: Engine,
-        params: GenerationParams,
-        *,
-        safety: SafetyPipeline | None,
-        knowledge: Knowledge | None,
-        audit: Audit,
-    ) -> None:
+    def __init__(self, engine: Engine, params: GenerationParams, *, safety: Safety, audit: Audit) -> None:
         self._engine = engine
         self._params = params
         self._safety = safety
-        self._knowledge = knowledge
         self._audit = audit
 
-    async def guarded(self, chat_id: int | str, prompt: Prompt) -> AsyncIterator[str]:
+    async def guarded(
+        self, chat_id: int | str, prompt: Prompt, *, previous: str = ""
+    ) -> AsyncGenerator[str | Generated, None]:
         """The engine's stream, shown only once the output checks have passed it.
 
         The last HOLD_BACK_CHARS characters stay unshown until more text (or the end) arrives, so a card
-        number or the canary is caught before any of it is sent.
+        number or the canary is caught before any of it is sent; so does all of it while it is still the
+        beginning of `previous` (a reply that repeats the last one is never shown: it is regenerated).
         """
-        stream = self._engine.stream(prompt, self._params)
-        safety = self._safety
-        if safety is None:
-            async with aclosing(stream):
-                async for piece in stream:
-                    yield piece
-            return
-        raw, shown = "", ""
-        async with aclosing(stream):
+        raw, shown, safety = "", "", self._safety
+        async with aclosing(self._engine.stream(prompt, self._params)) as stream:
             async for piece in stream:
-                raw += piece
+                raw = (raw + piece).lstrip()  # leading blanks never count as shown text
                 if len(raw) - len(shown) < 2 * HOLD_BACK_CHARS:
                     continue
                 draft = safety.check_output(raw, final=False)
                 if draft.blocked:
                     await self._audit(chat_id, "out", draft)
-                    raise ReplyReplaced(safety.message_for(draft), reasons=draft.reasons)
+                    yield Generated(safety.message_for(draft), replaced=True)
+                    return
                 cut = draft.text.rfind(" ", len(shown), len(draft.text) - HOLD_BACK_CHARS)
-                if cut > len(shown) and draft.text.startswith(shown):
+                repeating = previous.startswith(draft.text[:cut])
+                if cut > len(shown) and draft.text.startswith(shown) and not repeating:
                     yield draft.text[len(shown) : cut]
                     shown = draft.text[:cut]
         final = safety.check_output(raw.strip())
         await self._audit(chat_id, "out", final)
         if final.blocked:
-            raise ReplyReplaced(safety.message_for(final), reasons=final.reasons)
-        if not final.text.startswith(shown):  # a redaction reached text already shown
-            raise ReplyReplaced(final.text, reasons=final.reasons)
-        if final.text[len(shown) :]:
-            yield final.text[len(shown) :]
+            yield Generated(safety.message_for(final), replaced=True)
+        elif not final.text.startswith(shown):  # a redaction reached text already shown
+            yield Generated(final.text, replaced=True)
+        elif not shown and same_reply(final.text, previous):
+            text = await self._another(chat_id, prompt, previous)
+            yield text
+            yield Generated(text)
+        else:
+            if final.text[len(shown) :]:
+                yield final.text[len(shown) :]
+            yield Generated(final.text)
 
-    async def best_of(self, chat_id: int | str, prompt: Prompt) -> str:
-        """Sample n replies in one batch; the most likely one that passes the output checks wins."""
+    async def best_of(self, chat_id: int | str, prompt: Prompt, *, previous: str = "") -> str:
+        """Sample n replies in one batch; the most likely one that passes the output checks (and does not
+        repeat the previous reply) wins."""
         candidates = await self._engine.candidates(prompt, self._params)
-        if self._safety is None:
-            return candidates[0].text
         for candidate in candidates:
             verdict = self._safety.check_output(candidate.text)
             await self._audit(chat_id, "out", verdict)
-            if not verdict.blocked:
+            if not verdict.blocked and not same_reply(verdict.text, previous):
                 return verdict.text
+        if candidates and all(same_reply(c.text, previous) for c in candidates):
+            return REPEATED_REPLY
         return self._safety.refusal_text
 
-    async def grounded(
-        self, chat_id: int | str, question: str, prompt: Prompt, retrieval: Retrieval, info: ReplyInfo
-    ) -> str:
-        """The whole reply, checked against the passages, with its source; or an honest "I don't know".
-
-        Knowledge-base answers are not streamed: a figure the passages do not back must never be shown,
-        not even for the seconds until a replacement, so the model's draft is generated in full, verified,
-        and replaced by the best passage's own sentences when it fails. Answers are a few sentences, so
-        the wait is short, and the typing indicator covers it.
-        """
-        assert self._knowledge is not None
-        grounded = self._knowledge.ground(question, "", retrieval)  # "not found", or the extractive answer
-        if retrieval.confident:
-            for draft in await self._drafts(prompt):
-                candidate = self._knowledge.ground(question, draft, retrieval)
-                if candidate.verified:
-                    grounded = candidate
-                    break
-                grounded = candidate
-        text = grounded.text
-        if self._safety is not None:
-            verdict = self._safety.check_output(text)
-            await self._audit(chat_id, "out", verdict)
-            if verdict.blocked and grounded.verified:  # the model's words failed: the passage's own instead
-                fallback = self._knowledge.ground(question, "", retrieval)
-                grounded = replace(fallback, problems=tuple(f"output:{r}" for r in verdict.reasons))
-                verdict = self._safety.check_output(grounded.text)
-            text = self._safety.message_for(verdict) if verdict.blocked else verdict.text
-        if grounded.problems and grounded.answered:
-            problems = ",".join(grounded.problems)
-            log.info("chat %s: answered from the passage, not the model (%s)", chat_id, problems)
-        info.sources, info.confidence = grounded.sources, retrieval.confidence
-        info.answered, info.grounded = grounded.answered, grounded.answered
-        return text
-
-    async def _drafts(self, prompt: Prompt) -> list[str]:
-        """The model's full replies (several with GENERATION_NUM_CANDIDATES), most likely first."""
-        if self._params.num_candidates > 1:
-            return [candidate.text for candidate in await self._engine.candidates(prompt, self._params)]
-        stream = self._engine.stream(prompt, self._params)
-        async with aclosing(stream):
-            return ["".join([piece async for piece in stream])]
+    async def _another(self, chat_id: int | str, prompt: Prompt, previous: str) -> str:
+        """The model said exactly what it said last time: one more try with another seed, sampling; if that
+        repeats (or fails the checks) too, an honest short text instead of the same reply twice."""
+        seed = (self._params.seed or 0) + 1
+        params = replace(
+            self._params, do_sample=True, temperature=max(self._params.temperature, 0.7), seed=seed
+        )
+        async with aclosing(self._engine.stream(prompt, params)) as stream:
+            text = "".join([piece async for piece in stream]).strip()
+        verdict = self._safety.check_output(text)
+        await self._audit(chat_id, "out", verdict)
+        if verdict.blocked or not verdict.text or same_reply(verdict.text, previous):
+            log.info("chat %s: the model repeated its previous reply; sent a short note instead", chat_id)
+            return REPEATED_REPLY
+        log.info("chat %s: the model repeated its previous reply; sent a regenerated one", chat_id)
+        return verdict.text

@@ -133,6 +133,11 @@ class ChatTurns:
         self._tasks: set[asyncio.Task[None]] = set()
         self._kept: set[tuple[asyncio.Task[Any] | None, str]] = set()  # chats held until a task ends
 
+    @classmethod
+    def local(cls) -> ChatTurns:
+        """No shared store: this process's own order only, and no dedup of redeliveries."""
+        return cls(None, None)
+
     @property
     def limits(self) -> Limits:
         assert self._limits is not None

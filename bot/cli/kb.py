@@ -63,7 +63,6 @@ async def _index(settings: Settings) -> int:
 async def _evaluate(settings: Settings, questions: list[Any]) -> Any:
     from bot.app import open_runtime
     from bot.chat.service import Message
-    from bot.core.errors import InputRefused, ReplyReplaced
     from bot_dev.kb_eval import evaluate
 
     # history and counters of the evaluation's chats stay in this process, never in a production Redis
@@ -71,11 +70,9 @@ async def _evaluate(settings: Settings, questions: list[Any]) -> Any:
     async with open_runtime(local, show_progress=True) as runtime:
         assert runtime.knowledge is not None
 
-        async def answer(number: int, question: str, info: Any) -> str:
-            try:
-                stream = runtime.service.respond(Message(chat_id=f"kb-eval-{number}", text=question), info)
-                return "".join([piece async for piece in stream])
-            except (InputRefused, ReplyReplaced) as exc:
-                return exc.text
+        async def answer(number: int, question: str) -> Any:
+            return await runtime.service.respond(
+                Message(chat_id=f"kb-eval-{number}", text=question)
+            ).outcome()
 
         return await evaluate(runtime.knowledge, questions, answer)

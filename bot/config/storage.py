@@ -76,3 +76,9 @@ class RateLimitSettings(Section):
 
     per_minute: int = Field(20, ge=0, description="Messages a user may send per minute (0 = no limit)")
     per_day: int = Field(300, ge=0, description="Messages a user may send per UTC day (0 = no limit)")
+    max_queued_per_chat: int = Field(
+        20,
+        ge=0,
+        description="Messages of one chat that may wait in line for an answer at once; more are told to "
+        "wait for the earlier answers (0 = no cap)",
+    )

@@ -64,6 +64,13 @@ class KbSettings(Section):
     passage_chars: int = Field(
         700, ge=100, le=8000, description="Longest passage; longer sections are split between paragraphs"
     )
+    max_new_tokens: int = Field(
+        96,
+        ge=8,
+        le=1024,
+        description="Longest draft of a knowledge-base answer, in tokens (grounded answers are a few "
+        "sentences; the draft is verified while it is written)",
+    )
 
     @field_validator("path")
     @classmethod

@@ -6,7 +6,7 @@ import time
 from dataclasses import dataclass, field
 from enum import StrEnum
 
-__all__ = ["Action", "ChatKind", "GenerationParams", "Prompt", "ReplyInfo", "Role", "Turn", "Verdict"]
+__all__ = ["Action", "ChatKind", "GenerationParams", "Prompt", "Role", "Turn", "Verdict"]
 
 
 class Role(StrEnum):
@@ -111,24 +111,3 @@ class Prompt:
     @property
     def token_count(self) -> int:
         return len(self.ids)
-
-
-@dataclass(slots=True)
-class ReplyInfo:
-    """What the service learned while answering one message, for the transport that asked.
-
-    Filled in by ChatService.respond as the reply is produced: knowledge-base sources it drew on, how
-    confident retrieval was, whether the bot could answer from its knowledge at all. Transports use it for
-    feedback buttons, handoff decisions and analytics.
-    """
-
-    question: str = ""
-    reply: str = ""
-    asker_id: int | None = None  # who asked: in a group, only they rate the answer
-    sources: tuple[str, ...] = ()
-    confidence: float | None = None
-    answered: bool = True
-    grounded: bool = False
-    handoff_requested: bool = False
-    # a person (an operator) owns the chat: the bot stayed silent and the transport relays the message
-    handled_by_human: bool = False

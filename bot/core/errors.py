@@ -1,24 +1,20 @@
 """The project's exception hierarchy.
 
-Foreign exceptions (redis, transformers, OS errors) are translated into these at the boundary, so that
-transports can turn each kind into the right message for a person without knowing where it came from.
+Foreign exceptions (redis, transformers, OS errors) are translated into these at the boundary. They are
+for failures; how a reply ends (refused, rate limited, handed off...) is a value, `bot.core.outcome`.
 """
 
 from __future__ import annotations
 
 __all__ = [
-    "AccessDenied",
     "BotError",
     "ConfigError",
     "DuplicateDelivery",
     "EngineBusy",
     "GenerationError",
     "GenerationTimeout",
-    "InputRefused",
     "ModelLoadError",
     "PromptTooLong",
-    "RateLimited",
-    "ReplyReplaced",
     "StoreUnavailable",
 ]
 
@@ -57,34 +53,3 @@ class EngineBusy(GenerationError):
 
 class DuplicateDelivery(BotError):
     """This exact update was already handled (a redelivery); it must not be answered again."""
-
-
-class AccessDenied(BotError):
-    """The user or chat is not on the allow-list."""
-
-
-class RateLimited(BotError):
-    """The user sent too many messages; `retry_after` seconds until they may write again."""
-
-    def __init__(self, message: str, *, retry_after: float, daily: bool) -> None:
-        super().__init__(message)
-        self.retry_after = retry_after
-        self.daily = daily
-
-
-class InputRefused(BotError):
-    """The safety pipeline refused the message; `text` is what to tell the person."""
-
-    def __init__(self, text: str, *, reasons: tuple[str, ...]) -> None:
-        super().__init__(f"message refused: {', '.join(reasons)}")
-        self.text = text
-        self.reasons = reasons
-
-
-class ReplyReplaced(BotError):
-    """The reply failed the output checks after part of it was shown; show `text` instead of all of it."""
-
-    def __init__(self, text: str, *, reasons: tuple[str, ...]) -> None:
-        super().__init__(f"reply replaced: {', '.join(reasons)}")
-        self.text = text
-        self.reasons = reasons

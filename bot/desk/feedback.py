@@ -15,8 +15,9 @@ import time
 from collections.abc import Callable
 from enum import StrEnum
 
-from bot.core.domain import GenerationParams, ReplyInfo
+from bot.core.domain import GenerationParams
 from bot.core.errors import StoreUnavailable
+from bot.core.outcome import Outcome
 from bot.desk.analytics import DAY, Analytics
 from bot.storage.desk_base import FeedbackStore
 
@@ -76,7 +77,7 @@ class Feedback:
         self._analytics = analytics
         self._clock = clock
 
-    async def remember(self, chat_id: int | str, message_id: int, info: ReplyInfo) -> None:
+    async def remember(self, chat_id: int | str, message_id: int, info: Outcome) -> None:
         """Save what a vote on this answer will be stored with. An outage only costs this answer's vote."""
         fields = {
             "chat": str(chat_id),
@@ -85,7 +86,7 @@ class Feedback:
             "answer": info.reply,
             "sources": json.dumps(list(info.sources), ensure_ascii=False),
             "confidence": "" if info.confidence is None else f"{info.confidence:.4f}",
-            "answered": "1" if info.answered else "0",
+            "answered": "0" if info.declined else "1",
             "model": self._model,
             "params": self._params,
             "answered_at": f"{self._clock():.3f}",

@@ -14,6 +14,7 @@ from collections.abc import Callable, Sequence
 
 from bot.core.domain import Role, Turn
 from bot.core.errors import StoreUnavailable
+from bot.core.texts import HandoffTexts
 from bot.desk.analytics import Analytics
 from bot.storage.base import ConversationStore
 from bot.storage.desk_base import Handoff, HandoffStore
@@ -42,21 +43,6 @@ _WANTS_HUMAN = re.compile(
 def wants_human(text: str) -> bool:
     """True when a message asks, in plain words, for a person ("talk to a human", "real person")."""
     return bool(_WANTS_HUMAN.search(text))
-
-
-class HandoffTexts:
-    CONNECTING = (
-        "I'm passing our conversation to a colleague. A person will reply here as soon as possible; "
-        "everything you write now goes to them."
-    )
-    ALREADY = "A colleague already has our conversation and will reply here."
-    UNAVAILABLE = "Sorry, no human colleague is available here. I'll do my best to help you myself."
-    RELEASED = "Our colleague has handed the conversation back to me. How else can I help?"
-    TIMED_OUT = (
-        "Our colleagues could not reply in time, so I'm back to help. Send /operator to ask for a "
-        "person again."
-    )
-    FAILED = "Sorry, I could not reach my colleagues right now. Please try /operator again in a minute."
 
 
 def summary_text(handoff: Handoff, history: Sequence[Turn], *, username: str | None = None) -> str:

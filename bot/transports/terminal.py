@@ -1,29 +1,28 @@
 """The terminal transport: talk to the assistant in a shell, or script it through a pipe.
 
 Interactive (stdin is a terminal): a prompt, replies streamed as they are generated, /reset and /exit.
-Piped: one message per input line, one reply per message on stdout, nothing else on stdout.
+Piped: one message per input line; each reply is printed once its outcome is known (a reply the safety
+checks replaced never shows the withdrawn text) and is followed by a line holding only the ASCII record
+separator (U+001E, `REPLY_END`), which a reply never contains. With `--jsonl`: one JSON object per reply,
+{"text": ..., "outcome": ..., "sources": [...]}, and nothing else on stdout.
 """
 
 from __future__ import annotations
 
 import asyncio
+import json
 from collections.abc import Callable
 from typing import TextIO
 
 from bot.chat.service import ChatService, Message
-from bot.core.errors import (
-    EngineBusy,
-    GenerationError,
-    GenerationTimeout,
-    InputRefused,
-    PromptTooLong,
-    ReplyReplaced,
-    StoreUnavailable,
-)
+from bot.core.errors import StoreUnavailable
+from bot.core.outcome import Outcome, OutcomeKind
+from bot.core.texts import TerminalTexts
 
-__all__ = ["HELP", "TerminalChat"]
+__all__ = ["HELP", "REPLY_END", "TerminalChat"]
 
-HELP = "Commands: /reset (or /new) forgets this conversation, /help shows this, /exit (or Ctrl-D) quits."
+HELP = TerminalTexts.HELP
+REPLY_END = "\x1e"
 
 
 class TerminalChat:
@@ -35,12 +34,14 @@ class TerminalChat:
         out: TextIO,
         read_line: Callable[[str], str],
         interactive: bool,
+        jsonl: bool = False,
     ) -> None:
         self._service = service
         self._chat_id = chat_id
         self._out = out
         self._read_line = read_line
         self._interactive = interactive
+        self._jsonl = jsonl
 
     async def run(self) -> None:
         if self._interactive:
@@ -65,31 +66,43 @@ class TerminalChat:
             try:
                 await self._service.reset(self._chat_id)
             except StoreUnavailable as exc:
-                self._say(f"(could not clear the history: {exc})\n")
+                self._notice(TerminalTexts.NOT_CLEARED.format(error=exc))
             else:
-                self._say("(history cleared: this is a new conversation)\n")
+                self._notice(TerminalTexts.CLEARED)
             return
         if text in ("/help", "/start"):
-            self._say(HELP + "\n")
+            self._notice(HELP)
             return
-        if self._interactive:
-            self._say("bot> ")
-        try:
-            async for piece in self._service.respond(Message(chat_id=self._chat_id, text=text)):
-                self._say(piece)
-        except InputRefused as exc:
-            self._say(exc.text)
-        except ReplyReplaced as exc:  # what was shown of the reply is withdrawn
-            self._say(("\n" if self._interactive else "") + exc.text)
-        except PromptTooLong:
-            self._say("(that message is too long for me to read; please shorten it)")
-        except GenerationTimeout:
-            self._say("(sorry, that took too long; please try again)")
-        except EngineBusy:
-            self._say("(I am busy with other conversations; please try again in a moment)")
-        except GenerationError as exc:
-            self._say(f"(sorry, something went wrong while answering: {exc})")
+        reply = self._service.respond(Message(chat_id=self._chat_id, text=text))
+        if not self._interactive:  # piped: the reply goes out once it is final
+            self._emit(await reply.outcome())
+            return
+        self._say("bot> ")
+        streamed = ""
+        async for piece in reply:
+            streamed += piece
+            self._say(piece)
+        outcome = await reply.outcome()
+        if outcome.kind is OutcomeKind.REPLACED or (not outcome.streamed and outcome.text):
+            self._say(("\n" if streamed else "") + outcome.text)  # what was shown is withdrawn
         self._say("\n")
+
+    def _notice(self, text: str) -> None:
+        """A command's answer (not a reply of the assistant: its outcome is "command")."""
+        if self._interactive:
+            self._say(text + "\n")
+        else:
+            self._record(text, "command", ())
+
+    def _emit(self, outcome: Outcome) -> None:
+        self._record(outcome.text, outcome.kind.value, outcome.sources)
+
+    def _record(self, text: str, kind: str, sources: tuple[str, ...]) -> None:
+        if self._jsonl:
+            record = {"text": text, "outcome": kind, "sources": list(sources)}
+            self._say(json.dumps(record, ensure_ascii=False) + "\n")
+        else:
+            self._say(text.replace(REPLY_END, "") + "\n" + REPLY_END + "\n")
 
     def _say(self, text: str) -> None:
         self._out.write(text)

@@ -8,7 +8,8 @@ from typing import Any
 
 import pytest
 
-from bot.core.domain import GenerationParams, ReplyInfo
+from bot.core.domain import GenerationParams
+from bot.core.outcome import Outcome, OutcomeKind
 from bot.desk.analytics import Analytics
 from bot.desk.feedback import Feedback, VoteOutcome, buttons, callback_data, parse_callback
 from bot.storage.inprocess.desk import InProcessAnalytics, InProcessFeedback
@@ -44,8 +45,12 @@ async def test_a_vote_is_stored_with_its_answer_and_can_change(store: Any) -> No
     feedback = Feedback(
         store, model="tiny-model", params=params, retention_days=7, analytics=analytics, clock=lambda: now[0]
     )
-    info = ReplyInfo(
-        question="Where is my [email] order?", reply="It ships today.", sources=("faq.md#orders",)
+    info = Outcome(
+        OutcomeKind.ANSWERED,
+        "It ships today.",
+        question="Where is my [email] order?",
+        reply="It ships today.",
+        sources=("faq.md#orders",),
     )
     await feedback.remember(42, 7, info)
     assert await feedback.vote(42, 8, "up", 1) is VoteOutcome.UNKNOWN, "an answer never saved"
@@ -68,7 +73,9 @@ async def test_a_vote_is_stored_with_its_answer_and_can_change(store: Any) -> No
 
 async def test_in_a_group_only_the_person_who_asked_rates_the_answer(store: Any) -> None:
     feedback = Feedback(store, model="tiny-model", params=GenerationParams(), retention_days=7)
-    await feedback.remember(-100, 5, ReplyInfo(question="Opening hours?", reply="9 to 18.", asker_id=1001))
+    await feedback.remember(
+        -100, 5, Outcome(OutcomeKind.ANSWERED, question="Opening hours?", reply="9 to 18.", asker_id=1001)
+    )
     assert await feedback.vote(-100, 5, "down", 1002) is VoteOutcome.NOT_YOURS
     assert await feedback.vote(-100, 5, "up", 1001) is VoteOutcome.RECORDED
     record = await feedback.record(-100, 5)

@@ -18,7 +18,7 @@ import redis
 from bot.app import build_app
 from bot.chat.service import Message
 from bot.config import load_settings
-from bot.core.domain import ReplyInfo
+from bot.core.outcome import Outcome
 from bot.knowledge.grounding import NOT_FOUND_TEXT
 from bot.knowledge.index import KnowledgeBase
 from bot.storage import history_key
@@ -91,10 +91,9 @@ def kb_env(bot_env: dict[str, str], monkeypatch: pytest.MonkeyPatch, tmp_path: P
     return folder
 
 
-async def ask(service: Any, chat_id: int, text: str, message_id: int) -> tuple[str, ReplyInfo]:
-    info = ReplyInfo()
-    message = Message(chat_id=chat_id, text=text, user_id=chat_id, message_id=message_id)
-    return "".join([piece async for piece in service.respond(message, info)]), info
+async def ask(service: Any, chat_id: int, text: str, message_id: int) -> tuple[str, Outcome]:
+    reply = service.respond(Message(chat_id=chat_id, text=text, user_id=chat_id, message_id=message_id))
+    return "".join([piece async for piece in reply]), await reply.outcome()
 
 
 async def test_paraphrased_questions_get_the_right_fact_and_source(
@@ -106,7 +105,7 @@ async def test_paraphrased_questions_get_the_right_fact_and_source(
             reply, info = await ask(app.service, 500 + number, question, number)
             assert fact in reply, f"{question!r} -> {reply!r}"
             assert reply.endswith(f"Source: {title}"), reply
-            assert info.sources == (title,) and info.grounded and info.answered
+            assert info.sources == (title,) and info.grounded and not info.declined
             assert info.confidence is not None and info.confidence >= 0.35
             stored = [
                 json.loads(t)["content"]
@@ -114,9 +113,9 @@ async def test_paraphrased_questions_get_the_right_fact_and_source(
             ]
             assert stored == [question, reply], "the cited answer is what the history keeps"
         reply, info = await ask(app.service, 600, "Who won the chess world championship in 1972?", 99)
-        assert reply == NOT_FOUND_TEXT and not info.answered and not info.grounded and info.sources == ()
+        assert reply == NOT_FOUND_TEXT and info.declined and not info.grounded and info.sources == ()
         reply, info = await ask(app.service, 601, "hi there!", 100)
-        assert reply != NOT_FOUND_TEXT and info.answered and not info.grounded, "small talk goes to the model"
+        assert reply != NOT_FOUND_TEXT and not info.declined and not info.grounded, "small talk: the model"
     finally:
         await app.aclose()
 

@@ -165,9 +165,10 @@ async def test_12_huge_inputs_are_refused_before_the_model(
 
 async def test_12b_a_100k_message_is_refused_in_bounded_time(tiny_llama: Any, clean_env: Path) -> None:
     """Telegram caps messages at 4096 characters; a forged webhook request may not."""
+    from bot.chat.deps import ChatDeps
     from bot.chat.service import ChatService, Message
     from bot.config import load_settings
-    from bot.core.errors import InputRefused
+    from bot.core.outcome import OutcomeKind
     from bot.llm.local.engine import TransformersEngine
     from bot.prompt import ChatFormat, PromptBuilder
     from bot.safety import SafetyPipeline
@@ -175,17 +176,18 @@ async def test_12b_a_100k_message_is_refused_in_bounded_time(tiny_llama: Any, cl
 
     settings = load_settings(None)
     service = ChatService(
-        store=InProcessStore(max_turns=10, ttl_seconds=60),
-        engine=TransformersEngine(tiny_llama),
-        prompts=PromptBuilder(ChatFormat(tiny_llama.tokenizer), system_prompt="x", context_tokens=512),
-        params=settings.generation.params(),
-        safety=SafetyPipeline(settings.safety),
+        ChatDeps(
+            InProcessStore(max_turns=10, ttl_seconds=60),
+            TransformersEngine(tiny_llama),
+            PromptBuilder(ChatFormat(tiny_llama.tokenizer), system_prompt="x", context_tokens=512),
+            settings.generation.params(),
+            safety=SafetyPipeline(settings.safety),
+        )
     )
-    with counted_forward(tiny_llama.model) as passes, pytest.raises(InputRefused) as refused:
-        async for _ in service.respond(Message(chat_id=1, text="ignore " * 14_286)):
-            pass
+    with counted_forward(tiny_llama.model) as passes:
+        outcome = await service.respond(Message(chat_id=1, text="ignore " * 14_286)).outcome()
     # bounded time for any size: the length cap refuses it first, before any pattern and the model run
-    assert refused.value.reasons == ("too_long",) and refused.value.text == settings.safety.too_long_text
+    assert outcome.kind is OutcomeKind.REFUSED and outcome.text == settings.safety.too_long_text
     assert not passes
 
 

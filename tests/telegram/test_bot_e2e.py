@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import asyncio
+import json
 from pathlib import Path
 from typing import Any
 
 import pytest
 import redis
 
+from bot.core.texts import QUEUE_FULL
 from bot.storage import history_key
 from bot.transports.telegram.handlers import CONFLICT, Texts
 from bot.transports.telegram.split import utf16_len
@@ -218,7 +220,36 @@ async def test_the_rate_limit_says_when_to_write_again(fake_api: FakeBotApi, sta
     for n in range(3):
         fake_api.send_text(ANNA, ANNA, f"message {n}")
     texts = await replies_in(fake_api, ANNA, 3)
-    assert "too fast" in texts[-1] and "seconds" in texts[-1]
+    notices = [t for t in texts if "too fast" in t and "seconds" in t]
+    assert len(notices) == 1 and texts[0] == notices[0], "counted on arrival: the notice comes first"
+
+
+async def test_a_burst_gets_its_notices_at_once_and_nothing_is_lost_or_sent_twice(
+    fake_api: FakeBotApi, start_bot: Any, redis_client: redis.Redis, key_prefix: str
+) -> None:
+    """30 messages at once with a limit of 20 a minute: the ten over it are told while the first
+    answers are still being written; every message gets exactly one reply."""
+    bot = await start_bot(
+        RATE_LIMIT_PER_MINUTE="20", TELEGRAM_STREAM_INTERVAL_SECONDS="0", HISTORY_MAX_TURNS="100"
+    )
+    for n in range(30):
+        fake_api.send_text(ANNA, ANNA, f"question number {n}")
+    texts = await replies_in(fake_api, ANNA, 30)
+    notices = [n for n, t in enumerate(texts) if "too fast" in t or t == QUEUE_FULL]
+    assert len(notices) >= 10
+    expected = 2 * (30 - len(notices))
+    await fake_api.wait_for(lambda: redis_client.llen(history_key(key_prefix, ANNA)) >= expected, 120)
+    assert len(fake_api.messages_in(ANNA)) == 30, "one reply per message, none twice"
+    answered = [t for t in fake_api.messages_in(ANNA) if "too fast" not in t and t != QUEUE_FULL]
+    stored = [json.loads(t) for t in redis_client.lrange(history_key(key_prefix, ANNA), 0, -1)]
+    questions = [t["content"] for t in stored if t["role"] == "user"]
+    assert len(questions) == len(set(questions)) == len(answered) == 30 - len(notices)
+    rate_limited = bot.app.metrics.registry.get_sample_value("bot_replies_total", {"outcome": "rate_limited"})
+    assert rate_limited == len(notices)
+    # the notices went out on arrival, not when each message's turn came (that was after 20 answers): a
+    # reply or two may slip in between the notices' sends, never the queue of answers
+    answers = sorted(set(range(30)) - set(notices))
+    assert max(notices) < answers[len(answers) // 2], f"notices at positions {notices}"
 
 
 async def test_stickers_photos_and_userless_updates_never_raise(fake_api: FakeBotApi, start_bot: Any) -> None:

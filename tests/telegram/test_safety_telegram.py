@@ -9,6 +9,7 @@ import redis
 
 from bot import app as app_module
 from bot.config import SafetySettings
+from bot.core.texts import EMPTY_INPUT
 from bot.llm.local.loader import LoadedModel
 from bot.safety import SafetyPipeline
 from bot.storage import history_key
@@ -55,3 +56,14 @@ async def test_telegram_never_sends_a_reply_with_the_canary(
     ]
     assert len(sent) >= 2, "a draft streamed before the reply was replaced"
     assert not any(canary.casefold() in text.casefold() for text in sent)
+
+
+async def test_telegram_asks_for_a_question_when_a_message_shows_nothing(
+    fake_api: FakeBotApi, start_bot: Any, redis_client: redis.Redis, key_prefix: str
+) -> None:
+    bot = await start_bot()
+    for text in ("\u200b\u200b", "\u2800", "\x00\x00"):
+        fake_api.send_text(ANNA, ANNA, text)
+    assert await replies_in(fake_api, ANNA, 3) == [EMPTY_INPUT] * 3
+    assert redis_client.exists(history_key(key_prefix, ANNA)) == 0, "never stored"
+    assert bot.app.metrics.registry.get_sample_value("bot_tokens_generated_total") == 0, "never generated"

@@ -11,6 +11,7 @@ from typing import Any
 
 import redis
 
+from bot.core.texts import Texts
 from bot.desk.handoff import HandoffTexts
 from bot.storage import history_key
 from bot.transports.telegram.support import SupportTexts
@@ -159,7 +160,9 @@ async def test_stats_for_admins_only_with_the_right_counts(fake_api: FakeBotApi,
     await fake_api.wait_for(lambda: len(fake_api.calls_of("answerCallbackQuery")) == 1)
 
     fake_api.send_text(BEN, BEN, "/stats")
-    assert (await replies_in(fake_api, BEN, 2))[-1] == SupportTexts.ADMINS_ONLY
+    fake_api.send_text(BEN, BEN, "/statz")
+    stranger = await replies_in(fake_api, BEN, 3)
+    assert stranger[1] == stranger[2] == Texts.UNKNOWN_COMMAND, "/stats answers as if it did not exist"
     fake_api.send_text(ADMIN, ADMIN, "/stats")
     (stats,) = await replies_in(fake_api, ADMIN, 1)
     day = stats.split("📊 Last 7 days")[0]

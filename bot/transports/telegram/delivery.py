@@ -19,16 +19,14 @@ from telegram import Bot, InlineKeyboardMarkup, ReplyParameters
 from telegram.constants import ChatAction
 from telegram.error import BadRequest, NetworkError, RetryAfter, TelegramError
 
+from bot.core.texts import QUEUE_STATUS
 from bot.transports.telegram.split import split_text
 
-__all__ = ["StreamingReply", "keep_typing", "send_text"]
+__all__ = ["QUEUE_STATUS", "StreamingReply", "keep_typing", "send_text"]
 
 log = logging.getLogger(__name__)
 
 CURSOR = " …"
-QUEUE_STATUS = (
-    "Many customers are writing right now: you are number {place} in line. Your answer follows here."
-)
 FINAL_ATTEMPTS = 6
 T = TypeVar("T")
 

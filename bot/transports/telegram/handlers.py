@@ -7,7 +7,6 @@ import functools
 import logging
 import re
 from collections.abc import Callable
-from datetime import UTC, datetime, timedelta
 
 from telegram import Message as TgMessage
 from telegram import MessageEntity, Update
@@ -18,20 +17,11 @@ from telegram.ext import ContextTypes
 from bot.chat.gate import Gate
 from bot.chat.service import ChatService, Message
 from bot.config import TelegramSettings
-from bot.core.domain import ChatKind, ReplyInfo
-from bot.core.errors import (
-    AccessDenied,
-    ConfigError,
-    DuplicateDelivery,
-    EngineBusy,
-    GenerationError,
-    GenerationTimeout,
-    InputRefused,
-    PromptTooLong,
-    RateLimited,
-    ReplyReplaced,
-    StoreUnavailable,
-)
+from bot.core.domain import ChatKind
+from bot.core.errors import ConfigError, StoreUnavailable
+from bot.core.outcome import Outcome, OutcomeKind
+from bot.core.texts import Texts
+from bot.desk.desk import SupportDesk
 from bot.metrics import Metrics
 from bot.transports.telegram.delivery import StreamingReply, keep_typing, send_text
 from bot.transports.telegram.support import SupportHandlers
@@ -54,25 +44,6 @@ CONFLICT = (
 )
 
 
-class Texts:
-    HELP = (
-        "Just write your question and I will answer. In groups, mention me or reply to one of my "
-        "messages.\n\n/reset or /new - start a new conversation\n/operator - talk to a human colleague\n"
-        "/help - this message"
-    )
-    UNKNOWN_COMMAND = "I don't know that command. Send /help to see what I can do."
-    UNSUPPORTED = "Sorry, I can only read text messages. Please type your question."
-    RESET = "Done: I have forgotten our conversation. What can I help you with?"
-    RESET_FAILED = "Sorry, I could not clear our conversation right now. Please try again in a minute."
-    NOT_ALLOWED = "Sorry, this assistant is not available to you."
-    TIMEOUT = "Sorry, that took me too long. Please try again, perhaps with a shorter question."
-    TOO_LONG = "Your message is too long for me to read. Please shorten it and send it again."
-    BUSY = "I am helping a lot of people right now. Please try again in a moment."
-    FAILED = "Sorry, something went wrong on my side. Please try again."
-    ADMINS_ONLY = "Only the bot's admins can reload the knowledge base."
-    RELOAD_FAILED = "The knowledge base was not reloaded; the previous version is still in use. Problem: "
-
-
 class Handlers:
     """Callbacks bound to one service; `in_flight` lets shutdown wait for replies in progress."""
 
@@ -91,8 +62,8 @@ class Handlers:
         self._gate = gate
         self._on_fatal = on_fatal
         self.in_flight: set[asyncio.Task[object]] = set()
-        desk = service.support
-        self.support = SupportHandlers(desk, gate) if desk is not None else None
+        desk = service.desk
+        self.support = SupportHandlers(desk, gate) if isinstance(desk, SupportDesk) else None
 
     # -- commands ---------------------------------------------------------------------------------
     async def start(self, update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
@@ -179,63 +150,45 @@ class Handlers:
         self, context: ContextTypes.DEFAULT_TYPE, request: Message, *, reply_to: int | None
     ) -> None:
         chat_id = int(request.chat_id)
-        reply = StreamingReply(
+        shown = StreamingReply(
             context.bot, chat_id, reply_to=reply_to, interval=self._settings.stream_interval_seconds
         )
-        notice: str | None = None
-        info = ReplyInfo()
-        try:
-            waiting = functools.partial(self._service.queue_position, chat_id)
-            async with keep_typing(context.bot, chat_id, waiting=waiting, reply=reply):
-                text = await reply.consume(self._service.respond(request, info))
-            await self._deliver(context, request, reply, text, info)
-        except DuplicateDelivery:
-            log.info("update %s was already answered; skipping the redelivery", request.delivery_id)
-        except AccessDenied:
-            log.info("user %s in chat %s is not allowed", request.user_id, chat_id)
-            notice = Texts.NOT_ALLOWED if request.chat_kind is ChatKind.PRIVATE else None
-        except RateLimited as exc:
-            notice = _rate_limit_text(exc)
-        except InputRefused as exc:
-            notice = exc.text
-        except ReplyReplaced as exc:  # the draft shown so far is overwritten with the replacement
-            await reply.finish(exc.text)
-        except GenerationTimeout:
-            notice = Texts.TIMEOUT
-        except PromptTooLong:
-            notice = Texts.TOO_LONG
-        except EngineBusy:
-            notice = Texts.BUSY
-        except GenerationError as exc:
-            log.error("generation failed in chat %s: %s", chat_id, exc)
-            notice = Texts.FAILED
-        if notice and reply.message_ids:  # a draft is showing: it becomes the notice, not a leftover
-            await reply.finish(notice)
-        elif notice:
-            await send_text(context.bot, chat_id, notice, reply_to=reply_to)
-        if info.handoff_requested and self.support is not None:  # the service handed the chat over
+        reply = self._service.respond(request)
+        waiting = functools.partial(self._service.queue_position, chat_id)
+        async with keep_typing(context.bot, chat_id, waiting=waiting, reply=shown):
+            await shown.consume(reply)
+            outcome = await reply.outcome()
+        await self._render(context, request, shown, outcome, reply_to=reply_to)
+        if outcome.handed_over and self.support is not None:  # the service handed the chat over
             await self.support.announce_chat(context.bot, chat_id)
 
-    async def _deliver(
+    async def _render(
         self,
         context: ContextTypes.DEFAULT_TYPE,
         request: Message,
-        reply: StreamingReply,
-        text: str,
-        info: ReplyInfo,
+        shown: StreamingReply,
+        outcome: Outcome,
+        *,
+        reply_to: int | None,
     ) -> None:
-        """The final text with feedback buttons; or, while a person owns the chat, a relay to them."""
-        support = self.support
-        if info.handled_by_human:
+        """The answer with feedback buttons, a notice, or (while a person owns the chat) a relay to them."""
+        support, chat_id = self.support, int(request.chat_id)
+        if outcome.kind is OutcomeKind.HANDED_OFF:
             if support is not None:
-                await support.relay(context.bot, int(request.chat_id), request.author or "", request.text)
+                await support.relay(context.bot, chat_id, request.author or "", request.text)
             return
-        if not text:  # the service handed the chat over instead of answering
+        if outcome.kind is OutcomeKind.DENIED and request.chat_kind is not ChatKind.PRIVATE:
+            return  # in a group, a stranger's message is simply not for the bot
+        if not outcome.text:  # a duplicate delivery, or the chat was handed over instead of answered
             return
-        markup = support.buttons_for(info) if support is not None else None
-        await reply.finish(text, markup=markup)
-        if support is not None and markup is not None and reply.message_ids:
-            await support.remember(int(request.chat_id), reply.message_ids[-1], info)
+        if not outcome.streamed and not shown.message_ids:
+            await send_text(context.bot, chat_id, outcome.text, reply_to=reply_to)
+            return
+        # the answer; or a draft is showing and the replacement or notice takes its place
+        markup = support.buttons_for(outcome) if support is not None else None
+        await shown.finish(outcome.text, markup=markup)
+        if support is not None and markup is not None and shown.message_ids:
+            await support.remember(chat_id, shown.message_ids[-1], outcome)
 
     # -- errors -----------------------------------------------------------------------------------
     async def error(self, update: object, context: ContextTypes.DEFAULT_TYPE) -> None:
@@ -299,11 +252,3 @@ class Handlers:
 
 def _without_mention(text: str, username: str) -> str:
     return re.sub(rf"@{re.escape(username)}\b", "", text, flags=re.IGNORECASE).strip()
-
-
-def _rate_limit_text(exc: RateLimited) -> str:
-    if exc.daily:
-        at = datetime.now(UTC) + timedelta(seconds=exc.retry_after)
-        return f"You have reached today's message limit. You can write again after {at:%H:%M} UTC."
-    seconds = max(1, round(exc.retry_after))
-    return f"You are sending messages a little too fast. Please wait {seconds} seconds and try again."

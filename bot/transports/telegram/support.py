@@ -18,34 +18,20 @@ from telegram.error import TelegramError
 from telegram.ext import ContextTypes
 
 from bot.chat.gate import Gate
-from bot.core.domain import ReplyInfo, Role, Turn
+from bot.core.domain import Role, Turn
 from bot.core.errors import StoreUnavailable
+from bot.core.outcome import Outcome, OutcomeKind
+from bot.core.texts import HandoffTexts, SupportTexts, Texts
 from bot.desk.analytics import render_stats
 from bot.desk.desk import SupportDesk
 from bot.desk.feedback import VoteOutcome, buttons, parse_callback
-from bot.desk.handoff import HandoffTexts, relay_text, summary_text
+from bot.desk.handoff import relay_text, summary_text
 from bot.storage.desk_base import Handoff
 from bot.transports.telegram.delivery import send_text
 
 __all__ = ["SupportHandlers", "SupportTexts"]
 
 log = logging.getLogger(__name__)
-
-
-class SupportTexts:
-    THANKS = "Thanks for your feedback!"
-    VOTE_EXPIRED = "Sorry, this answer is too old to rate."
-    VOTE_FAILED = "Sorry, I could not save that. Please try again in a minute."
-    STALE_BUTTON = "This button no longer works."
-    ADMINS_ONLY = "Sorry, /stats is for administrators only."
-    NOT_YOUR_ANSWER = "Only the person who asked can rate this answer."
-    STATS_PRIVATE = "The statistics quote customers' questions: ask me for /stats in a private chat."
-    STATS_FAILED = "Sorry, the statistics are not available right now (the store is unreachable)."
-    RELEASE_USAGE = "Reply /release to a relayed message, or send /release <chat id>."
-    NOT_HANDED_OFF = "Chat {chat} is not with a person."
-    RELEASED = "✅ Chat {chat} ({name}) is back with the bot."
-    TIMED_OUT = "⏱ Chat {chat} ({name}) went back to the bot: no operator reply for {minutes:g} minutes."
-    UNDELIVERED = "⚠️ Could not deliver that to chat {chat}: {error}"
 
 
 def keyboard(chosen: str | None = None) -> InlineKeyboardMarkup:
@@ -76,7 +62,7 @@ class SupportHandlers:
             await send_text(context.bot, chat.id, HandoffTexts.UNAVAILABLE)
             return
         try:
-            handoff = await self.desk.handoffs.begin(chat.id, user.id, user.full_name, "asked with /operator")
+            handoff = await self.desk.hand_over(chat.id, user.id, user.full_name, "asked with /operator")
         except StoreUnavailable as exc:
             log.warning("handoff of chat %s failed: %s", chat.id, exc)
             await send_text(context.bot, chat.id, HandoffTexts.FAILED)
@@ -89,7 +75,7 @@ class SupportHandlers:
     async def announce_chat(self, bot: Bot, chat_id: int) -> None:
         """The service handed this chat over (asked in plain words, or too many unanswered questions)."""
         try:
-            handoff = await self.desk.handoffs.current(chat_id)
+            handoff = await self.desk.handoff(chat_id)
         except StoreUnavailable as exc:
             log.warning("handoff of chat %s not announced: %s", chat_id, exc)
             return
@@ -99,17 +85,17 @@ class SupportHandlers:
     async def announce(self, bot: Bot, handoff: Handoff, *, username: str | None = None) -> None:
         """A chat was just handed over: brief the operators, then tell the customer."""
         assert self.operator_chat_id is not None
-        history = await self.desk.handoffs.history(handoff.chat_id)
+        history = await self.desk.history(handoff.chat_id)
         try:
             sent = await send_text(
                 bot, self.operator_chat_id, summary_text(handoff, history, username=username)
             )
             for message_id in sent:
-                await self.desk.handoffs.link(message_id, handoff.chat_id)
+                await self.desk.relayed(message_id, handoff.chat_id)
         except (TelegramError, StoreUnavailable) as exc:
             log.error("could not brief the operators' chat about chat %s: %s", handoff.chat_id, exc)
             with contextlib.suppress(StoreUnavailable):
-                await self.desk.handoffs.release(handoff.chat_id)
+                await self.desk.release(handoff.chat_id)
             await send_text(bot, handoff.chat_id, HandoffTexts.FAILED)
             return
         await send_text(bot, handoff.chat_id, HandoffTexts.CONNECTING)
@@ -120,15 +106,17 @@ class SupportHandlers:
             return
         try:
             for message_id in await send_text(bot, self.operator_chat_id, relay_text(name, chat_id, text)):
-                await self.desk.handoffs.link(message_id, chat_id)
+                await self.desk.relayed(message_id, chat_id)
         except (TelegramError, StoreUnavailable) as exc:
             log.error("could not relay a message of chat %s to the operators: %s", chat_id, exc)
 
-    def buttons_for(self, info: ReplyInfo) -> InlineKeyboardMarkup | None:
-        return keyboard() if self.desk.feedback_buttons and info.reply else None
+    def buttons_for(self, outcome: Outcome) -> InlineKeyboardMarkup | None:
+        """👍/👎 under an answer (not under a replacement or a notice)."""
+        answered = outcome.kind is OutcomeKind.ANSWERED and outcome.reply
+        return keyboard() if self.desk.feedback_buttons and answered else None
 
-    async def remember(self, chat_id: int, message_id: int, info: ReplyInfo) -> None:
-        await self.desk.feedback.remember(chat_id, message_id, info)
+    async def remember(self, chat_id: int, message_id: int, outcome: Outcome) -> None:
+        await self.desk.feedback.remember(chat_id, message_id, outcome)
 
     async def feedback(self, update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
         """A 👍/👎 press: store it, acknowledge it, and mark the chosen button."""
@@ -171,8 +159,9 @@ class SupportHandlers:
             if self._gate.is_admin(user.id):
                 await send_text(context.bot, chat.id, SupportTexts.STATS_PRIVATE)
             return
-        if not self._gate.is_admin(user.id):
-            await send_text(context.bot, chat.id, SupportTexts.ADMINS_ONLY)
+        if not self._gate.is_admin(user.id):  # to anyone else it is a command like any unknown one
+            if chat.type == ChatType.PRIVATE and self._gate.allows(user.id, chat.id):
+                await send_text(context.bot, chat.id, Texts.UNKNOWN_COMMAND)
             return
         analytics = self.desk.analytics
         try:
@@ -193,11 +182,10 @@ class SupportHandlers:
         if message is None or user is None or replied is None or not message.text:
             return  # operators talking among themselves
         try:
-            chat_id = await self.desk.handoffs.linked(replied.message_id)
+            chat_id = await self.desk.chat_of(replied.message_id)
             if chat_id is None:
                 return
-            if not await self.desk.handoffs.operator_replied(chat_id):  # taking a released chat back
-                await self.desk.handoffs.begin(chat_id, None, "", f"taken back by {user.full_name}")
+            await self.desk.operator_replying(chat_id, user.full_name)  # may take a released chat back
         except StoreUnavailable as exc:
             await self._tell_operators(context.bot, SupportTexts.UNDELIVERED.format(chat="?", error=exc))
             return
@@ -207,8 +195,10 @@ class SupportHandlers:
             await self._tell_operators(context.bot, SupportTexts.UNDELIVERED.format(chat=chat_id, error=exc))
             return
         turn = Turn(Role.ASSISTANT, message.text, user_id=user.id, author=f"{user.first_name} (operator)")
-        await self.desk.handoffs.store_turn(chat_id, turn, f"op{message.message_id}")
-        await self.desk.handoffs.link(message.message_id, chat_id)
+        try:
+            await self.desk.operator_replied(chat_id, turn, message.message_id)
+        except StoreUnavailable as exc:
+            log.warning("the operator's reply to chat %s was sent but not linked: %s", chat_id, exc)
 
     async def release(self, update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
         """/release replying to a relayed message, or /release <chat id>: the bot answers that chat again."""
@@ -220,7 +210,7 @@ class SupportHandlers:
             if chat_id is None:
                 await self._tell_operators(context.bot, SupportTexts.RELEASE_USAGE)
                 return
-            ended = await self.desk.handoffs.release(chat_id)
+            ended = await self.desk.release(chat_id)
         except StoreUnavailable as exc:
             await self._tell_operators(context.bot, f"⚠️ The handoff store is unreachable: {exc}")
             return
@@ -238,7 +228,7 @@ class SupportHandlers:
             except ValueError:
                 return None
         message_id = getattr(replied, "message_id", None)
-        return await self.desk.handoffs.linked(message_id) if isinstance(message_id, int) else None
+        return await self.desk.chat_of(message_id) if isinstance(message_id, int) else None
 
     async def _tell_operators(self, bot: Bot, text: str) -> None:
         if self.operator_chat_id is not None:
@@ -252,7 +242,7 @@ class SupportHandlers:
         """Hand timed-out chats back to the bot, checking about ten times per timeout (at most every 30 s)."""
         if self.operator_chat_id is None or self._sweeper is not None:
             return
-        every = min(30.0, max(0.1, self.desk.handoffs.timeout_seconds / 10))
+        every = min(30.0, max(0.1, self.desk.timeout_seconds / 10))
         self._sweeper = asyncio.create_task(self._sweep_forever(bot, every), name="handoff-timeouts")
 
     async def stop_sweeper(self) -> None:
@@ -272,11 +262,11 @@ class SupportHandlers:
 
     async def sweep(self, bot: Bot) -> None:
         try:
-            expired = await self.desk.handoffs.expired()
+            expired = await self.desk.expired()
         except StoreUnavailable as exc:
             log.warning("handoff timeouts not checked: %s", exc)
             return
-        minutes = self.desk.handoffs.timeout_seconds / 60
+        minutes = self.desk.timeout_seconds / 60
         for handoff in expired:
             log.info("chat %s returns to the bot: no operator reply in time", handoff.chat_id)
             name = handoff.name or "customer"

@@ -1,0 +1,75 @@
+"""What the model is shown for one message: the chat's history, knowledge-base passages, the prompt."""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+
+from bot.core.domain import ChatKind, Prompt, Role, Turn
+from bot.core.errors import StoreUnavailable
+from bot.knowledge.base import Knowledge, Retrieval
+from bot.metrics import Metrics
+from bot.prompt.builder import PromptBuilder
+from bot.storage.base import ConversationStore
+
+__all__ = ["Context", "ContextBuilder"]
+
+log = logging.getLogger("bot.chat.service")
+
+
+@dataclass(frozen=True, slots=True)
+class Context:
+    """The prompt, and what it was built from. `retrieval` is None for small talk (no passages)."""
+
+    prompt: Prompt
+    retrieval: Retrieval | None
+    previous_reply: str  # the chat's last assistant turn: a new reply must not repeat it word for word
+
+
+class ContextBuilder:
+    def __init__(
+        self,
+        store: ConversationStore,
+        knowledge: Knowledge,
+        prompts: PromptBuilder,
+        metrics: Metrics,
+        *,
+        max_new_tokens: int,
+    ) -> None:
+        self._store = store
+        self._knowledge = knowledge
+        self._prompts = prompts
+        self._metrics = metrics
+        self._max_new_tokens = max_new_tokens
+
+    async def __call__(self, chat_id: int | str, question: Turn, kind: ChatKind) -> Context:
+        """Raises PromptTooLong when the message alone does not fit the model's context."""
+        history = await self._history(chat_id)
+        retrieval = await self._knowledge.retrieve(question.content)
+        found = None if retrieval.small_talk else retrieval
+        prompt = self._prompts.build(
+            history,
+            question,
+            max_new_tokens=self._max_new_tokens,
+            label_authors=kind is ChatKind.GROUP,
+            session=str(chat_id),
+            knowledge=found.blocks if found is not None else (),
+        )
+        log.debug(
+            "chat %s: prompt of %d tokens with %d history turns (%d older dropped)",
+            chat_id,
+            prompt.token_count,
+            prompt.history_used,
+            prompt.history_dropped,
+        )
+        previous = next((t.content for t in reversed(history) if t.role is Role.ASSISTANT), "")
+        return Context(prompt, found, previous)
+
+    async def _history(self, chat_id: int | str) -> list[Turn]:
+        """The chat's turns; if the store is down the bot still answers, without them, and says so."""
+        try:
+            return await self._store.load(chat_id)
+        except StoreUnavailable as exc:
+            self._metrics.redis_errors.labels("load").inc()
+            log.warning("answering chat %s without history: %s", chat_id, exc)
+            return []
