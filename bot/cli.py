@@ -93,6 +93,18 @@ def _parser() -> argparse.ArgumentParser:
     kb_eval.add_argument("questions", type=Path, help='JSONL lines of {"question": ..., "expected": [...]}')
     kb_eval.add_argument("--json", type=Path, metavar="OUT", help="write every answer and the summary here")
 
+    chat_eval = commands.add_parser("eval", help="evaluate answer quality").add_subparsers(
+        dest="eval_command", required=True, metavar="EVAL_COMMAND"
+    )
+    chat_eval = chat_eval.add_parser(
+        "chat", help="run multi-turn conversations through the service; score them"
+    )
+    chat_eval.add_argument("conversations", type=Path, help="JSONL conversations (tests/data/chat_README.md)")
+    chat_eval.add_argument("--json", type=Path, metavar="OUT", help="write every reply and its checks here")
+    chat_eval.add_argument(
+        "--concurrency", type=_positive(int), default=12, help="conversations at once (default: 12)"
+    )
+
     bench = commands.add_parser(
         "bench", help="benchmark the engine against naive generate and llama.cpp on scripted support chats"
     )
@@ -209,6 +221,12 @@ def main(argv: Sequence[str] | None = None) -> int:
             return _report(settings, args.out, args.days)
         if args.command == "kb":
             return asyncio.run(_kb(settings, args))
+        if args.command == "eval":
+            from bot_dev.chat_eval import eval_chat
+
+            return asyncio.run(
+                eval_chat(settings, args.conversations, args.json, concurrency=args.concurrency)
+            )
     except ConfigError as exc:
         print(f"bot: {exc}", file=sys.stderr)
         return EXIT_CONFIG
