@@ -20,6 +20,7 @@ from bot.knowledge.index import KnowledgeBase
 from bot.llm.base import Engine
 from bot.metrics import Metrics
 from bot.prompt.builder import ChatFormat, PromptBuilder
+from bot.prompt.examples import DEFAULT_EXAMPLES
 from bot.safety import SafetyPipeline, new_canary
 from bot.storage.base import AuditLog, ChatLocks, ConversationStore, Limits
 from bot.storage.desk_base import SupportStores
@@ -160,7 +161,10 @@ async def build_app(settings: Settings, *, default_redis_url: str, show_progress
     except BaseException:
         await store.aclose()
         raise
-    prompts = PromptBuilder(ChatFormat(tokenizer), system_prompt=system_prompt, context_tokens=context)
+    examples = DEFAULT_EXAMPLES if settings.prompt.few_shot else ()  # issue 13: few-shot for small models
+    prompts = PromptBuilder(
+        ChatFormat(tokenizer), system_prompt=system_prompt, context_tokens=context, examples=examples
+    )
     telegram, rate = settings.telegram, settings.rate_limit
     policy = AccessPolicy(
         allowed_user_ids=telegram.allowed_user_ids,

@@ -237,6 +237,12 @@ def print_report(report: Report, title: str) -> None:
     )
 
 
+def _progress(result: ConversationResult) -> None:
+    import sys
+
+    print(f"{result.id}: {'pass' if result.passed else 'FAIL'}", file=sys.stderr, flush=True)
+
+
 async def eval_chat(settings: Any, path: Path, out: Path | None, *, concurrency: int) -> int:
     """`bot eval chat`: build the service as `bot chat` does (history in this process), run, report."""
     import sys
@@ -262,7 +268,7 @@ async def eval_chat(settings: Any, path: Path, out: Path | None, *, concurrency:
             return f"{ERROR_MARK}{type(exc).__name__}: {exc})"
 
     try:
-        report = await run_conversations(conversations, respond, concurrency=concurrency)
+        report = await run_conversations(conversations, respond, concurrency=concurrency, progress=_progress)
     finally:
         await app.aclose()
     print_report(report, f"{path} ({len(conversations)} conversations, {settings.model.name})")

@@ -15,10 +15,12 @@ from collections.abc import AsyncIterator, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 
+from bot.chat import ranking
 from bot.chat.answers import Answers
+from bot.chat.facts import Recall, extract_facts, merge_facts, recall
 from bot.chat.gate import Gate
 from bot.chat.ordering import ChatTurns, Delivery
-from bot.core.domain import ChatKind, GenerationParams, ReplyInfo, Role, Turn, Verdict
+from bot.core.domain import ChatKind, GenerationParams, Prompt, ReplyInfo, Role, Turn, Verdict
 from bot.core.errors import (
     AccessDenied,
     BotError,
@@ -37,7 +39,7 @@ from bot.llm.base import Engine
 from bot.metrics import Metrics
 from bot.prompt.builder import PromptBuilder
 from bot.safety import SafetyPipeline
-from bot.storage.base import AuditLog, ChatLocks, ConversationStore, Limits
+from bot.storage.base import AuditLog, ChatLocks, ConversationStore, FactStore, Limits
 
 __all__ = ["EMPTY_REPLY_FALLBACK", "ChatService", "Message"]
 
@@ -212,6 +214,9 @@ class ChatService:
         question = Turn(
             Role.USER, text, message_id=message.message_id, user_id=message.user_id, author=message.author
         )
+        # -- issue 13 hook, part 1: the facts the customer stated, for the prompt and the ranking --------
+        facts = merge_facts(await self._load_facts(message.chat_id), extract_facts(text))
+        recalled = recall(text, facts)
         retrieval = await self._retrieve(text)
         prompt = self._prompts.build(
             history,
@@ -220,6 +225,7 @@ class ChatService:
             label_authors=message.chat_kind is ChatKind.GROUP,
             session=str(message.chat_id),
             knowledge=retrieval.blocks if retrieval is not None else (),
+            facts=facts,
         )
         log.debug(
             "chat %s: prompt of %d tokens with %d history turns (%d older dropped)",
@@ -235,8 +241,8 @@ class ChatService:
                 grounded = await self._answers.grounded(message.chat_id, text, prompt, retrieval, info)
                 pieces.append(grounded)
                 yield grounded
-            elif self._params.num_candidates > 1:
-                best = await self._answers.best_of(message.chat_id, prompt)
+            elif self._params.num_candidates > 1 or recalled is not None:  # issue 13 hook, part 2: ranking
+                best = await self._ranked(message.chat_id, text, prompt, facts, history, recalled)
                 pieces.append(best)
                 yield best
             else:
@@ -257,6 +263,7 @@ class ChatService:
         except StoreUnavailable as exc:
             self._store_failed("append")
             log.warning("chat %s: this exchange was not saved to history: %s", message.chat_id, exc)
+        await self._save_facts(message.chat_id, facts)  # issue 13 hook, part 3: beside the history, same TTL
         await self._after_reply(message, info, time.monotonic() - started, replaced=replaced is not None)
         if replaced is not None:
             raise replaced
@@ -285,6 +292,57 @@ class ChatService:
         except StoreUnavailable as exc:
             self._store_failed("audit")
             log.warning("safety event not recorded: %s", exc)
+
+    # -- issue 13: facts the customer stated, and best of n ranked for answer quality -------------------
+    async def _load_facts(self, chat_id: int | str) -> dict[str, str]:
+        if not isinstance(self._store, FactStore):
+            return {}
+        try:
+            return await self._store.load_facts(chat_id)
+        except StoreUnavailable as exc:
+            self._store_failed("facts")
+            log.warning("answering chat %s without its facts: %s", chat_id, exc)
+            return {}
+
+    async def _save_facts(self, chat_id: int | str, facts: dict[str, str]) -> None:
+        if not isinstance(self._store, FactStore):
+            return
+        try:
+            await self._store.save_facts(chat_id, facts)
+        except StoreUnavailable as exc:
+            self._store_failed("facts")
+            log.warning("chat %s: its facts were not saved: %s", chat_id, exc)
+
+    async def _ranked(
+        self,
+        chat_id: int | str,
+        question: str,
+        prompt: Prompt,
+        facts: dict[str, str],
+        history: list[Turn],
+        recalled: Recall | None,
+    ) -> str:
+        """n candidates in one batch, ranked (`bot.chat.ranking`); the best that passes the output checks."""
+        candidates = await self._engine.candidates(prompt, self._params)
+        previous = next((turn.content for turn in reversed(history) if turn.role is Role.ASSISTANT), None)
+        asked = recalled.values if recalled is not None else ()
+        ranked = ranking.rank(
+            [(c.text, c.mean_logprob) for c in candidates],
+            question=question,
+            facts=facts,
+            asked_values=asked,
+            previous_reply=previous,
+        )
+        sentence = recalled.sentence if recalled is not None else None
+        for candidate in ranked:
+            text = ranking.with_recall(candidate.text.strip(), sentence, asked)
+            if self._safety is None:
+                return text
+            verdict = self._safety.check_output(text)
+            await self._audit(chat_id, "out", verdict)
+            if not verdict.blocked:
+                return verdict.text
+        return sentence if sentence is not None else (self._safety.refusal_text if self._safety else "")
 
     # -- the support desk: handoff and analytics ----------------------------------------------------
     def _question(self, message: Message, text: str) -> Turn:
