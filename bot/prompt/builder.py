@@ -155,10 +155,16 @@ class PromptBuilder:
         start = 0
         while True:
             messages = [*entries[start:], new]
-            notes = [render_facts(facts or {}), summarise(entries[:start])]
+            notes = [render_facts(facts or {})]
             system = self._with_knowledge(passages, notes)
             ids = self._format.render(system, [*examples, *messages])
             if len(ids) <= budget:
+                summary = summarise(entries[:start])  # what was dropped, in the room that is left
+                if summary:
+                    summed = self._with_knowledge(passages, [*notes, summary])
+                    summed_ids = self._format.render(summed, [*examples, *messages])
+                    if len(summed_ids) <= budget:
+                        system, ids = summed, summed_ids
                 return Prompt(
                     tuple(ids),
                     self._format.stop_strings,
