@@ -240,7 +240,8 @@ def print_report(report: Report, title: str) -> None:
 def _progress(result: ConversationResult) -> None:
     import sys
 
-    print(f"{result.id}: {'pass' if result.passed else 'FAIL'}", file=sys.stderr, flush=True)
+    failures = [f"turn {n}: {','.join(t.failures)}" for n, t in enumerate(result.turns, 1) if t.failures]
+    print(f"{result.id}: {'pass' if result.passed else 'FAIL ' + '; '.join(failures)}", file=sys.stderr)
 
 
 async def eval_chat(settings: Any, path: Path, out: Path | None, *, concurrency: int) -> int:
