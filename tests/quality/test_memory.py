@@ -80,7 +80,7 @@ async def test_what_the_safety_layer_redacts_never_becomes_a_fact(
         engine=TransformersEngine(tiny_llama),
         prompts=prompts,
         params=PARAMS,
-        safety=SafetyPipeline(SafetySettings(), system_prompt="Be brief."),
+        safety=SafetyPipeline(SafetySettings(), system_prompt="Be brief."),  # type: ignore[call-arg]
     )
     await reply(service, 9, "I'm Anna, my e-mail is anna.smith@example.com and order A-1234", 1)
     facts = await store.load_facts(9)

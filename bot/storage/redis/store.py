@@ -187,7 +187,7 @@ class RedisStore:
         async with self._client.pipeline(transaction=True) as pipe:
             pipe.delete(key)
             if facts:
-                mapping: dict[str | bytes, str | bytes] = dict(facts.items())
+                mapping: dict[Any, Any] = dict(facts.items())
                 pipe.hset(key, mapping=mapping)
                 pipe.expire(key, self._ttl)
             await _call(pipe.execute())
