@@ -93,12 +93,10 @@ def _parser() -> argparse.ArgumentParser:
     kb_eval.add_argument("questions", type=Path, help='JSONL lines of {"question": ..., "expected": [...]}')
     kb_eval.add_argument("--json", type=Path, metavar="OUT", help="write every answer and the summary here")
 
-    chat_eval = commands.add_parser("eval", help="evaluate answer quality").add_subparsers(
+    evals = commands.add_parser("eval", help="evaluate answer quality").add_subparsers(
         dest="eval_command", required=True, metavar="EVAL_COMMAND"
     )
-    chat_eval = chat_eval.add_parser(
-        "chat", help="run multi-turn conversations through the service; score them"
-    )
+    chat_eval = evals.add_parser("chat", help="run multi-turn conversations through the service; score them")
     chat_eval.add_argument("conversations", type=Path, help="JSONL conversations (tests/data/chat_README.md)")
     chat_eval.add_argument("--json", type=Path, metavar="OUT", help="write every reply and its checks here")
     chat_eval.add_argument(

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 import pytest
 
 from bot.core.domain import Role, Turn
@@ -19,7 +21,7 @@ def history(pairs: int) -> list[Turn]:
     return turns
 
 
-def text_of(model: LoadedModel, ids: list[int]) -> str:
+def text_of(model: LoadedModel, ids: Sequence[int]) -> str:
     return str(model.tokenizer.decode(ids))
 
 
