@@ -33,6 +33,7 @@ from bot.knowledge.index import KnowledgeBase
 from bot.llm.base import Engine
 from bot.metrics import Metrics
 from bot.prompt.builder import ChatFormat, PromptBuilder
+from bot.prompt.examples import DEFAULT_EXAMPLES
 from bot.safety import SafetyPipeline, new_canary
 from bot.storage.base import AuditLog, ConversationStore, Limits
 from bot.storage.inbox import InboxFactory
@@ -207,7 +208,10 @@ async def build_app(settings: Settings, *, default_redis_url: str, show_progress
         await store.aclose()
         raise
     desk = build_support(settings, state)
-    prompts = PromptBuilder(ChatFormat(tokenizer), system_prompt=system_prompt, context_tokens=context)
+    examples = DEFAULT_EXAMPLES if settings.prompt.few_shot else ()  # worked examples help small models
+    prompts = PromptBuilder(
+        ChatFormat(tokenizer), system_prompt=system_prompt, context_tokens=context, examples=examples
+    )
     gate = build_gate(settings, limits)
     deps = chat_deps(settings, state, engine, prompts, gate, safety, knowledge, metrics, desk)
     service = ChatService(deps)

@@ -147,6 +147,7 @@ def test_each_command_is_one_module_with_its_own_arguments() -> None:
         "loadtest",
         "report",
         "kb",
+        "eval",
         "bench",
         "config",
     ], "the order `bot --help` lists them in"

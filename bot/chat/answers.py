@@ -13,7 +13,9 @@ from collections.abc import AsyncGenerator, Awaitable, Callable
 from contextlib import aclosing
 from dataclasses import dataclass, replace
 
+from bot.chat import ranking
 from bot.chat.deps import Safety
+from bot.chat.facts import Recall
 from bot.core.domain import GenerationParams, Prompt, Verdict
 from bot.core.texts import REPEATED_REPLY
 from bot.llm.base import Engine
@@ -40,6 +42,15 @@ class Generated:
     confidence: float | None = None
     grounded: bool = False
     declined: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class RankContext:
+    """What ranking candidates needs from the chat: its stated facts, a fact asked back, the last reply."""
+
+    facts: dict[str, str]
+    recalled: Recall | None
+    previous: str
 
 
 def same_reply(text: str, previous: str) -> bool:
@@ -94,16 +105,30 @@ class Answers:
                 yield final.text[len(shown) :]
             yield Generated(final.text)
 
-    async def best_of(self, chat_id: int | str, prompt: Prompt, *, previous: str = "") -> str:
-        """Sample n replies in one batch; the most likely one that passes the output checks (and does not
-        repeat the previous reply) wins."""
+    async def ranked(self, chat_id: int | str, question: str, prompt: Prompt, context: RankContext) -> str:
+        """n candidates in one batch, ranked by `bot.chat.ranking` (answers the question, uses the stated
+        facts, no refusal, no repetition, then likelihood); the best that passes the output checks wins.
+        A fact the customer asks back opens the reply when no candidate states it."""
         candidates = await self._engine.candidates(prompt, self._params)
-        for candidate in candidates:
-            verdict = self._safety.check_output(candidate.text)
+        recalled = context.recalled
+        asked = recalled.values if recalled is not None else ()
+        ranked = ranking.rank(
+            [(c.text, c.mean_logprob) for c in candidates],
+            question=question,
+            facts=context.facts,
+            asked_values=asked,
+            previous_reply=context.previous or None,
+        )
+        sentence = recalled.sentence if recalled is not None else None
+        for candidate in ranked:
+            text = ranking.with_recall(candidate.text.strip(), sentence, asked)
+            verdict = self._safety.check_output(text)
             await self._audit(chat_id, "out", verdict)
-            if not verdict.blocked and not same_reply(verdict.text, previous):
+            if not verdict.blocked and not same_reply(verdict.text, context.previous):
                 return verdict.text
-        if candidates and all(same_reply(c.text, previous) for c in candidates):
+        if sentence is not None:
+            return sentence
+        if candidates and all(same_reply(c.text, context.previous) for c in candidates):
             return REPEATED_REPLY
         return self._safety.refusal_text
 

@@ -3,14 +3,16 @@
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass
+from collections.abc import Mapping
+from dataclasses import dataclass, field
 
+from bot.chat.facts import Recall, extract_facts, merge_facts, recall
 from bot.core.domain import ChatKind, Prompt, Role, Turn
 from bot.core.errors import StoreUnavailable
 from bot.knowledge.base import Knowledge, Retrieval
 from bot.metrics import Metrics
 from bot.prompt.builder import PromptBuilder
-from bot.storage.base import ConversationStore
+from bot.storage.base import ConversationStore, FactStore
 
 __all__ = ["Context", "ContextBuilder"]
 
@@ -24,6 +26,8 @@ class Context:
     prompt: Prompt
     retrieval: Retrieval | None
     previous_reply: str  # the chat's last assistant turn: a new reply must not repeat it word for word
+    facts: dict[str, str] = field(default_factory=dict)  # what the customer stated: name, order number...
+    recalled: Recall | None = None  # the customer asks one of those facts back ("what is my name?")
 
 
 class ContextBuilder:
@@ -45,6 +49,7 @@ class ContextBuilder:
     async def __call__(self, chat_id: int | str, question: Turn, kind: ChatKind) -> Context:
         """Raises PromptTooLong when the message alone does not fit the model's context."""
         history = await self._history(chat_id)
+        facts = merge_facts(await self._facts(chat_id), extract_facts(question.content))
         retrieval = await self._knowledge.retrieve(question.content)
         found = None if retrieval.small_talk else retrieval
         prompt = self._prompts.build(
@@ -54,6 +59,7 @@ class ContextBuilder:
             label_authors=kind is ChatKind.GROUP,
             session=str(chat_id),
             knowledge=found.blocks if found is not None else (),
+            facts=facts,
         )
         log.debug(
             "chat %s: prompt of %d tokens with %d history turns (%d older dropped)",
@@ -63,7 +69,7 @@ class ContextBuilder:
             prompt.history_dropped,
         )
         previous = next((t.content for t in reversed(history) if t.role is Role.ASSISTANT), "")
-        return Context(prompt, found, previous)
+        return Context(prompt, found, previous, facts, recall(question.content, facts))
 
     async def _history(self, chat_id: int | str) -> list[Turn]:
         """The chat's turns; if the store is down the bot still answers, without them, and says so."""
@@ -73,3 +79,24 @@ class ContextBuilder:
             self._metrics.redis_errors.labels("load").inc()
             log.warning("answering chat %s without history: %s", chat_id, exc)
             return []
+
+    async def _facts(self, chat_id: int | str) -> dict[str, str]:
+        """The facts stated earlier in this chat; none when the store keeps none or is down."""
+        if not isinstance(self._store, FactStore):
+            return {}
+        try:
+            return await self._store.load_facts(chat_id)
+        except StoreUnavailable as exc:
+            self._metrics.redis_errors.labels("facts").inc()
+            log.warning("answering chat %s without its facts: %s", chat_id, exc)
+            return {}
+
+    async def save_facts(self, chat_id: int | str, facts: Mapping[str, str]) -> None:
+        """Keep the facts beside the history, with its TTL (cleared with it by /reset)."""
+        if not facts or not isinstance(self._store, FactStore):
+            return
+        try:
+            await self._store.save_facts(chat_id, facts)
+        except StoreUnavailable as exc:
+            self._metrics.redis_errors.labels("facts").inc()
+            log.warning("chat %s: its facts were not saved: %s", chat_id, exc)

@@ -16,7 +16,7 @@ from collections.abc import AsyncGenerator
 from contextlib import aclosing
 from dataclasses import dataclass, replace
 
-from bot.chat.answers import Answers, Generated
+from bot.chat.answers import Answers, Generated, RankContext
 from bot.chat.audit import SafetyAudit
 from bot.chat.context import Context, ContextBuilder
 from bot.chat.deps import ChatDeps
@@ -212,6 +212,7 @@ class ChatService:
                     generated = item
                 else:
                     yield item
+            await self._context.save_facts(chat, context.facts)
         except (GenerationError, PromptTooLong) as exc:
             yield failure_outcome(chat, exc)
             return
@@ -228,8 +229,9 @@ class ChatService:
             grounded = await self._grounded(chat, text, context.prompt, context.retrieval)
             yield grounded.text
             yield grounded
-        elif self._deps.params.num_candidates > 1:
-            best = await self._answers.best_of(chat, context.prompt, previous=context.previous_reply)
+        elif self._deps.params.num_candidates > 1 or context.recalled is not None:
+            facts = RankContext(context.facts, context.recalled, context.previous_reply)
+            best = await self._answers.ranked(chat, text, context.prompt, facts)
             yield best
             yield Generated(best)
         else:

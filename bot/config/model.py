@@ -24,9 +24,10 @@ __all__ = [
 ]
 
 DEFAULT_SYSTEM_PROMPT = (
-    "You are a friendly and concise customer-support assistant. Answer the customer's question "
-    "in a few sentences. If you do not know the answer, say so and offer to connect them with a "
-    "human colleague. Never invent order numbers, prices or contact details."
+    "You are a friendly customer-support assistant. Answer every question directly in two or three short "
+    "sentences with practical steps. When the customer asks you to write a message, e-mail, note or list, "
+    "write it yourself. Use what the customer told you earlier, such as their name or order number. Never "
+    "invent order numbers, prices or contact details."
 )
 
 
@@ -75,6 +76,9 @@ class PromptSettings(Section):
     system_prompt: str = Field(DEFAULT_SYSTEM_PROMPT, description="Instructions given to the model first")
     system_prompt_file: Path | None = Field(
         None, description="Read the system prompt from this UTF-8 file instead (wins over SYSTEM_PROMPT)"
+    )
+    few_shot: bool = Field(
+        True, description="Show the model two short worked examples before each chat (helps small models)"
     )
 
     @field_validator("system_prompt_file")

@@ -7,17 +7,34 @@ speaker's line. History is dropped from the oldest turn until prompt + reply bud
 Knowledge-base passages, when given, are appended to the system prompt with the instruction to answer
 only from them. They outrank old history: passages beyond the best one go first, then history from the
 oldest turn, and the best passage only when the message alone would not fit otherwise.
+
+Small models use what is in the system part far better than what is deep in the transcript, so the facts
+the customer stated (`facts`, label -> value) are rendered there as one compact line, and so is a short
+extractive summary of the customer's turns that had to be dropped to fit. Optional few-shot `examples`
+(question, answer pairs) go between the system part and the history: they show a small model the shape of
+a good support answer (do the task, do not refuse or send the customer elsewhere).
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import re
+from collections.abc import Mapping, Sequence
 from typing import Any, Protocol
 
 from bot.core.domain import Prompt, Role, Turn
 from bot.core.errors import PromptTooLong
 
-__all__ = ["KNOWLEDGE_INSTRUCTIONS", "ChatFormat", "PromptBuilder", "Tokenizer"]
+__all__ = [
+    "KNOWLEDGE_INSTRUCTIONS",
+    "SUMMARY_WORDS",
+    "ChatFormat",
+    "PromptBuilder",
+    "Tokenizer",
+    "render_facts",
+    "summarise",
+]
+
+SUMMARY_WORDS = 60  # the extractive summary of dropped turns stays this short
 
 KNOWLEDGE_INSTRUCTIONS = (
     "Answer the customer's question using only the knowledge base excerpts below. Copy prices, times, "
@@ -74,11 +91,44 @@ class ChatFormat:
         return "SYSTEM-PROBE" in str(text)
 
 
+def render_facts(facts: Mapping[str, str]) -> str:
+    """One compact line for the system part ("" when nothing is known)."""
+    if not facts:
+        return ""
+    listed = "; ".join(f"{label}: {value}" for label, value in facts.items())
+    return f"What the customer told you earlier (use it when they ask): {listed}."
+
+
+def summarise(dropped: Sequence[tuple[Role, str]]) -> str:
+    """The customer's dropped turns, newest first, first sentence of each, at most SUMMARY_WORDS words."""
+    words: list[str] = []
+    for role, text in reversed(dropped):
+        if role is not Role.USER:
+            continue
+        sentence = re.split(r"(?<=[.!?])\s", text.strip(), maxsplit=1)[0].split()
+        if len(words) + len(sentence) > SUMMARY_WORDS:
+            break
+        words += [*sentence[:-1], sentence[-1].rstrip(".!?") + ";"] if sentence else []
+    return f"Earlier in this chat the customer said: {' '.join(words).rstrip(';')}." if words else ""
+
+
 class PromptBuilder:
-    def __init__(self, chat_format: ChatFormat, *, system_prompt: str, context_tokens: int) -> None:
+    def __init__(
+        self,
+        chat_format: ChatFormat,
+        *,
+        system_prompt: str,
+        context_tokens: int,
+        examples: Sequence[tuple[str, str]] = (),
+    ) -> None:
         self._format = chat_format
         self._system = system_prompt
         self._context = context_tokens
+        self._examples = [
+            entry
+            for question, answer in examples
+            for entry in ((Role.USER, question), (Role.ASSISTANT, answer))
+        ]
 
     @property
     def system_prompt(self) -> str:
@@ -93,23 +143,31 @@ class PromptBuilder:
         label_authors: bool = False,
         session: str | None = None,
         knowledge: Sequence[str] = (),
+        facts: Mapping[str, str] | None = None,
     ) -> Prompt:
-        """The longest suffix of `history` that, with `message` and `knowledge` (passages, best first),
-        leaves room for `max_new_tokens`."""
-        budget = self._context - max_new_tokens
-        entries = [_entry(turn, label_authors) for turn in history]
-        new = _entry(message, label_authors)
-        passages = list(knowledge)
+        """The longest suffix of `history` that, with `message` and `knowledge` (passages, best first), leaves
+        room for `max_new_tokens`; `facts` and a summary of what was dropped go in the system part."""
+        budget, passages = self._context - max_new_tokens, list(knowledge)
+        entries, new = [_entry(turn, label_authors) for turn in history], _entry(message, label_authors)
+        examples = [] if passages else list(self._examples)  # with passages, their instructions lead
         start = 0
         while True:
             messages = [*entries[start:], new]
-            system = self._with_knowledge(passages)
-            ids = self._format.render(system, messages)
+            notes = [render_facts(facts or {})]
+            system = self._with_knowledge(passages, notes)
+            ids = self._format.render(system, [*examples, *messages])
             if len(ids) <= budget:
+                summary = summarise(entries[:start])  # what was dropped, in the room that is left
+                if summary:
+                    summed = self._with_knowledge(passages, [*notes, summary])
+                    summed_ids = self._format.render(summed, [*examples, *messages])
+                    if len(summed_ids) <= budget:
+                        system, ids = summed, summed_ids
+                shown = ((Role.SYSTEM, system), *examples, *messages) if system else (*examples, *messages)
                 return Prompt(
                     tuple(ids),
                     self._format.stop_strings,
-                    messages=((Role.SYSTEM, system), *messages) if system else tuple(messages),
+                    messages=tuple(shown),
                     history_used=len(entries) - start,
                     history_dropped=start,
                     session=session,
@@ -117,20 +175,21 @@ class PromptBuilder:
             if len(passages) > 1 or (passages and start >= len(entries)):
                 passages.pop()
                 continue
+            if examples:  # the examples go before any history does
+                examples = []
+                continue
             if start >= len(entries):
-                raise PromptTooLong(
-                    f"the message needs {len(ids)} tokens but only {budget} fit the context window"
-                )
+                raise PromptTooLong(f"the message needs {len(ids)} tokens but only {budget} fit the context")
             start += 1
             # Never open the transcript with a bot turn: some templates require user/assistant alternation.
             while start < len(entries) and entries[start][0] is Role.ASSISTANT:
                 start += 1
 
-    def _with_knowledge(self, passages: Sequence[str]) -> str:
-        if not passages:
-            return self._system
-        section = "\n\n".join([KNOWLEDGE_INSTRUCTIONS, *passages])
-        return f"{self._system}\n\n{section}" if self._system else section
+    def _with_knowledge(self, passages: Sequence[str], notes: Sequence[str] = ()) -> str:
+        parts = [self._system, *notes]
+        if passages:
+            parts += [KNOWLEDGE_INSTRUCTIONS, *passages]
+        return "\n\n".join(part for part in parts if part)
 
 
 def _entry(turn: Turn, label_authors: bool) -> tuple[Role, str]:

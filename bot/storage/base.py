@@ -6,7 +6,10 @@ Keys (the `{...}` part is a Redis Cluster hash tag, so a chat's keys live on one
 - `<prefix>:{chat:<chat_id>}:appends`  ZSET of the ids of appends already applied (makes retries and
   Telegram redeliveries idempotent), trimmed alongside the history
 
-Both keys expire HISTORY_TTL_SECONDS after the chat's last append. Limits (see `Limits`):
+- `<prefix>:{chat:<chat_id>}:facts`    HASH label -> value of facts the customer stated (`FactStore`)
+
+All three expire HISTORY_TTL_SECONDS after the chat's last append; `clear` (/reset) deletes all three.
+Limits (see `Limits`):
 
 - `<prefix>:delivery:<id>`             STRING: `lease:<token>` while a replica answers the delivery (expires
   after LEASE seconds unless renewed), then `done:<token>` for a day: a redelivery is dropped
@@ -26,7 +29,7 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from enum import StrEnum
-from typing import Protocol
+from typing import Protocol, runtime_checkable
 
 from bot.core.domain import Turn
 
@@ -35,9 +38,11 @@ __all__ = [
     "Bucket",
     "ChatLocks",
     "ConversationStore",
+    "FactStore",
     "LeaseState",
     "Limits",
     "chat_lock_keys",
+    "facts_key",
     "history_key",
     "ids_key",
 ]
@@ -49,6 +54,10 @@ def history_key(prefix: str, chat_id: int | str) -> str:
 
 def ids_key(prefix: str, chat_id: int | str) -> str:
     return f"{prefix}:{{chat:{chat_id}}}:appends"
+
+
+def facts_key(prefix: str, chat_id: int | str) -> str:
+    return f"{prefix}:{{chat:{chat_id}}}:facts"
 
 
 def chat_lock_keys(prefix: str, chat_id: int | str) -> tuple[str, str, str]:
@@ -76,6 +85,23 @@ class ConversationStore(Protocol):
     async def ping(self) -> None: ...
 
     async def aclose(self) -> None: ...
+
+
+@runtime_checkable
+class FactStore(Protocol):
+    """Facts a customer stated in a chat (name, order number...), kept beside its history.
+
+    A store that keeps history implements this too, so the facts share the history's TTL and go with its
+    `clear`. Every method raises `StoreUnavailable` when the backend cannot be used.
+    """
+
+    async def load_facts(self, chat_id: int | str) -> dict[str, str]:
+        """label -> value; empty when none are known or they expired."""
+        ...
+
+    async def save_facts(self, chat_id: int | str, facts: Mapping[str, str]) -> None:
+        """Replace the chat's facts with `facts` and give them the history's TTL afresh."""
+        ...
 
 
 @dataclass(frozen=True, slots=True)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 import pytest
 
 from bot.core.domain import Role, Turn
@@ -19,7 +21,7 @@ def history(pairs: int) -> list[Turn]:
     return turns
 
 
-def text_of(model: LoadedModel, ids: list[int]) -> str:
+def text_of(model: LoadedModel, ids: Sequence[int]) -> str:
     return str(model.tokenizer.decode(ids))
 
 
@@ -95,3 +97,42 @@ def test_templates_without_a_system_role_get_it_in_the_first_message(tiny_llama:
     finally:
         tokenizer.chat_template = original
     assert text_of(tiny_llama, prompt.ids).startswith(f"[user] {SYSTEM}\n\nHi")
+
+
+def test_facts_and_a_summary_of_dropped_turns_go_in_the_system_part(tiny_llama: LoadedModel) -> None:
+    from bot.prompt.builder import render_facts, summarise
+
+    builder = PromptBuilder(ChatFormat(tiny_llama.tokenizer), system_prompt="Be brief.", context_tokens=400)
+    turns = [
+        Turn(Role.USER, "My booking is for the 14th of March. Thanks!"),
+        Turn(Role.ASSISTANT, "Noted " * 200),
+    ]
+    prompt = builder.build(
+        turns, Turn(Role.USER, "When is it?"), max_new_tokens=60, facts={"date": "14 March"}
+    )
+    system = dict(prompt.messages)[Role.SYSTEM]
+    assert render_facts({"date": "14 March"}) in system
+    assert prompt.history_dropped == 2
+    assert "Earlier in this chat the customer said: My booking is for the 14th of March." in system
+    assert "Thanks" not in summarise([(Role.USER, "My booking is for the 14th of March. Thanks!")])
+    assert render_facts({}) == "" and summarise([]) == ""
+
+
+def test_few_shot_examples_come_before_the_history_and_go_before_it_does(tiny_llama: LoadedModel) -> None:
+    examples = (("How do I return an item?", "1. Pack it. 2. Post it."),)
+    builder = PromptBuilder(
+        ChatFormat(tiny_llama.tokenizer), system_prompt="Be brief.", context_tokens=512, examples=examples
+    )
+    prompt = builder.build(history(1), Turn(Role.USER, "hi"), max_new_tokens=16)
+    texts = [text for _role, text in prompt.messages]
+    assert texts.index("How do I return an item?") < texts.index("1. Pack it. 2. Post it.") < len(texts) - 3
+    # with knowledge-base passages, their instructions lead and the examples are left out
+    grounded = builder.build(
+        [], Turn(Role.USER, "hi"), max_new_tokens=16, knowledge=["[1] Refunds take 5 days."]
+    )
+    assert "How do I return an item?" not in [text for _role, text in grounded.messages]
+    tight = PromptBuilder(
+        ChatFormat(tiny_llama.tokenizer), system_prompt="Be brief.", context_tokens=120, examples=examples * 6
+    )
+    fitted = tight.build(history(1), Turn(Role.USER, "hi"), max_new_tokens=16)
+    assert fitted.history_used == 2 and "How do I return an item?" not in [t for _r, t in fitted.messages]

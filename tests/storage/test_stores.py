@@ -107,3 +107,42 @@ async def test_unreachable_redis_raises_store_unavailable() -> None:
             await store.append(1, pair(1), "a")
     finally:
         await store.aclose()
+
+
+async def test_facts_are_kept_beside_the_history_and_go_with_clear(store: ConversationStore) -> None:
+    from bot.storage.base import FactStore
+
+    assert isinstance(store, FactStore)
+    assert await store.load_facts(1) == {}
+    await store.append(1, pair(1), "a1")
+    await store.save_facts(1, {"name": "Anna", "order number": "A-1234"})
+    await store.save_facts(2, {"name": "Tomasz"})
+    assert await store.load_facts(1) == {"name": "Anna", "order number": "A-1234"}
+    await store.save_facts(1, {"name": "Anna"})  # a save replaces the record
+    assert await store.load_facts(1) == {"name": "Anna"}
+    await store.clear(1)
+    assert await store.load_facts(1) == {} and await store.load(1) == []
+    assert await store.load_facts(2) == {"name": "Tomasz"}
+
+
+async def test_redis_facts_expire_with_the_history(
+    redis_url: str, key_prefix: str, redis_client: redis.Redis
+) -> None:
+    from bot.storage.base import facts_key
+
+    store = RedisStore.from_url(redis_url, prefix=key_prefix, max_turns=MAX_TURNS, ttl_seconds=TTL)
+    await store.append(3, pair(1), "a1")
+    await store.save_facts(3, {"colour": "mustard yellow"})
+    assert redis_client.type(facts_key(key_prefix, 3)) == "hash"
+    assert abs(redis_client.ttl(facts_key(key_prefix, 3)) - redis_client.ttl(history_key(key_prefix, 3))) <= 1
+    await store.aclose()
+
+
+async def test_inprocess_facts_expire_after_the_ttl() -> None:
+    now = [0.0]
+    store = InProcessStore(max_turns=MAX_TURNS, ttl_seconds=10, clock=lambda: now[0])
+    await store.save_facts(1, {"size": "42"})
+    now[0] = 9.0
+    assert await store.load_facts(1) == {"size": "42"}
+    now[0] = 10.0
+    assert await store.load_facts(1) == {}

@@ -30,6 +30,7 @@ class InProcessStore:
         self._ttl = ttl_seconds
         self._clock = clock
         self._chats: dict[str, _Chat] = {}
+        self._facts: dict[str, tuple[dict[str, str], float]] = {}  # chat -> (facts, expires_at)
 
     def _live(self, chat_id: int | str) -> _Chat | None:
         chat = self._chats.get(str(chat_id))
@@ -59,12 +60,25 @@ class InProcessStore:
 
     async def clear(self, chat_id: int | str) -> None:
         self._chats.pop(str(chat_id), None)
+        self._facts.pop(str(chat_id), None)
+
+    async def load_facts(self, chat_id: int | str) -> dict[str, str]:
+        facts, expires_at = self._facts.get(str(chat_id), ({}, 0.0))
+        return dict(facts) if expires_at > self._clock() else {}
+
+    async def save_facts(self, chat_id: int | str, facts: Mapping[str, str]) -> None:
+        """Like Redis: the facts get the history's TTL from now."""
+        if facts:
+            self._facts[str(chat_id)] = (dict(facts), self._clock() + self._ttl)
+        else:
+            self._facts.pop(str(chat_id), None)
 
     async def ping(self) -> None:
         return None
 
     async def aclose(self) -> None:
         self._chats.clear()
+        self._facts.clear()
 
 
 class InProcessLimits:

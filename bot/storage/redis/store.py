@@ -21,7 +21,7 @@ from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from bot.core.domain import Turn
 from bot.core.errors import StoreUnavailable
-from bot.storage.base import Bucket, LeaseState, chat_lock_keys, history_key, ids_key
+from bot.storage.base import Bucket, LeaseState, chat_lock_keys, facts_key, history_key, ids_key
 from bot.storage.redis import lua
 
 __all__ = [
@@ -170,7 +170,27 @@ class RedisStore:
         return bool(applied)
 
     async def clear(self, chat_id: int | str) -> None:
-        await _call(self._client.delete(history_key(self._prefix, chat_id), ids_key(self._prefix, chat_id)))
+        keys = (
+            history_key(self._prefix, chat_id),
+            ids_key(self._prefix, chat_id),
+            facts_key(self._prefix, chat_id),
+        )
+        await _call(self._client.delete(*keys))
+
+    async def load_facts(self, chat_id: int | str) -> dict[str, str]:
+        raw: dict[str, str] = await _call(self._client.hgetall(facts_key(self._prefix, chat_id)))
+        return dict(raw)
+
+    async def save_facts(self, chat_id: int | str, facts: Mapping[str, str]) -> None:
+        """One transaction: the old hash goes, the new one gets the history's TTL."""
+        key = facts_key(self._prefix, chat_id)
+        async with self._client.pipeline(transaction=True) as pipe:
+            pipe.delete(key)
+            if facts:
+                mapping: dict[Any, Any] = dict(facts.items())
+                pipe.hset(key, mapping=mapping)
+                pipe.expire(key, self._ttl)
+            await _call(pipe.execute())
 
     async def ping(self) -> None:
         await _call(self._client.ping())
