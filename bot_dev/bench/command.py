@@ -13,6 +13,7 @@ from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
 from bot.config import ModelSettings
+from bot.llm.local.formats import cpu_description
 from bot.llm.local.loader import load_model
 from bot_dev.bench.report import plot, print_table
 from bot_dev.bench.run import BenchOptions, cold_start_seconds, run_bench, write_json
@@ -38,7 +39,9 @@ def bench(
         threads=model.threads,
         cache_dir=Path(cache_dir) if cache_dir else None,
         progress=lambda message: console.print(f"[dim]· {escape(message)}[/dim]"),
+        batch=max(options.concurrency),
     )
+    cpu, flags = cpu_description()
     console.print("[dim]· timing a cold start in a fresh process[/dim]")
     cold = cold_start_seconds(model.name, dtype=model.dtype, threads=model.threads, cache_dir=cache_dir)
     threads = torch.get_num_threads()
@@ -66,6 +69,10 @@ def bench(
     figures = {
         "model": loaded.name,
         "dtype": str(loaded.dtype).removeprefix("torch."),
+        "format": loaded.format,
+        "format_calibration": loaded.calibration.summary() if loaded.calibration else "explicit MODEL_DTYPE",
+        "cpu": cpu,
+        "cpu_flags": flags,
         "threads": threads,
         "machine": f"{platform.machine()} {platform.processor() or ''}".strip(),
         "max_new_tokens": options.max_new_tokens,
