@@ -23,7 +23,7 @@ from bot.llm.local.formats import (
     load_or_calibrate,
     quality,
 )
-from bot.llm.local.loader import LoadedModel, load_model
+from bot.llm.local.loader import LoadedModel, describe_format, load_model
 from tests.llm.test_engine import prompt_ids
 
 
@@ -92,3 +92,14 @@ async def test_an_int8_model_streams_what_its_own_generate_gives(tiny_llama_dir:
     expected = loaded.tokenizer.decode(out[0, len(ids) :], skip_special_tokens=True)
     assert text and text == without_broken_bytes(expected).strip()
     await engine.aclose()
+
+
+def test_bot_config_can_show_the_measured_format_without_loading_the_model(
+    tiny_llama: LoadedModel, tiny_llama_dir: Path, tmp_path: Path
+) -> None:
+    assert describe_format(str(tiny_llama_dir), "int8") == "int8 (explicit)"
+    assert "not measured yet" in describe_format(str(tiny_llama_dir), "auto", cache_dir=tmp_path)
+    measured = load_or_calibrate(
+        tiny_llama.model, tiny_llama.tokenizer, weights=tiny_llama_dir, cache_dir=tmp_path, batch=16
+    )
+    assert describe_format(str(tiny_llama_dir), "auto", cache_dir=tmp_path) == f"auto: {measured.summary()}"

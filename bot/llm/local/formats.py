@@ -30,6 +30,7 @@ __all__ = [
     "Calibration",
     "FormatFigures",
     "apply_format",
+    "cached_calibration",
     "calibrate",
     "calibration_key",
     "cpu_description",
@@ -219,17 +220,31 @@ def choose(figures: dict[str, FormatFigures]) -> str:
     return max(usable, key=score)
 
 
+def cached_calibration(weights: Path, *, cache_dir: Path, batch: int) -> Calibration | None:
+    """The calibration stored for this machine and these weights, if any (None when unreadable)."""
+    key = calibration_key(weights, batch=batch, threads=torch.get_num_threads())
+    path = cache_dir / "formats" / f"{key}.json"
+    if not path.is_file():
+        return None
+    try:
+        return Calibration.from_json(path.read_text())
+    except (ValueError, TypeError, KeyError):
+        log.warning("ignoring an unreadable format calibration at %s", path)
+        return None
+
+
 def load_or_calibrate(
     model: Any, tokenizer: Any, *, weights: Path, cache_dir: Path, batch: int
 ) -> Calibration:
     """The cached calibration for this machine and these weights, or a fresh one (then cached)."""
-    key = calibration_key(weights, batch=batch, threads=torch.get_num_threads())
-    path = cache_dir / "formats" / f"{key}.json"
-    if path.is_file():
-        try:
-            return Calibration.from_json(path.read_text())
-        except (ValueError, TypeError, KeyError):
-            log.warning("ignoring an unreadable format calibration at %s", path)
+    cached = cached_calibration(weights, cache_dir=cache_dir, batch=batch)
+    if cached is not None:
+        return cached
+    path = (
+        cache_dir
+        / "formats"
+        / f"{calibration_key(weights, batch=batch, threads=torch.get_num_threads())}.json"
+    )
     log.info("measuring which numeric format runs fastest on this CPU (once; about half a minute)")
     result = calibrate(model, tokenizer, batch=batch)
     path.parent.mkdir(parents=True, exist_ok=True)

@@ -23,12 +23,13 @@ from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer
 from transformers.utils import logging as hf_logging
 
 from bot.core.errors import ModelLoadError
-from bot.llm.local.formats import Calibration, apply_format, load_or_calibrate
+from bot.llm.local.formats import Calibration, apply_format, cached_calibration, load_or_calibrate
 
 __all__ = [
     "BUNDLED_MODELS",
     "LoadedModel",
     "ModelSource",
+    "describe_format",
     "load_model",
     "load_tokenizer",
     "resolve_dtype",
@@ -154,6 +155,25 @@ def load_model(
         _choose_format(loaded, dtype, Path(location), cache_dir or default_cache_dir(), batch)
     log.info("model %s loaded (%s, %s)", name, target, loaded.format)
     return loaded
+
+
+def describe_format(name: str, dtype: str, *, cache_dir: Path | None = None, batch: int = 16) -> str:
+    """What MODEL_DTYPE resolves to, for `bot config`: the cached calibration when `auto` was measured on
+    this machine, without loading the model (the measurement itself runs at the first start)."""
+    if dtype != "auto":
+        return f"{dtype} (explicit)"
+    try:
+        source = resolve_source(name)
+    except ModelLoadError as exc:
+        return f"auto ({exc})"
+    cache = cache_dir or default_cache_dir()
+    weights = Path(source.location)
+    if source.kind == "gguf":
+        weights = cache / f"{weights.stem}-{_fingerprint(weights)}"
+    if not weights.is_dir():
+        return "auto (not measured yet: the first start measures it)"
+    found = cached_calibration(weights, cache_dir=cache, batch=batch)
+    return f"auto: {found.summary()}" if found else "auto (not measured yet: the first start measures it)"
 
 
 def _choose_format(loaded: LoadedModel, dtype: str, weights: Path, cache_dir: Path, batch: int) -> None:
