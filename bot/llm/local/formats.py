@@ -245,7 +245,7 @@ def load_or_calibrate(
         / "formats"
         / f"{calibration_key(weights, batch=batch, threads=torch.get_num_threads())}.json"
     )
-    log.info("measuring which numeric format runs fastest on this CPU (once; about half a minute)")
+    log.info("measuring which numeric format runs fastest on this CPU (once; about half a minute on an idle 2-core machine)")
     result = calibrate(model, tokenizer, batch=batch)
     path.parent.mkdir(parents=True, exist_ok=True)
     partial = path.with_suffix(".tmp")
