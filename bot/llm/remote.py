@@ -76,43 +76,24 @@ class OpenAIEngine:
         finally:
             self.pending -= 1
         matcher = StopMatcher(prompt.stop_strings)  # in case the server does not apply `stop` itself
-        chunks, usage, started, held, done = 0, None, False, "", False
+        seen: dict[str, Any] = {"usage": None, "chunks": 0}
+        started, held = False, ""
         try:
             with self._translated(params, "failed mid-reply"):
-                lines = response.aiter_lines()
-                while not matcher.stopped:
-                    try:
-                        async with asyncio.timeout_at(deadline):
-                            line = await anext(lines, None)
-                    except TimeoutError:
-                        if done:  # the reply is complete; the server merely kept the response open
+                async with contextlib.aclosing(self._deltas(response, deadline, seen)) as deltas:
+                    async for content in deltas:
+                        text = matcher.feed(content)
+                        if not started:
+                            text = text.lstrip()
+                            started = bool(text)
+                        # Trailing whitespace waits until more text follows: a reply never ends in blanks.
+                        text, held = held + text, ""
+                        body_text = text.rstrip()
+                        held = text[len(body_text) :]
+                        if body_text:
+                            yield body_text
+                        if matcher.stopped:
                             break
-                        raise
-                    if line is None:
-                        break
-                    event = sse_data(line)
-                    if event is None or done:
-                        continue
-                    if event == "[DONE]":  # read on to the body's end, so the connection can be reused
-                        done = True
-                        continue
-                    data = self._json(event)
-                    usage = data.get("usage") or usage
-                    choices = data.get("choices") or []
-                    content = (choices[0].get("delta") or {}).get("content") if choices else None
-                    if not content:
-                        continue
-                    chunks += 1
-                    text = matcher.feed(content)
-                    if not started:
-                        text = text.lstrip()
-                        started = bool(text)
-                    # Trailing whitespace waits until more text follows: a reply never ends in blanks.
-                    text, held = held + text, ""
-                    body_text = text.rstrip()
-                    held = text[len(body_text) :]
-                    if body_text:
-                        yield body_text
                 tail = matcher.flush().rstrip()
                 if tail and started:
                     yield held + tail
@@ -120,7 +101,37 @@ class OpenAIEngine:
                     yield tail.lstrip()
         finally:
             await response.aclose()
-        self._report(usage, chunks, 1)
+        self._report(seen["usage"], seen["chunks"], 1)
+
+    async def _deltas(
+        self, response: httpx.Response, deadline: float, seen: dict[str, Any]
+    ) -> AsyncGenerator[str, None]:
+        """The content pieces of a streamed chat completion; `seen` collects its usage and chunk count."""
+        lines = response.aiter_lines()
+        done = False
+        while True:
+            try:
+                async with asyncio.timeout_at(deadline):
+                    line = await anext(lines, None)
+            except TimeoutError:
+                if done:  # the reply is complete; the server merely kept the response open
+                    return
+                raise
+            if line is None:
+                return
+            event = sse_data(line)
+            if event is None or done:
+                continue
+            if event == "[DONE]":  # read on to the body's end, so the connection can be reused
+                done = True
+                continue
+            data = self._json(event)
+            seen["usage"] = data.get("usage") or seen["usage"]
+            choices = data.get("choices") or []
+            content = (choices[0].get("delta") or {}).get("content") if choices else None
+            if content:
+                seen["chunks"] += 1
+                yield content
 
     @contextlib.contextmanager
     def _translated(self, params: GenerationParams, failed: str) -> Iterator[None]:

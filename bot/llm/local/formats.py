@@ -240,12 +240,9 @@ def load_or_calibrate(
     cached = cached_calibration(weights, cache_dir=cache_dir, batch=batch)
     if cached is not None:
         return cached
-    path = (
-        cache_dir
-        / "formats"
-        / f"{calibration_key(weights, batch=batch, threads=torch.get_num_threads())}.json"
-    )
-    log.info("measuring which numeric format runs fastest on this CPU (once; about half a minute on an idle 2-core machine)")
+    key = calibration_key(weights, batch=batch, threads=torch.get_num_threads())
+    path = cache_dir / "formats" / f"{key}.json"
+    log.info("measuring which numeric format runs fastest on this CPU (once; ~30 s on 2 idle cores)")
     result = calibrate(model, tokenizer, batch=batch)
     path.parent.mkdir(parents=True, exist_ok=True)
     partial = path.with_suffix(".tmp")
