@@ -30,4 +30,9 @@ def _example(args: argparse.Namespace) -> int | None:
 def run(settings: Settings, args: argparse.Namespace) -> int:
     for name, value in settings.effective():
         print(f"{name}={value}")
+    if settings.llm.backend == "local":  # what MODEL_DTYPE=auto measured on this machine (a comment line)
+        from bot.llm.local.loader import describe_format
+
+        model = settings.model
+        print(f"# numeric format: {describe_format(model.name, model.dtype, cache_dir=model.cache_dir)}")
     return 0

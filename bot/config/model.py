@@ -39,8 +39,10 @@ class ModelSettings(Section):
         min_length=1,
         description="bundled:smollm2-135m-instruct, a local model directory, a .gguf file or a Hub model id",
     )
-    dtype: Literal["auto", "float32", "bfloat16", "float16"] = Field(
-        "auto", description="auto: bfloat16 (or float16) on CUDA, float32 on CPU"
+    dtype: Literal["auto", "float32", "bfloat16", "float16", "int8"] = Field(
+        "auto",
+        description="auto: on CPU the fastest format that keeps float32's quality, measured once and cached "
+        "(int8 = dynamic quantisation of the linear layers); bfloat16 (or float16) on CUDA",
     )
     device: Literal["auto", "cpu", "cuda"] = Field("auto", description="Where the model runs")
     cache_dir: Path | None = Field(
@@ -67,6 +69,11 @@ class EngineSettings(Section):
         512,
         ge=0,
         description="Memory for recent chats' KV caches: a next turn computes only its new tokens (0: off)",
+    )
+    min_new_tokens: int = Field(
+        64,
+        ge=1,
+        description="When replies queue behind a full batch, new ones get shorter budgets, never below this",
     )
 
 
@@ -107,15 +114,23 @@ class GenerationSettings(Section):
     top_p: float = Field(0.9, gt=0.0, le=1.0, description="Nucleus sampling: keep tokens within this mass")
     top_k: int = Field(50, ge=0, description="Keep only the k most likely tokens (0 = off)")
     repetition_penalty: float = Field(
-        1.0,
+        1.1,
         gt=0.0,
         le=10.0,
-        description="> 1 discourages repeating tokens, names from the question too (1 = off)",
+        description="> 1 discourages a reply from repeating its own tokens (not the prompt's; 1 = off)",
+    )
+    no_repeat_ngram: int = Field(
+        4, ge=0, le=32, description="No phrase of this many tokens appears twice within one reply (0 = off)"
     )
     max_new_tokens: int = Field(256, ge=1, le=8192, description="Longest reply, in tokens")
     do_sample: bool = Field(True, description="false = greedy decoding (deterministic)")
     seed: int | None = Field(None, ge=0, description="Fix the sampling seed for reproducible replies")
-    timeout_seconds: float = Field(60.0, gt=0, description="Give up on a reply after this many seconds")
+    timeout_seconds: float = Field(
+        300.0, gt=0, description="Longest total time for one reply once the model starts on it"
+    )
+    stall_seconds: float = Field(
+        30.0, gt=0, description="Give up on a reply when the model produced no token for this long (a hang)"
+    )
     num_candidates: int = Field(
         1, ge=1, le=16, description="Sample this many replies in one batch and send the best safe one"
     )
@@ -128,8 +143,10 @@ class GenerationSettings(Section):
             top_p=self.top_p,
             top_k=self.top_k,
             repetition_penalty=self.repetition_penalty,
+            no_repeat_ngram=self.no_repeat_ngram,
             seed=self.seed,
             timeout_seconds=self.timeout_seconds,
+            stall_seconds=self.stall_seconds,
             num_candidates=self.num_candidates,
         )
 

@@ -86,9 +86,11 @@ class GenerationParams:
     temperature: float = 0.2
     top_p: float = 0.9
     top_k: int = 50
-    repetition_penalty: float = 1.0
+    repetition_penalty: float = 1.0  # applied to the reply's own tokens only, never the prompt's
+    no_repeat_ngram: int = 0  # > 0: no n-gram of this size appears twice within one reply
     seed: int | None = None
-    timeout_seconds: float = 60.0
+    timeout_seconds: float = 300.0  # longest total time of a reply once its prefill started
+    stall_seconds: float = 30.0  # a reply with no new token for this long is given up (the model hangs)
     num_candidates: int = 1
 
 

@@ -15,7 +15,6 @@ import contextlib
 import json
 import logging
 import math
-import random
 from collections.abc import AsyncGenerator, Callable, Iterator
 from typing import Any
 from urllib.parse import urlsplit
@@ -26,6 +25,7 @@ from bot.core.domain import GenerationParams, Prompt
 from bot.core.errors import EngineBusy, GenerationError, GenerationTimeout
 from bot.llm.base import Candidate
 from bot.llm.local.detok import StopMatcher
+from bot.llm.openai_wire import backoff, describe, error_detail, mean_logprob, retry_after, sse_data
 
 __all__ = ["RETRY_STATUSES", "OpenAIEngine"]
 
@@ -33,7 +33,6 @@ log = logging.getLogger(__name__)
 
 RETRY_STATUSES = frozenset({429, 502, 503, 504})
 BUSY_STATUSES = frozenset({429, 503})
-MAX_BACKOFF_SECONDS = 8.0
 
 
 class OpenAIEngine:
@@ -77,43 +76,24 @@ class OpenAIEngine:
         finally:
             self.pending -= 1
         matcher = StopMatcher(prompt.stop_strings)  # in case the server does not apply `stop` itself
-        chunks, usage, started, held, done = 0, None, False, "", False
+        seen: dict[str, Any] = {"usage": None, "chunks": 0}
+        started, held = False, ""
         try:
             with self._translated(params, "failed mid-reply"):
-                lines = response.aiter_lines()
-                while not matcher.stopped:
-                    try:
-                        async with asyncio.timeout_at(deadline):
-                            line = await anext(lines, None)
-                    except TimeoutError:
-                        if done:  # the reply is complete; the server merely kept the response open
+                async with contextlib.aclosing(self._deltas(response, deadline, seen)) as deltas:
+                    async for content in deltas:
+                        text = matcher.feed(content)
+                        if not started:
+                            text = text.lstrip()
+                            started = bool(text)
+                        # Trailing whitespace waits until more text follows: a reply never ends in blanks.
+                        text, held = held + text, ""
+                        body_text = text.rstrip()
+                        held = text[len(body_text) :]
+                        if body_text:
+                            yield body_text
+                        if matcher.stopped:
                             break
-                        raise
-                    if line is None:
-                        break
-                    event = _sse_data(line)
-                    if event is None or done:
-                        continue
-                    if event == "[DONE]":  # read on to the body's end, so the connection can be reused
-                        done = True
-                        continue
-                    data = self._json(event)
-                    usage = data.get("usage") or usage
-                    choices = data.get("choices") or []
-                    content = (choices[0].get("delta") or {}).get("content") if choices else None
-                    if not content:
-                        continue
-                    chunks += 1
-                    text = matcher.feed(content)
-                    if not started:
-                        text = text.lstrip()
-                        started = bool(text)
-                    # Trailing whitespace waits until more text follows: a reply never ends in blanks.
-                    text, held = held + text, ""
-                    body_text = text.rstrip()
-                    held = text[len(body_text) :]
-                    if body_text:
-                        yield body_text
                 tail = matcher.flush().rstrip()
                 if tail and started:
                     yield held + tail
@@ -121,7 +101,37 @@ class OpenAIEngine:
                     yield tail.lstrip()
         finally:
             await response.aclose()
-        self._report(usage, chunks, 1)
+        self._report(seen["usage"], seen["chunks"], 1)
+
+    async def _deltas(
+        self, response: httpx.Response, deadline: float, seen: dict[str, Any]
+    ) -> AsyncGenerator[str, None]:
+        """The content pieces of a streamed chat completion; `seen` collects its usage and chunk count."""
+        lines = response.aiter_lines()
+        done = False
+        while True:
+            try:
+                async with asyncio.timeout_at(deadline):
+                    line = await anext(lines, None)
+            except TimeoutError:
+                if done:  # the reply is complete; the server merely kept the response open
+                    return
+                raise
+            if line is None:
+                return
+            event = sse_data(line)
+            if event is None or done:
+                continue
+            if event == "[DONE]":  # read on to the body's end, so the connection can be reused
+                done = True
+                continue
+            data = self._json(event)
+            seen["usage"] = data.get("usage") or seen["usage"]
+            choices = data.get("choices") or []
+            content = (choices[0].get("delta") or {}).get("content") if choices else None
+            if content:
+                seen["chunks"] += 1
+                yield content
 
     @contextlib.contextmanager
     def _translated(self, params: GenerationParams, failed: str) -> Iterator[None]:
@@ -136,7 +146,7 @@ class OpenAIEngine:
                 f"the model server at {self._where} stalled for {self._timeout:g} s (LLM_TIMEOUT_SECONDS)"
             ) from None
         except httpx.HTTPError as exc:
-            raise GenerationError(f"the model server at {self._where} {failed}: {_describe(exc)}") from exc
+            raise GenerationError(f"the model server at {self._where} {failed}: {describe(exc)}") from exc
 
     async def candidates(self, prompt: Prompt, params: GenerationParams) -> list[Candidate]:
         loop = asyncio.get_running_loop()
@@ -160,7 +170,7 @@ class OpenAIEngine:
             text = str((choice.get("message") or {}).get("content") or "")
             for marker in prompt.stop_strings:
                 text = text.split(marker, 1)[0]
-            found.append(Candidate(text.strip(), _mean_logprob(choice)))
+            found.append(Candidate(text.strip(), mean_logprob(choice)))
         if not found:
             raise GenerationError(f"the model server at {self._where} answered without any choice")
         self._report(data.get("usage"), 0, len(found))
@@ -199,7 +209,7 @@ class OpenAIEngine:
         loop = asyncio.get_running_loop()
         attempt = 0
         while True:
-            retry_after: float | None = None
+            wait: float | None = None
             try:
                 async with asyncio.timeout_at(deadline):
                     request = self._client.build_request("POST", "chat/completions", json=body)
@@ -213,21 +223,21 @@ class OpenAIEngine:
             except TimeoutError:
                 raise GenerationTimeout(f"no complete reply within {params.timeout_seconds:g} s") from None
             except (httpx.ConnectError, httpx.ConnectTimeout, httpx.RemoteProtocolError) as exc:
-                status, problem = None, f"cannot reach the model server at {self._where}: {_describe(exc)}"
+                status, problem = None, f"cannot reach the model server at {self._where}: {describe(exc)}"
             except httpx.TimeoutException:
                 raise GenerationTimeout(
                     f"the model server at {self._where} sent nothing for {self._timeout:g} s "
                     "(LLM_TIMEOUT_SECONDS)"
                 ) from None
             except httpx.HTTPError as exc:
-                raise GenerationError(f"the model server at {self._where} failed: {_describe(exc)}") from exc
+                raise GenerationError(f"the model server at {self._where} failed: {describe(exc)}") from exc
             else:
                 status = response.status_code
                 problem = self._status_problem(status, raw)
                 if status not in RETRY_STATUSES:
                     raise GenerationError(problem)
-                retry_after = _retry_after(response.headers.get("Retry-After"))
-            delay = retry_after if retry_after is not None else _backoff(attempt)
+                wait = retry_after(response.headers.get("Retry-After"))
+            delay = wait if wait is not None else backoff(attempt)
             if attempt >= self._max_retries or loop.time() + delay >= deadline:
                 raise EngineBusy(problem) if status in BUSY_STATUSES else GenerationError(problem)
             attempt += 1
@@ -235,7 +245,7 @@ class OpenAIEngine:
             await asyncio.sleep(delay)
 
     def _status_problem(self, status: int, raw: bytes) -> str:
-        detail = _error_detail(raw)
+        detail = error_detail(raw)
         if status == 401:
             return f"the model server at {self._where} refused the API key (LLM_API_KEY): {detail}"
         if status == 404:
@@ -265,50 +275,3 @@ class OpenAIEngine:
             return
         tokens = usage.get("completion_tokens") if isinstance(usage, dict) else None
         self._on_generated(int(tokens) if isinstance(tokens, int) else chunks, sequences)
-
-
-def _sse_data(line: str) -> str | None:
-    """The payload of a `data:` line; None for blank lines, comments and other fields."""
-    if not line.startswith("data:"):
-        return None
-    return line[5:].strip()
-
-
-def _mean_logprob(choice: dict[str, Any]) -> float:
-    """From per-token log-probabilities (OpenAI's format), or serve-model's `mean_logprob`; else NaN."""
-    content = (choice.get("logprobs") or {}).get("content") or []
-    values = [item["logprob"] for item in content if isinstance(item, dict) and "logprob" in item]
-    if values:
-        return float(sum(values) / len(values))
-    mean = choice.get("mean_logprob")
-    return float(mean) if isinstance(mean, int | float) else math.nan
-
-
-def _error_detail(raw: bytes) -> str:
-    """The server's own message (OpenAI's error format, or plain text), shortened to one line."""
-    text = raw.decode("utf-8", "replace").strip()
-    try:
-        data = json.loads(text)
-        error = data.get("error", data) if isinstance(data, dict) else data
-        text = str(error.get("message", error)) if isinstance(error, dict) else str(error)
-    except ValueError:
-        pass
-    line = text.splitlines()[0] if text else "no details"
-    return line[:300]
-
-
-def _retry_after(value: str | None) -> float | None:
-    try:
-        return min(max(float(value), 0.0), 30.0) if value else None
-    except ValueError:  # an HTTP date: fall back to our own backoff
-        return None
-
-
-def _backoff(attempt: int) -> float:
-    """0.25, 0.5, 1, 2 ... seconds with jitter, so replicas do not retry in lockstep."""
-    return min(0.25 * 2.0**attempt, MAX_BACKOFF_SECONDS) * random.uniform(0.75, 1.25)
-
-
-def _describe(exc: BaseException) -> str:
-    text = str(exc).strip().splitlines()
-    return f"{type(exc).__name__}: {text[0]}" if text else type(exc).__name__

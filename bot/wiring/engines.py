@@ -83,7 +83,11 @@ def _local_engine(loaded: LoadedModel, settings: Settings, metrics: Metrics | No
     engine = settings.engine
     if metrics is None:
         return TransformersEngine(
-            loaded, max_queue=engine.max_queue, max_batch=engine.max_batch, cache_mb=engine.cache_max_mb
+            loaded,
+            max_queue=engine.max_queue,
+            max_batch=engine.max_batch,
+            cache_mb=engine.cache_max_mb,
+            min_new_tokens=engine.min_new_tokens,
         )
 
     def prefilled(reused: int, computed: int) -> None:
@@ -96,6 +100,7 @@ def _local_engine(loaded: LoadedModel, settings: Settings, metrics: Metrics | No
         max_queue=engine.max_queue,
         max_batch=engine.max_batch,
         cache_mb=engine.cache_max_mb,
+        min_new_tokens=engine.min_new_tokens,
         on_generated=lambda tokens, _sequences: metrics.tokens.inc(tokens),
         on_step=metrics.batch_size.observe,
         on_prefill=prefilled,

@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import platform
 from pathlib import Path
+from typing import Any
 
 import torch
 from rich.console import Console
@@ -13,7 +14,8 @@ from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
 from bot.config import ModelSettings
-from bot.llm.local.loader import load_model
+from bot.llm.local.formats import cpu_description
+from bot.llm.local.loader import LoadedModel, load_model
 from bot_dev.bench.report import plot, print_table
 from bot_dev.bench.run import BenchOptions, cold_start_seconds, run_bench, write_json
 
@@ -38,6 +40,7 @@ def bench(
         threads=model.threads,
         cache_dir=Path(cache_dir) if cache_dir else None,
         progress=lambda message: console.print(f"[dim]· {escape(message)}[/dim]"),
+        batch=max(options.concurrency),
     )
     console.print("[dim]· timing a cold start in a fresh process[/dim]")
     cold = cold_start_seconds(model.name, dtype=model.dtype, threads=model.threads, cache_dir=cache_dir)
@@ -63,21 +66,34 @@ def bench(
         figures = asyncio.run(
             run_bench(loaded, options=options, cache_mb=cache_mb, threads=threads, tick=tick, note=note)
         )
-    figures = {
-        "model": loaded.name,
-        "dtype": str(loaded.dtype).removeprefix("torch."),
-        "threads": threads,
-        "machine": f"{platform.machine()} {platform.processor() or ''}".strip(),
-        "max_new_tokens": options.max_new_tokens,
-        "turns_per_chat": options.turns_per_chat,
-        "cold_start_seconds": round(cold, 2),
-        **figures,
-    }
+    figures = {**_setup(loaded, options, threads, cold), **figures}
     print_table(figures, Console())
+    _write(figures, console, json_path, plot_path)
+    return 0
+
+
+def _write(figures: dict[str, Any], console: Console, json_path: Path | None, plot_path: Path | None) -> None:
     if json_path is not None:
         write_json(json_path, figures)
         console.print(f"[dim]· figures written to {escape(str(json_path))}[/dim]")
     if plot_path is not None:
         plot(figures, plot_path)
         console.print(f"[dim]· chart written to {escape(str(plot_path))}[/dim]")
-    return 0
+
+
+def _setup(loaded: LoadedModel, options: BenchOptions, threads: int, cold: float) -> dict[str, Any]:
+    """What the figures were measured on: model, numeric format (and why), CPU model and flags, settings."""
+    cpu, flags = cpu_description()
+    return {
+        "model": loaded.name,
+        "dtype": str(loaded.dtype).removeprefix("torch."),
+        "format": loaded.format,
+        "format_calibration": loaded.calibration.summary() if loaded.calibration else "explicit MODEL_DTYPE",
+        "cpu": cpu,
+        "cpu_flags": flags,
+        "threads": threads,
+        "machine": f"{platform.machine()} {platform.processor() or ''}".strip(),
+        "max_new_tokens": options.max_new_tokens,
+        "turns_per_chat": options.turns_per_chat,
+        "cold_start_seconds": round(cold, 2),
+    }

@@ -14,7 +14,7 @@ __all__ = ["plot", "print_table"]
 
 def print_table(figures: dict[str, Any], console: Console) -> None:
     runners: dict[str, Any] = figures["runners"]
-    table = Table(title=f"bot bench: {figures['model']} ({figures['dtype']}, {figures['threads']} threads)")
+    table = Table(title=f"bot bench: {figures['model']} ({figures['format']}, {figures['threads']} threads)")
     table.add_column("figure")
     for name in runners:
         table.add_column(name, justify="right")
@@ -41,12 +41,21 @@ def print_table(figures: dict[str, Any], console: Console) -> None:
     for label, cells in rows:
         table.add_row(label, *cells)
     console.print(table)
+    console.print(f"CPU: {escape(figures['cpu'])} ({escape(_simd(figures['cpu_flags']))})")
+    console.print(f"numeric format: {escape(figures['format_calibration'])}")
     console.print(
         f"cold start to ready: {figures['cold_start_seconds']:.2f} s   peak RSS: {figures['peak_rss_mb']} MB"
     )
     for name, why in figures["skipped"].items():
         console.print(f"[yellow]{escape(name)} skipped:[/yellow] {escape(why)}")
     console.print("ratios: " + ", ".join(f"{k}={v}" for k, v in figures["ratios"].items()))
+
+
+def _simd(flags: str) -> str:
+    """The vector-instruction flags that decide which format and kernels are fast (all flags go to JSON)."""
+    wanted = ("avx2", "fma", "avx512", "amx", "avx_vnni", "neon", "sve")
+    shown = [f for f in flags.split() if f.startswith(wanted)]
+    return " ".join(shown) or "no AVX2/AVX-512/AMX flags"
 
 
 def plot(figures: dict[str, Any], path: Path) -> None:

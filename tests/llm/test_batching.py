@@ -14,6 +14,7 @@ import torch
 
 from bot.core.domain import GenerationParams, Prompt
 from bot.core.errors import EngineBusy, GenerationError
+from bot.llm.local.detok import without_broken_bytes
 from bot.llm.local.engine import TransformersEngine
 from bot.llm.local.kvcache import PrefixCache, common_prefix
 from bot.llm.local.loader import LoadedModel
@@ -51,7 +52,9 @@ async def reply_tokens(engine: TransformersEngine, prompt: Prompt, params: Gener
 
 
 def expected_text(model: LoadedModel, ids: tuple[int, ...], n: int) -> str:
-    return str(model.tokenizer.decode(reference(model, ids, n), skip_special_tokens=True)).strip()
+    return without_broken_bytes(
+        model.tokenizer.decode(reference(model, ids, n), skip_special_tokens=True)
+    ).strip()
 
 
 async def engine_text(engine: TransformersEngine, prompt: Prompt, params: GenerationParams) -> str:

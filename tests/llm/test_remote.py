@@ -204,21 +204,22 @@ async def test_non_streaming_and_several_choices_in_openai_format(
 async def test_a_wrong_api_key_is_a_clear_error_that_never_shows_the_key(
     tiny_llama: LoadedModel, serve: Serve
 ) -> None:
-    _server, url = await serve(tiny_llama, api_key="right-key-123")
+    # letters, so the key's parts never turn up by chance in a URL's port or address
+    _server, url = await serve(tiny_llama, api_key="right-key-QWXZ")
     prompt = make_prompt(tiny_llama)
-    for key in ("wrong-key-456", None):
+    for key in ("wrong-key-JKVY", None):
         client = OpenAIEngine(url, model=MODEL_ID, api_key=key)
         with pytest.raises(GenerationError, match="refused the API key") as caught:
             await collect(client, prompt, GREEDY)
         await client.aclose()
         assert "LLM_API_KEY" in str(caught.value)
-        assert "456" not in str(caught.value) and "123" not in str(caught.value)
+        assert "JKVY" not in str(caught.value) and "QWXZ" not in str(caught.value)
     async with httpx.AsyncClient(base_url=url) as http:
         refused = await http.get("/models")
         assert refused.status_code == 401 and refused.headers["www-authenticate"] == "Bearer"
         assert refused.json()["error"]["code"] == "invalid_api_key"
         assert (await http.get(url.removesuffix("/v1") + "/healthz")).status_code == 200
-    client = OpenAIEngine(url, model=MODEL_ID, api_key="right-key-123")
+    client = OpenAIEngine(url, model=MODEL_ID, api_key="right-key-QWXZ")
     assert "".join(await collect(client, prompt, GREEDY))
     await client.aclose()
 

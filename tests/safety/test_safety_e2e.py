@@ -44,8 +44,11 @@ async def greedy_reply(model: LoadedModel, text: str, max_new_tokens: int = GREE
 
 def plant_canary(reply: str) -> str:
     """A word of the model's greedy reply, to serve as the canary it is about to leak."""
-    words = [
-        (m.start(), m.group(0)) for m in re.finditer(r"[A-Za-z]{4,}", reply) if m.start() > len(reply) // 2
+    half = len(reply) // 2
+    words = [  # late in the reply and not in its first half, so part of it streams before the leak
+        (m.start(), m.group(0))
+        for m in re.finditer(r"[A-Za-z]{4,}", reply)
+        if m.start() > half and m.group(0).casefold() not in reply[:half].casefold()
     ]
     assert words, f"the tiny model's greedy reply has no word to plant a canary in: {reply!r}"
     return words[0][1]  # late in the reply, so part of it streams before the leak

@@ -44,6 +44,8 @@ async def test_telegram_never_sends_a_reply_with_the_canary(
     await start_bot(
         SYSTEM_PROMPT=SYSTEM,
         GENERATION_MAX_NEW_TOKENS="200",
+        GENERATION_REPETITION_PENALTY="1.0",  # decode as greedy_reply did, so the planted word comes up
+        GENERATION_NO_REPEAT_NGRAM="0",
         TELEGRAM_STREAM_INTERVAL_SECONDS="0.01",
         SAFETY_CANARY="true",
         SAFETY_OUTPUT_PROFANITY="false",

@@ -8,7 +8,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Protocol
 
-__all__ = ["IncrementalDecoder", "StopMatcher"]
+__all__ = ["IncrementalDecoder", "StopMatcher", "without_broken_bytes"]
 
 
 class _Decodes(Protocol):
@@ -16,11 +16,13 @@ class _Decodes(Protocol):
 
 
 class IncrementalDecoder:
-    """Emit only text that can no longer change.
+    """Emit only text that can no longer change, and never half a character.
 
     Decoding token by token breaks multi-byte characters and merges (a UTF-8 emoji spans several byte
     tokens); so, as in TGI, each step decodes a short window and emits the growth of the text, holding
-    back while it ends in an incomplete character (U+FFFD).
+    back while it ends in an incomplete character (U+FFFD). Bytes that never complete a character (the
+    model sampled an invalid sequence, or the reply was cut mid-character) are dropped, not shown as
+    U+FFFD: a reply ending in a replacement character is garbage to the customer.
     """
 
     def __init__(self, tokenizer: _Decodes) -> None:
@@ -35,15 +37,15 @@ class IncrementalDecoder:
         text = self._decode(self._ids[self._prefix_offset :])
         if len(text) > len(prefix) and not text.endswith("\ufffd"):
             self._prefix_offset, self._read_offset = self._read_offset, len(self._ids)
-            return text[len(prefix) :]
+            return without_broken_bytes(text[len(prefix) :])
         return ""
 
     def flush(self) -> str:
-        """Whatever is still held back once no more tokens will come (an incomplete character, say)."""
+        """Whatever is still held back once no more tokens will come, without an incomplete character."""
         prefix = self._decode(self._ids[self._prefix_offset : self._read_offset])
         text = self._decode(self._ids[self._prefix_offset :])
         self._prefix_offset = self._read_offset = len(self._ids)
-        return text[len(prefix) :]
+        return without_broken_bytes(text[len(prefix) :])
 
     @property
     def token_count(self) -> int:
@@ -51,6 +53,11 @@ class IncrementalDecoder:
 
     def _decode(self, ids: list[int]) -> str:
         return self._tokenizer.decode(ids, skip_special_tokens=True)
+
+
+def without_broken_bytes(text: str) -> str:
+    """`text` without the replacement characters that stand for bytes no character was made of."""
+    return text.replace("\ufffd", "")
 
 
 class StopMatcher:

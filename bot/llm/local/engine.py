@@ -1,11 +1,15 @@
 """The local transformers engine: replies from every chat decoded together, streamed into the event loop.
 
 A `Scheduler` thread runs the model (continuous batching, per-chat KV-cache reuse); this class is its
-asyncio face. Tokens cross into the loop through `call_soon_threadsafe`; text comes out through
-incremental detokenisation and is cut at stop strings. The timeout runs from when a reply's prefill
-starts, not while it waits for a slot. If the model hangs (a forward pass that never returns), the stuck
-scheduler is retired and a fresh one takes over the waiting requests: one wedged step must not stall
-every chat for good.
+asyncio face. Typed events (events.py) cross into the loop through `call_soon_threadsafe`, and one
+consumer loop (`_tokens`) serves both `stream` and `candidates`.
+
+Budgets fit the machine: a reply is judged hung by lack of progress (no token for `stall_seconds`), not
+by its total time, so a slow but healthy machine still answers; and when more replies wait than the
+batch holds, new replies get a shorter `max_new_tokens` (never below `min_new_tokens`) instead of every
+customer timing out. Busy and stalled are still told as exceptions (EngineBusy, GenerationTimeout):
+the service turns them into outcomes. If a forward pass never returns, the stuck scheduler is retired
+and a fresh one takes over the waiting requests (watchdog.py).
 """
 
 from __future__ import annotations
@@ -13,7 +17,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import time
 from collections.abc import AsyncGenerator, Callable
 from dataclasses import replace
 from typing import Any
@@ -21,17 +24,27 @@ from typing import Any
 from bot.core.domain import GenerationParams, Prompt
 from bot.core.errors import EngineBusy, GenerationError, GenerationTimeout
 from bot.llm.base import Candidate
-from bot.llm.local.detok import IncrementalDecoder, StopMatcher
+from bot.llm.local.detok import IncrementalDecoder, StopMatcher, without_broken_bytes
+from bot.llm.local.events import Event, Failed, Finished, Released, Request, Started, Token
 from bot.llm.local.loader import LoadedModel
-from bot.llm.local.scheduler import DONE, FAILED, RELEASED, STARTED, Request, Scheduler
+from bot.llm.local.scheduler import Scheduler
+from bot.llm.local.watchdog import Watchdog
 
-__all__ = ["TransformersEngine"]
+__all__ = ["TransformersEngine", "shortened_budget"]
 
 log = logging.getLogger(__name__)
 
-# A forward pass running longer than the reply timeout (and at least this long) means a hung model: its
-# scheduler is retired and requests continue on a fresh one. Also how long closing waits for a step.
-STUCK_AFTER_SECONDS = 2.0
+
+def shortened_budget(wanted: int, *, waiting: int, max_batch: int, floor: int) -> int:
+    """The token budget for a new reply when `waiting` replies queue behind a batch of `max_batch`.
+
+    Everyone in line waits for the replies ahead of them to finish; shortening new replies in proportion
+    to the queue keeps that wait bounded, where a fixed timeout would fail them all. Never below `floor`
+    (nor above `wanted`).
+    """
+    if waiting <= 0:
+        return wanted
+    return max(min(wanted, floor), int(wanted * max_batch / (max_batch + waiting)))
 
 
 class TransformersEngine:
@@ -42,30 +55,40 @@ class TransformersEngine:
         max_queue: int = 64,
         max_batch: int = 16,
         cache_mb: int = 512,
+        min_new_tokens: int = 64,
         on_generated: Callable[[int, int], None] | None = None,
         on_step: Callable[[int], None] | None = None,
         on_prefill: Callable[[int, int], None] | None = None,
     ) -> None:
         """`max_queue` bounds the replies waiting for a slot (beyond it: EngineBusy, back-pressure);
-        `max_batch` the sequences decoded together; `cache_mb` the KV caches kept for the next turns.
+        `max_batch` the sequences decoded together; `cache_mb` the KV caches kept for the next turns;
+        `min_new_tokens` the shortest budget a reply gets when the queue is long.
         `on_generated(tokens, sequences)` is told about every finished reply, `on_step(batch_size)` about
         every decode step and `on_prefill(reused, computed)` about every prompt (for metrics)."""
         self._loaded = loaded
         self._max_queue = max_queue
+        self._min_new_tokens = min_new_tokens
         self._on_generated = on_generated
         self.name = loaded.name
         self.tokenizer = loaded.tokenizer
         self.context_tokens = loaded.context_tokens
-        self._scheduler_args: dict[str, Any] = {
+        scheduler_args: dict[str, Any] = {
             "eos_ids": _eos_ids(loaded),
             "max_batch": max_batch,
             "cache_bytes": cache_mb * 1024 * 1024,
             "on_step": on_step,
             "on_prefill": on_prefill,
         }
-        self._scheduler = Scheduler(loaded.model, **self._scheduler_args)
-        self._closed = False
-        self._watchers: set[asyncio.Task[None]] = set()
+        self._watchdog = Watchdog(lambda: Scheduler(loaded.model, **scheduler_args))
+
+    @property
+    def _scheduler(self) -> Scheduler:
+        return self._watchdog.scheduler
+
+    @property
+    def active(self) -> int:
+        """Sequences being decoded now."""
+        return self._scheduler.active
 
     @property
     def pending(self) -> int:
@@ -80,171 +103,136 @@ class TransformersEngine:
         return len(self._scheduler.prefixes)
 
     async def stream(self, prompt: Prompt, params: GenerationParams) -> AsyncGenerator[str, None]:
-        loop = asyncio.get_running_loop()
-        events: asyncio.Queue[tuple[Any, ...]] = asyncio.Queue()
-        request, scheduler = self._submit(prompt, params, _emitter(loop, events))
         decoder = IncrementalDecoder(self.tokenizer)
         matcher = StopMatcher(prompt.stop_strings)
-        deadline: float | None = None
-        released = started = False  # leading whitespace of a reply is dropped ("Assistant: Hello" -> "Hello")
-        try:
-            while True:
-                event = await self._next(events, deadline, params)
-                if event[0] == STARTED:
-                    deadline = loop.time() + params.timeout_seconds
-                    continue
-                if event[0] == RELEASED:
-                    released = True
-                    break
-                if event[0] == FAILED:
-                    raise event[1]
-                if event[1] == DONE:
-                    continue
-                text = matcher.feed(decoder.push([event[1]]))
+        # whitespace around the reply is dropped ("Assistant: Hello\n" -> "Hello"): leading at once,
+        # trailing held back until more text follows it
+        started, held = False, ""
+        async with contextlib.aclosing(self._tokens(prompt, params)) as tokens:
+            async for token in tokens:
+                text = matcher.feed(decoder.push([token.token]))
                 if not started:
                     text = text.lstrip()
                     started = bool(text)
-                if text:
-                    yield text
+                text = held + text
+                body = text.rstrip()
+                held = text[len(body) :]
+                if body:
+                    yield body
                 if matcher.stopped:
                     break
-            tail = matcher.feed(decoder.flush()) + matcher.flush()
-            if tail.rstrip():
-                yield tail.rstrip() if started else tail.strip()
-            log.debug("generated %d tokens", decoder.token_count)
-            if self._on_generated is not None:
-                self._on_generated(decoder.token_count, 1)
-        finally:
-            request.stop.set()
-            if not released and deadline is not None:
-                self._watch(scheduler, events, params.timeout_seconds)
+        tail = held + matcher.feed(decoder.flush()) + matcher.flush()
+        tail = (tail if started else tail.lstrip()).rstrip()
+        if tail:
+            yield tail
+        log.debug("generated %d tokens", decoder.token_count)
+        if self._on_generated is not None:
+            self._on_generated(decoder.token_count, 1)
 
     async def candidates(self, prompt: Prompt, params: GenerationParams) -> list[Candidate]:
-        loop = asyncio.get_running_loop()
-        events: asyncio.Queue[tuple[Any, ...]] = asyncio.Queue()
         if not params.do_sample:  # best-of-n needs variety: sample from the configured distribution
-            params = _sampling(params)
-        request, scheduler = self._submit(
-            prompt, params, _emitter(loop, events), copies=params.num_candidates
-        )
-        tokens: list[list[int]] = [[] for _ in range(params.num_candidates)]
-        logprobs: list[list[float]] = [[] for _ in range(params.num_candidates)]
-        deadline: float | None = None
-        released = False
-        try:
-            while True:
-                event = await self._next(events, deadline, params)
-                if event[0] == STARTED:
-                    deadline = loop.time() + params.timeout_seconds
-                elif event[0] == RELEASED:
-                    released = True
-                    break
-                elif event[0] == FAILED:
-                    raise event[1]
-                elif event[1] != DONE:
-                    tokens[event[0]].append(event[1])
-                    logprobs[event[0]].append(event[2])
-        finally:
-            request.stop.set()
-            if not released and deadline is not None:
-                self._watch(scheduler, events, params.timeout_seconds)
+            params = replace(params, do_sample=True, temperature=params.temperature or 0.7)
+        n = params.num_candidates
+        tokens: list[list[int]] = [[] for _ in range(n)]
+        logprobs: list[list[float]] = [[] for _ in range(n)]
+        async with contextlib.aclosing(self._tokens(prompt, params, copies=n)) as events:
+            async for token in events:
+                tokens[token.copy].append(token.token)
+                logprobs[token.copy].append(token.logprob)
         result = [self._candidate(t, lp, prompt.stop_strings) for t, lp in zip(tokens, logprobs, strict=True)]
         if self._on_generated is not None:
             self._on_generated(sum(map(len, tokens)), len(tokens))
         return sorted(result, key=lambda c: c.mean_logprob, reverse=True)
 
+    async def _tokens(
+        self, prompt: Prompt, params: GenerationParams, *, copies: int = 1
+    ) -> AsyncGenerator[Token, None]:
+        """The one consumer loop: submit, then yield tokens until the scheduler releases the request.
+
+        Raises GenerationTimeout when no event came for `stall_seconds` once the prefill started (a hung
+        model) or the reply ran past `timeout_seconds`, and the scheduler's error on Failed. Leaving early
+        (the caller stopped reading) sets the request's stop switch; the watchdog sees it released.
+        """
+        loop = asyncio.get_running_loop()
+        events: asyncio.Queue[Event] = asyncio.Queue()
+        request, scheduler = self._submit(prompt, params, _emitter(loop, events), copies)
+        deadline: float | None = None  # the total limit, from when the prefill starts
+        released = False
+        try:
+            while True:
+                event = await self._next(events, deadline, params)
+                if isinstance(event, Token):
+                    yield event
+                elif isinstance(event, Started):
+                    deadline = loop.time() + params.timeout_seconds
+                elif isinstance(event, Failed):
+                    raise event.error
+                elif isinstance(event, Released):
+                    released = True
+                    return
+                else:
+                    assert isinstance(event, Finished)
+        finally:
+            request.stop.set()
+            if not released and deadline is not None:
+                self._watchdog.watch(scheduler, events, min(params.stall_seconds, params.timeout_seconds))
+
     def _candidate(self, tokens: list[int], logprobs: list[float], stops: tuple[str, ...]) -> Candidate:
-        text = self.tokenizer.decode(tokens, skip_special_tokens=True)
+        text = without_broken_bytes(self.tokenizer.decode(tokens, skip_special_tokens=True))
         for marker in stops:
             text = text.split(marker, 1)[0]
         mean = sum(logprobs) / len(logprobs) if logprobs else float("-inf")
         return Candidate(text.strip(), mean)
 
     def _submit(
-        self, prompt: Prompt, params: GenerationParams, emit: Callable[..., object], *, copies: int = 1
+        self, prompt: Prompt, params: GenerationParams, emit: Callable[[Event], object], copies: int
     ) -> tuple[Request, Scheduler]:
-        if self._closed:
+        if self._watchdog.closed:
             raise GenerationError("the engine is shut down")
-        if self._scheduler.pending >= self._max_queue:
-            raise EngineBusy(f"{self._scheduler.pending} replies are already waiting for the model")
+        scheduler = self._scheduler
+        waiting = scheduler.pending
+        if waiting >= self._max_queue:
+            raise EngineBusy(f"{waiting} replies are already waiting for the model")
         room = self.context_tokens - len(prompt.ids)
+        busy = waiting + scheduler.active + copies - scheduler.max_batch  # who would wait behind the batch
+        budget = shortened_budget(
+            params.max_new_tokens, waiting=busy, max_batch=scheduler.max_batch, floor=self._min_new_tokens
+        )
+        if budget < params.max_new_tokens:
+            log.info("%d replies queue for the model: this reply gets %d new tokens", busy, budget)
         request = Request(
             ids=tuple(prompt.ids),
             params=params,
-            max_new_tokens=max(1, min(params.max_new_tokens, room)),
+            max_new_tokens=max(1, min(budget, room)),
             emit=emit,
             session=prompt.session,
             copies=copies,
             want_logprobs=copies > 1,
         )
-        scheduler = self._scheduler
         scheduler.submit(request)
         return request, scheduler
 
     @staticmethod
-    async def _next(
-        events: asyncio.Queue[tuple[Any, ...]], deadline: float | None, params: GenerationParams
-    ) -> tuple[Any, ...]:
-        left = None if deadline is None else max(deadline - asyncio.get_running_loop().time(), 0)
+    async def _next(events: asyncio.Queue[Event], deadline: float | None, params: GenerationParams) -> Event:
+        """The next event; before the prefill starts the wait for a slot is unbounded (the queue is)."""
+        if deadline is None:
+            return await events.get()
+        left = deadline - asyncio.get_running_loop().time()
         try:
-            return await asyncio.wait_for(events.get(), left)
+            return await asyncio.wait_for(events.get(), max(0.0, min(left, params.stall_seconds)))
         except TimeoutError:
-            raise GenerationTimeout(f"no complete reply within {params.timeout_seconds:g} s") from None
-
-    def _watch(self, scheduler: Scheduler, events: asyncio.Queue[tuple[Any, ...]], timeout: float) -> None:
-        """Watch a stopped request in the background until its scheduler lets it go.
-
-        A scheduler normally does so at its next step. If instead one forward pass runs longer than a
-        whole reply may take, the model is hung: that scheduler is retired and a fresh one serves the
-        waiting requests. A slow step (a long prefill) is not a hang, and only the scheduler the
-        request ran on can be retired, never its replacement.
-        """
-        task = asyncio.create_task(self._await_release(scheduler, events, max(timeout, STUCK_AFTER_SECONDS)))
-        self._watchers.add(task)
-        task.add_done_callback(self._watchers.discard)
-
-    async def _await_release(
-        self, scheduler: Scheduler, events: asyncio.Queue[tuple[Any, ...]], hung_after: float
-    ) -> None:
-        loop = asyncio.get_running_loop()
-        give_up = loop.time() + 10 * hung_after
-        while loop.time() < give_up:
-            try:
-                if (await asyncio.wait_for(events.get(), 0.25))[0] == RELEASED:
-                    return
-                continue
-            except TimeoutError:
-                pass
-            if self._closed or scheduler is not self._scheduler:
-                return
-            since = scheduler.forward_since
-            if since is not None and time.monotonic() - since > hung_after:
-                self._replace(scheduler, time.monotonic() - since)
-                return
-
-    def _replace(self, stuck: Scheduler, seconds: float) -> None:
-        log.error(
-            "a forward pass has run for %.0f s (the model is hung?); continuing on a fresh thread", seconds
-        )
-        self._scheduler = Scheduler(self._loaded.model, **self._scheduler_args)
-        waiting, live = stuck.abandon()
-        self._scheduler.adopt(waiting)
-        for request in live:  # their replies cannot finish on a hung thread: fail them now, not at timeout
-            request.emit(FAILED, GenerationError("the model stopped responding"))
-            request.emit(RELEASED)
+            if left <= params.stall_seconds:
+                raise GenerationTimeout(f"no complete reply within {params.timeout_seconds:g} s") from None
+            raise GenerationTimeout(f"the model made no progress for {params.stall_seconds:g} s") from None
 
     async def aclose(self) -> None:
-        self._closed = True
-        for request in self._scheduler.retire():
-            request.emit(FAILED, GenerationError("the engine is shutting down"))
-        # let a running step finish, so the process never exits while torch is mid-call
-        await asyncio.to_thread(self._scheduler.join, STUCK_AFTER_SECONDS)
+        await self._watchdog.aclose()
 
 
-def _emitter(loop: asyncio.AbstractEventLoop, events: asyncio.Queue[tuple[Any, ...]]) -> Callable[..., None]:
+def _emitter(loop: asyncio.AbstractEventLoop, events: asyncio.Queue[Event]) -> Callable[[Event], None]:
     """Hands the scheduler's events for one request to its event loop (from the scheduler's thread)."""
 
-    def emit(*event: Any) -> None:
+    def emit(event: Event) -> None:
         with contextlib.suppress(RuntimeError):  # the requester's loop closed: nobody is listening
             loop.call_soon_threadsafe(events.put_nowait, event)
 
@@ -257,7 +245,3 @@ def _eos_ids(loaded: LoadedModel) -> set[int]:
     if eos is None:
         return set()
     return {int(eos)} if isinstance(eos, int) else {int(i) for i in eos}
-
-
-def _sampling(params: GenerationParams) -> GenerationParams:
-    return replace(params, do_sample=True, temperature=params.temperature or 0.7)

@@ -3,7 +3,7 @@
 `BatchCache` holds the keys and values of every sequence being decoded, right-aligned (left-padded) in
 preallocated buffers that grow by doubling, so a decode step writes one column in place instead of
 copying the whole cache as `DynamicCache` does. Rows are slots: a finished sequence frees its slot for
-the next one without moving the others.
+the next one without moving the others. It is plain torch; the model sees it through hf_cache's adapter.
 
 `PrefixCache` keeps the keys and values of recent chats (prompt + reply), bounded in megabytes. A chat's
 next turn starts from the longest prefix it shares with an entry, so only the new tokens are computed;
@@ -14,35 +14,15 @@ from __future__ import annotations
 
 from collections import OrderedDict
 from dataclasses import dataclass
-from typing import Any
 
 import torch
-from transformers.cache_utils import Cache, DynamicLayer
 
 __all__ = ["KV", "BatchCache", "PrefixCache", "common_prefix"]
 
 KV = list[tuple[torch.Tensor, torch.Tensor]]  # per layer: keys and values, [rows, heads, tokens, dim]
 
 
-class _Layer(DynamicLayer):  # type: ignore[no-untyped-call]
-    """One layer's view of its owner's buffer: `update` writes the new columns in place."""
-
-    def __init__(self, owner: BatchCache, index: int) -> None:
-        super().__init__()  # type: ignore[no-untyped-call]
-        self._owner, self._index = owner, index
-        self.is_initialized = True
-
-    def get_seq_length(self) -> int:
-        return self._owner.length
-
-    def update(
-        self, key_states: torch.Tensor, value_states: torch.Tensor, *args: Any, **kwargs: Any
-    ) -> tuple[torch.Tensor, torch.Tensor]:
-        self.keys, self.values = self._owner.write(self._index, key_states, value_states)
-        return self.keys, self.values
-
-
-class BatchCache(Cache):
+class BatchCache:
     """Keys and values of `rows` sequences, right-aligned at column `length`; `mask` marks real tokens.
 
     A row that holds no sequence is all padding. Buffers are allocated on the first write (or from a
@@ -58,7 +38,6 @@ class BatchCache(Cache):
         self.values: list[torch.Tensor] = []
         self.mask = torch.zeros(rows, 0, dtype=torch.long)
         self._reserve = reserve
-        super().__init__(layers=[_Layer(self, i) for i in range(layer_count)])
         if prefix is not None:
             n = prefix[0][0].shape[2]
             self.keys = [_copy_into(k, n + reserve) for k, _ in prefix]

@@ -23,12 +23,13 @@ from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer
 from transformers.utils import logging as hf_logging
 
 from bot.core.errors import ModelLoadError
+from bot.llm.local.formats import Calibration, apply_format, cached_calibration, load_or_calibrate
 
 __all__ = [
     "BUNDLED_MODELS",
     "LoadedModel",
     "ModelSource",
-    "cpu_has_bf16",
+    "describe_format",
     "load_model",
     "load_tokenizer",
     "resolve_dtype",
@@ -55,7 +56,9 @@ class LoadedModel:
     tokenizer: Any
     name: str
     device: torch.device
-    dtype: torch.dtype
+    dtype: torch.dtype  # of the activations (and of the weights, but for int8)
+    format: str = ""  # float32 | bfloat16 | float16 | int8: what the weights run in
+    calibration: Calibration | None = None  # the measurement behind MODEL_DTYPE=auto, on CPU
 
     @property
     def context_tokens(self) -> int:
@@ -97,22 +100,15 @@ def resolve_source(name: str) -> ModelSource:
 
 
 def resolve_dtype(dtype: str, device: torch.device) -> torch.dtype:
+    """The dtype to load the weights in: float32 for int8 (quantised after loading) and for `auto` on CPU
+    (the format is then chosen by measuring, see formats.py)."""
     if dtype != "auto":
-        return {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}[dtype]
+        return {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}.get(
+            dtype, torch.float32
+        )
     if device.type == "cuda":
         return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
-    # CPUs with bfloat16 instructions run the batching engine about twice as fast in bfloat16 (SmolLM2-135M,
-    # 2 cores with AVX-512-BF16: one chat 49 vs 26 tokens/s, 16 chats 260 vs 117: docs/benchmarks.md).
-    return torch.bfloat16 if cpu_has_bf16() else torch.float32
-
-
-def cpu_has_bf16() -> bool:
-    """Whether this CPU has bfloat16 arithmetic (AVX-512-BF16 or AMX), from /proc/cpuinfo's flags."""
-    try:
-        flags = Path("/proc/cpuinfo").read_text()
-    except OSError:  # not Linux: be conservative
-        return False
-    return "avx512_bf16" in flags or "amx_bf16" in flags
+    return torch.float32
 
 
 def _resolve_device(device: str) -> torch.device:
@@ -131,8 +127,13 @@ def load_model(
     cache_dir: Path | None = None,
     threads: int | None = None,
     progress: Progress | None = None,
+    batch: int = 16,
 ) -> LoadedModel:
-    """Load tokenizer and model, converting a GGUF file into the cache on first use."""
+    """Load tokenizer and model, converting a GGUF file into the cache on first use.
+
+    `dtype="auto"` on CPU measures which format runs fastest here (alone and at `batch` chats) the first
+    time, and reads that choice from the cache afterwards.
+    """
     if threads:
         torch.set_num_threads(threads)
     source = resolve_source(name)
@@ -148,8 +149,46 @@ def load_model(
     except (OSError, ValueError, KeyError, RuntimeError) as exc:
         raise ModelLoadError(f"MODEL_NAME={name}: cannot load the model: {_first_line(exc)}") from exc
     model = model.to(target).eval()  # type: ignore[arg-type]
-    log.info("model %s loaded (%s, %s)", name, target, str(torch_dtype).removeprefix("torch."))
-    return LoadedModel(model=model, tokenizer=tokenizer, name=name, device=target, dtype=torch_dtype)
+    loaded = LoadedModel(model=model, tokenizer=tokenizer, name=name, device=target, dtype=torch_dtype)
+    loaded.format = str(torch_dtype).removeprefix("torch.")
+    if dtype == "int8" or (dtype == "auto" and target.type == "cpu"):
+        _choose_format(loaded, dtype, Path(location), cache_dir or default_cache_dir(), batch)
+    log.info("model %s loaded (%s, %s)", name, target, loaded.format)
+    return loaded
+
+
+def describe_format(name: str, dtype: str, *, cache_dir: Path | None = None, batch: int = 16) -> str:
+    """What MODEL_DTYPE resolves to, for `bot config`: the cached calibration when `auto` was measured on
+    this machine, without loading the model (the measurement itself runs at the first start)."""
+    if dtype != "auto":
+        return f"{dtype} (explicit)"
+    try:
+        source = resolve_source(name)
+    except ModelLoadError as exc:
+        return f"auto ({exc})"
+    cache = cache_dir or default_cache_dir()
+    weights = Path(source.location)
+    if source.kind == "gguf":
+        weights = cache / f"{weights.stem}-{_fingerprint(weights)}"
+    if not weights.is_dir():
+        return "auto (not measured yet: the first start measures it)"
+    found = cached_calibration(weights, cache_dir=cache, batch=batch)
+    return f"auto: {found.summary()}" if found else "auto (not measured yet: the first start measures it)"
+
+
+def _choose_format(loaded: LoadedModel, dtype: str, weights: Path, cache_dir: Path, batch: int) -> None:
+    """Convert the float32 model to MODEL_DTYPE=int8, or to the format calibration picks for `auto`."""
+    if dtype == "auto":
+        loaded.calibration = load_or_calibrate(
+            loaded.model, loaded.tokenizer, weights=weights, cache_dir=cache_dir, batch=batch
+        )
+        log.info("numeric format: %s", loaded.calibration.summary())
+        dtype = loaded.calibration.choice
+    if dtype == "int8" and loaded.device.type != "cpu":
+        raise ModelLoadError("MODEL_DTYPE=int8: dynamic int8 quantisation runs on CPU only")
+    loaded.model = apply_format(loaded.model, dtype, keep_original=False)
+    loaded.format = dtype
+    loaded.dtype = torch.float32 if dtype == "int8" else getattr(torch, dtype)
 
 
 def load_tokenizer(name: str, *, cache_dir: Path | None = None) -> tuple[Any, int]:

@@ -1,23 +1,40 @@
 """Choosing the next token of one sequence from the model's logits, with that sequence's own settings.
 
 The batching scheduler decodes many chats together, each with its own temperature, top-p, seed and
-repetition penalty, so sampling is per row. The steps follow Hugging Face's `generate` order: repetition
-penalty, then temperature, top-k and top-p, then draw (or argmax when greedy).
+penalties, so sampling is per row. The steps follow Hugging Face's `generate` order: repetition penalty
+and n-gram blocking, then temperature, top-k and top-p, then draw (or argmax when greedy).
+
+Unlike `generate`, both anti-loop measures look at the reply's own tokens only: HF's repetition penalty
+also punishes every word of the prompt (the customer's name, the product asked about), which is why it
+used to be off; a reply that loops repeats *itself*, so that is what is penalised and blocked.
 """
 
 from __future__ import annotations
+
+from collections.abc import Sequence
 
 import torch
 
 from bot.core.domain import GenerationParams
 
-__all__ = ["Sampler"]
+__all__ = ["Sampler", "blocked_by_ngrams"]
+
+
+def blocked_by_ngrams(generated: Sequence[int], n: int) -> set[int]:
+    """Tokens that would complete an n-gram already present in `generated` (as HF's no_repeat_ngram_size,
+    over the reply only). With n = 3 and a reply ... a b c ... a b, the token c is blocked."""
+    if n <= 0 or len(generated) < n:
+        return set()
+    tail = tuple(generated[len(generated) - n + 1 :])
+    return {
+        generated[i + n - 1] for i in range(len(generated) - n + 1) if tuple(generated[i : i + n - 1]) == tail
+    }
 
 
 class Sampler:
-    """The sampling state of one sequence: its settings, its random generator and the tokens it has seen."""
+    """The sampling state of one sequence: its settings, its random generator and its reply so far."""
 
-    def __init__(self, params: GenerationParams, prompt_ids: torch.Tensor, *, seed: int | None) -> None:
+    def __init__(self, params: GenerationParams, *, seed: int | None) -> None:
         self.params = params
         self.greedy = not params.do_sample
         self._generator: torch.Generator | None = None
@@ -27,42 +44,46 @@ class Sampler:
                 self._generator.manual_seed(seed)
             else:
                 self._generator.seed()
-        # the penalty looks at every token so far, the prompt's included (as `generate` does)
-        self._seen = prompt_ids.clone() if params.repetition_penalty != 1.0 else None
+        self.generated: list[int] = []
 
     def choose(self, logits: torch.Tensor, *, want_logprob: bool = False) -> tuple[int, float]:
         """The next token for a 1-D row of logits, and its log-probability under the processed distribution
         (0.0 unless `want_logprob`)."""
         p = self.params
         scores = logits.float()
-        if self._seen is not None:
-            # repetition penalty: make every token already present less likely
-            seen = scores[self._seen]
-            scores = scores.scatter(
-                0,
-                self._seen,
-                torch.where(seen < 0, seen * p.repetition_penalty, seen / p.repetition_penalty),
-            )
+        if p.repetition_penalty != 1.0 and self.generated:
+            # repetition penalty: make every token the reply already used less likely
+            seen = torch.tensor(sorted(set(self.generated)), dtype=torch.long)
+            old = scores[seen]
+            penalised = torch.where(old < 0, old * p.repetition_penalty, old / p.repetition_penalty)
+            scores = scores.scatter(0, seen, penalised)
+        blocked = blocked_by_ngrams(self.generated, p.no_repeat_ngram)
+        if blocked:
+            # n-gram blocking: never repeat a phrase of no_repeat_ngram tokens within the reply
+            scores = scores.index_fill(0, torch.tensor(sorted(blocked), dtype=torch.long), float("-inf"))
         if self.greedy:
             token = int(torch.argmax(scores))
         else:
-            # temperature: < 1 sharpens the distribution, > 1 flattens it
-            scores = scores / max(p.temperature, 1e-5)
-            # top-k: keep only the k most likely tokens
-            if 0 < p.top_k < scores.numel():
-                kth = torch.topk(scores, p.top_k).values[-1]
-                scores = scores.masked_fill(scores < kth, float("-inf"))
-            # top-p: keep the smallest set of tokens whose probabilities add up to p
-            if p.top_p < 1.0:
-                ordered, order = torch.sort(scores, descending=True)
-                cumulative = torch.softmax(ordered, dim=-1).cumsum(dim=-1)
-                drop = cumulative - torch.softmax(ordered, dim=-1) >= p.top_p  # always keeps the first
-                scores = scores.scatter(0, order[drop], float("-inf"))
-            # draw from what is left
-            probs = torch.softmax(scores, dim=-1)
-            token = int(torch.multinomial(probs, 1, generator=self._generator))
-        if self._seen is not None:
-            self._seen = torch.cat([self._seen, torch.tensor([token], dtype=self._seen.dtype)])
+            token, scores = self._draw(scores)
+        self.generated.append(token)
         if not want_logprob:
             return token, 0.0
         return token, float(torch.log_softmax(scores, dim=-1)[token])
+
+    def _draw(self, scores: torch.Tensor) -> tuple[int, torch.Tensor]:
+        p = self.params
+        # temperature: < 1 sharpens the distribution, > 1 flattens it
+        scores = scores / max(p.temperature, 1e-5)
+        # top-k: keep only the k most likely tokens
+        if 0 < p.top_k < scores.numel():
+            kth = torch.topk(scores, p.top_k).values[-1]
+            scores = scores.masked_fill(scores < kth, float("-inf"))
+        # top-p: keep the smallest set of tokens whose probabilities add up to p
+        if p.top_p < 1.0:
+            ordered, order = torch.sort(scores, descending=True)
+            probs = torch.softmax(ordered, dim=-1)
+            drop = probs.cumsum(dim=-1) - probs >= p.top_p  # always keeps the first
+            scores = scores.scatter(0, order[drop], float("-inf"))
+        # draw from what is left
+        token = int(torch.multinomial(torch.softmax(scores, dim=-1), 1, generator=self._generator))
+        return token, scores

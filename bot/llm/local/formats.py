@@ -1,0 +1,251 @@
+"""The numeric format the model runs in on this CPU: chosen by measuring, not by reading CPU flags.
+
+Which format is fastest depends on the machine: on an AVX-512-BF16/AMX Xeon bfloat16 doubles the speed of
+float32; on an AVX2-only EPYC bfloat16 is emulated (fast at one chat, slow at sixteen) and int8 weights
+(dynamic quantisation of the linear layers) win at every batch size. So `MODEL_DTYPE=auto` times each
+candidate at first start, at one sequence and at a full batch, checks that its output stays close to
+float32's on a fixed text, and keeps the result in the model cache directory, keyed by everything that
+could change the answer: the CPU model and flags, the torch version, the thread count and the weights.
+Later starts read the choice back in milliseconds.
+"""
+
+from __future__ import annotations
+
+import copy
+import hashlib
+import json
+import logging
+import platform
+import time
+import warnings
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+
+__all__ = [
+    "FORMATS",
+    "QUALITY_TEXT",
+    "Calibration",
+    "FormatFigures",
+    "apply_format",
+    "cached_calibration",
+    "calibrate",
+    "calibration_key",
+    "cpu_description",
+    "load_or_calibrate",
+    "quality",
+]
+
+log = logging.getLogger(__name__)
+
+FORMATS = ("float32", "bfloat16", "int8")
+# A quantised format is kept only when, on QUALITY_TEXT, the model's next-token choice agrees with
+# float32's at this share of positions or more, and its perplexity is at most this factor above float32's.
+MIN_AGREEMENT = 0.90
+MAX_PERPLEXITY_RATIO = 1.05
+DECODE_STEPS = 4
+
+QUALITY_TEXT = (
+    "Thank you for contacting our support team. Your order number 48213 was shipped on Monday and should "
+    "arrive within three to five business days. If the parcel does not arrive by Friday, please reply to "
+    "this message and we will open an investigation with the carrier. You can return any unworn item "
+    "within thirty days for a full refund; the return label is included in the box. Refunds are paid to "
+    "the original payment method within five business days after we receive the parcel back."
+)
+
+
+@dataclass
+class FormatFigures:
+    """One format's measurement: decode tokens/s alone and at a full batch, and its closeness to float32."""
+
+    single_tokens_per_second: float
+    batch_tokens_per_second: float
+    agreement: float = 1.0  # share of positions where the greedy next token equals float32's
+    perplexity_ratio: float = 1.0  # perplexity on QUALITY_TEXT over float32's
+    within_tolerance: bool = True
+
+
+@dataclass
+class Calibration:
+    """What was measured on this machine and what was chosen; stored as JSON next to the converted model."""
+
+    choice: str
+    batch: int
+    cpu: str
+    torch: str
+    threads: int
+    figures: dict[str, FormatFigures] = field(default_factory=dict)
+    seconds: float = 0.0
+
+    def summary(self) -> str:
+        """One line for the start-up log and `bot config`: the choice and every figure behind it."""
+        parts = [
+            f"{name} {f.single_tokens_per_second:.1f}/{f.batch_tokens_per_second:.1f} tok/s"
+            + ("" if name == "float32" else f" agree {f.agreement:.0%} ppl x{f.perplexity_ratio:.3f}")
+            + ("" if f.within_tolerance else " (rejected: quality)")
+            for name, f in self.figures.items()
+        ]
+        return (
+            f"{self.choice} (measured on {self.cpu}, torch {self.torch}, {self.threads} threads; "
+            f"1 chat / {self.batch} chats: " + "; ".join(parts) + ")"
+        )
+
+    def to_json(self) -> str:
+        return json.dumps(asdict(self), indent=2)
+
+    @classmethod
+    def from_json(cls, text: str) -> Calibration:
+        data = json.loads(text)
+        figures = {name: FormatFigures(**f) for name, f in data.pop("figures").items()}
+        return cls(figures=figures, **data)
+
+
+def cpu_description() -> tuple[str, str]:
+    """The CPU's model name and its feature flags (sorted), from /proc/cpuinfo where there is one."""
+    try:
+        info = Path("/proc/cpuinfo").read_text()
+    except OSError:
+        return platform.processor() or platform.machine(), ""
+    name = flags = ""
+    for line in info.splitlines():
+        key, _, value = line.partition(":")
+        if key.strip() == "model name" and not name:
+            name = value.strip()
+        elif key.strip() in ("flags", "Features") and not flags:
+            flags = " ".join(sorted(value.split()))
+    return name or platform.machine(), flags
+
+
+def calibration_key(weights: Path, *, batch: int, threads: int) -> str:
+    """A key that changes with anything that could change the measurement: CPU, torch, threads, weights."""
+    cpu, flags = cpu_description()
+    digest = hashlib.sha256(f"{cpu}|{flags}|{torch.__version__}|{threads}|{batch}".encode())
+    for path in sorted(weights.iterdir()) if weights.is_dir() else [weights]:
+        if path.is_file() and path.suffix in (".json", ".safetensors", ".bin", ".gguf"):
+            digest.update(f"{path.name}:{path.stat().st_size}".encode())
+            with path.open("rb") as file:
+                digest.update(file.read(1 << 20))
+    return digest.hexdigest()[:20]
+
+
+def apply_format(model: Any, name: str, *, keep_original: bool = True) -> Any:
+    """`model` (float32) converted to format `name`: a copy, or in place when not `keep_original`."""
+    if name == "float32":
+        return model
+    source = copy.deepcopy(model) if keep_original else model
+    if name in ("bfloat16", "float16"):
+        return source.to(getattr(torch, name))
+    if name == "int8":
+        with warnings.catch_warnings():  # torch.ao's deprecation notice: it still works and is measured
+            warnings.simplefilter("ignore")
+            return torch.ao.quantization.quantize_dynamic(  # type: ignore[no-untyped-call]
+                source, {torch.nn.Linear}, dtype=torch.qint8, inplace=True
+            )
+    raise ValueError(f"unknown numeric format {name!r}")
+
+
+def quality(reference: Any, candidate: Any, ids: torch.Tensor) -> tuple[float, float]:
+    """(greedy next-token agreement with `reference`, perplexity ratio) on the token row `ids`."""
+    with torch.inference_mode():
+        ref = reference(input_ids=ids).logits[0, :-1].float()
+        out = candidate(input_ids=ids).logits[0, :-1].float()
+    target = ids[0, 1:]
+    agreement = float((ref.argmax(-1) == out.argmax(-1)).float().mean())
+    ref_nll = torch.nn.functional.cross_entropy(ref, target)
+    out_nll = torch.nn.functional.cross_entropy(out, target)
+    return agreement, float(torch.exp(out_nll - ref_nll))
+
+
+def _decode_rate(model: Any, ids: torch.Tensor, rows: int) -> float:
+    """Decode tokens/s for `rows` sequences: a forward over the prompt, then DECODE_STEPS one-token steps."""
+    batch = ids.expand(rows, -1)
+    with torch.inference_mode():
+        out = model(input_ids=batch, use_cache=True, logits_to_keep=1)
+        cache, token = out.cache, out.logits[:, -1:].argmax(-1)
+        out = model(input_ids=token, cache=cache, use_cache=True)  # warm-up: kernels, allocation
+        cache, token = out.cache, out.logits[:, -1:].argmax(-1)
+        started = time.perf_counter()
+        for _ in range(DECODE_STEPS):
+            out = model(input_ids=token, cache=cache, use_cache=True)
+            cache, token = out.cache, out.logits[:, -1:].argmax(-1)
+        elapsed = time.perf_counter() - started
+    return rows * DECODE_STEPS / max(elapsed, 1e-9)
+
+
+def calibrate(model: Any, tokenizer: Any, *, batch: int, formats: tuple[str, ...] = FORMATS) -> Calibration:
+    """Time every format on `model` (float32) and choose the fastest that keeps float32's quality.
+
+    Formats are measured back to back in one process (a few decode steps each after a warm-up step, so
+    the whole calibration stays short on a small machine). The choice maximises the worse of its two
+    ratios to the fastest format at one chat and at `batch` chats: the format that is never far off.
+    """
+    started = time.perf_counter()
+    ids = torch.tensor([tokenizer.encode(QUALITY_TEXT)])
+    prompt = ids[:, :8]
+    variants = {name: apply_format(model, name) for name in formats}
+    figures = {
+        name: FormatFigures(_decode_rate(variant, prompt, 1), _decode_rate(variant, prompt, batch))
+        for name, variant in variants.items()
+    }
+    for name, variant in variants.items():
+        if name != "float32":
+            f = figures[name]
+            f.agreement, f.perplexity_ratio = quality(model, variant, ids)
+            f.within_tolerance = f.agreement >= MIN_AGREEMENT and f.perplexity_ratio <= MAX_PERPLEXITY_RATIO
+    cpu, _flags = cpu_description()
+    return Calibration(
+        choice=choose(figures),
+        batch=batch,
+        cpu=cpu,
+        torch=torch.__version__,
+        threads=torch.get_num_threads(),
+        figures=figures,
+        seconds=round(time.perf_counter() - started, 2),
+    )
+
+
+def choose(figures: dict[str, FormatFigures]) -> str:
+    """The format whose worse ratio to the best (alone, and at a full batch) is highest; float32 on ties."""
+    usable = {name: f for name, f in figures.items() if f.within_tolerance}
+    best_single = max(f.single_tokens_per_second for f in usable.values()) or 1.0
+    best_batch = max(f.batch_tokens_per_second for f in usable.values()) or 1.0
+
+    def score(name: str) -> tuple[float, bool]:
+        f = usable[name]
+        worse = min(f.single_tokens_per_second / best_single, f.batch_tokens_per_second / best_batch)
+        return round(worse, 2), name == "float32"
+
+    return max(usable, key=score)
+
+
+def cached_calibration(weights: Path, *, cache_dir: Path, batch: int) -> Calibration | None:
+    """The calibration stored for this machine and these weights, if any (None when unreadable)."""
+    key = calibration_key(weights, batch=batch, threads=torch.get_num_threads())
+    path = cache_dir / "formats" / f"{key}.json"
+    if not path.is_file():
+        return None
+    try:
+        return Calibration.from_json(path.read_text())
+    except (ValueError, TypeError, KeyError):
+        log.warning("ignoring an unreadable format calibration at %s", path)
+        return None
+
+
+def load_or_calibrate(
+    model: Any, tokenizer: Any, *, weights: Path, cache_dir: Path, batch: int
+) -> Calibration:
+    """The cached calibration for this machine and these weights, or a fresh one (then cached)."""
+    cached = cached_calibration(weights, cache_dir=cache_dir, batch=batch)
+    if cached is not None:
+        return cached
+    key = calibration_key(weights, batch=batch, threads=torch.get_num_threads())
+    path = cache_dir / "formats" / f"{key}.json"
+    log.info("measuring which numeric format runs fastest on this CPU (once; ~30 s on 2 idle cores)")
+    result = calibrate(model, tokenizer, batch=batch)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    partial = path.with_suffix(".tmp")
+    partial.write_text(result.to_json())
+    partial.replace(path)
+    return result

@@ -1,0 +1,105 @@
+"""MODEL_DTYPE=auto: the numeric format is measured on this machine, checked against float32, and cached."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import torch
+
+from bot.core.domain import GenerationParams, Prompt
+from bot.llm.local import formats
+from bot.llm.local.detok import without_broken_bytes
+from bot.llm.local.engine import TransformersEngine
+from bot.llm.local.formats import (
+    FORMATS,
+    MAX_PERPLEXITY_RATIO,
+    MIN_AGREEMENT,
+    QUALITY_TEXT,
+    Calibration,
+    FormatFigures,
+    apply_format,
+    choose,
+    load_or_calibrate,
+    quality,
+)
+from bot.llm.local.loader import LoadedModel, describe_format, load_model
+from tests.llm.test_engine import prompt_ids
+
+
+def test_calibration_chooses_a_format_within_tolerance_and_caches_it(
+    tiny_llama: LoadedModel, tiny_llama_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    first = load_or_calibrate(
+        tiny_llama.model, tiny_llama.tokenizer, weights=tiny_llama_dir, cache_dir=tmp_path, batch=2
+    )
+    assert set(first.figures) == set(FORMATS)
+    assert first.figures[first.choice].within_tolerance
+    assert all(
+        f.single_tokens_per_second > 0 and f.batch_tokens_per_second > 0 for f in first.figures.values()
+    )
+    assert first.choice in first.summary() and "tok/s" in first.summary()
+    (cached,) = (tmp_path / "formats").iterdir()
+
+    def never(*_args: object, **_kwargs: object) -> Calibration:
+        raise AssertionError("measured again although a calibration was cached")
+
+    monkeypatch.setattr(formats, "calibrate", never)
+    again = load_or_calibrate(
+        tiny_llama.model, tiny_llama.tokenizer, weights=tiny_llama_dir, cache_dir=tmp_path, batch=2
+    )
+    assert again == first
+    # another batch size (or CPU, torch, thread count, weights) is another key: measured anew
+    with pytest.raises(AssertionError, match="measured again"):
+        load_or_calibrate(
+            tiny_llama.model, tiny_llama.tokenizer, weights=tiny_llama_dir, cache_dir=tmp_path, batch=3
+        )
+    assert cached.is_file()
+
+
+def test_the_choice_is_never_far_off_the_best_at_either_load() -> None:
+    figures = {
+        "float32": FormatFigures(9.6, 38.9),
+        "bfloat16": FormatFigures(18.1, 24.6),  # the AVX2 box: fast alone, slow in a batch
+        "int8": FormatFigures(20.0, 60.0, agreement=0.38, perplexity_ratio=4.5, within_tolerance=False),
+    }
+    # float32 is 0.53 of the best alone, bfloat16 0.63 of the best at 16 chats: bfloat16 is never as far off
+    assert choose(figures) == "bfloat16"
+    figures["bfloat16"] = FormatFigures(18.1, 14.0)
+    assert choose(figures) == "float32"
+    figures["int8"].within_tolerance = True
+    assert choose(figures) == "int8"  # the fastest at both loads, once its quality is acceptable
+
+
+def test_quantised_output_stays_within_the_stated_tolerance_of_float32(tiny_llama: LoadedModel) -> None:
+    ids = torch.tensor([tiny_llama.tokenizer.encode(QUALITY_TEXT)])
+    same = quality(tiny_llama.model, tiny_llama.model, ids)
+    assert same == (1.0, 1.0)
+    agreement, ratio = quality(tiny_llama.model, apply_format(tiny_llama.model, "bfloat16"), ids)
+    assert agreement >= MIN_AGREEMENT and ratio <= MAX_PERPLEXITY_RATIO
+
+
+async def test_an_int8_model_streams_what_its_own_generate_gives(tiny_llama_dir: Path) -> None:
+    loaded = load_model(str(tiny_llama_dir), dtype="int8", device="cpu")
+    assert loaded.format == "int8"
+    assert any("quantized" in type(m).__module__ for m in loaded.model.modules())
+    ids = prompt_ids(loaded)
+    engine = TransformersEngine(loaded)
+    params = GenerationParams(max_new_tokens=12, do_sample=False)
+    text = "".join([piece async for piece in engine.stream(Prompt(tuple(ids)), params)])
+    with torch.inference_mode():
+        out = loaded.model.generate(torch.tensor([ids]), max_new_tokens=12, do_sample=False, pad_token_id=0)
+    expected = loaded.tokenizer.decode(out[0, len(ids) :], skip_special_tokens=True)
+    assert text and text == without_broken_bytes(expected).strip()
+    await engine.aclose()
+
+
+def test_bot_config_can_show_the_measured_format_without_loading_the_model(
+    tiny_llama: LoadedModel, tiny_llama_dir: Path, tmp_path: Path
+) -> None:
+    assert describe_format(str(tiny_llama_dir), "int8") == "int8 (explicit)"
+    assert "not measured yet" in describe_format(str(tiny_llama_dir), "auto", cache_dir=tmp_path)
+    measured = load_or_calibrate(
+        tiny_llama.model, tiny_llama.tokenizer, weights=tiny_llama_dir, cache_dir=tmp_path, batch=16
+    )
+    assert describe_format(str(tiny_llama_dir), "auto", cache_dir=tmp_path) == f"auto: {measured.summary()}"
