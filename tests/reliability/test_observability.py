@@ -93,7 +93,10 @@ def test_json_logs(tiny_llama_dir: Path, tmp_path: Path) -> None:
     from tests.test_cli import run_bot
 
     done = run_bot(
-        ["chat", "--verbose"], {"MODEL_NAME": str(tiny_llama_dir), "LOG_FORMAT": "json"}, "hi\n", cwd=tmp_path
+        ["chat", "--verbose"],
+        {"MODEL_NAME": str(tiny_llama_dir), "LOG_FORMAT": "json", "GENERATION_MAX_NEW_TOKENS": "32"},
+        "hi\n",
+        cwd=tmp_path,
     )
     assert done.returncode == 0, done.stderr
     entries = [json.loads(line) for line in done.stderr.splitlines() if line.startswith("{")]

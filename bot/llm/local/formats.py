@@ -82,14 +82,14 @@ class Calibration:
     def summary(self) -> str:
         """One line for the start-up log and `bot config`: the choice and every figure behind it."""
         parts = [
-            f"{name} {f.single_tokens_per_second:.1f}/{f.batch_tokens_per_second:.1f} tok/s"
+            f"{name} {f.single_tokens_per_second:.1f} tok/s alone, {f.batch_tokens_per_second:.1f} batched"
             + ("" if name == "float32" else f" agree {f.agreement:.0%} ppl x{f.perplexity_ratio:.3f}")
             + ("" if f.within_tolerance else " (rejected: quality)")
             for name, f in self.figures.items()
         ]
         return (
             f"{self.choice} (measured on {self.cpu}, torch {self.torch}, {self.threads} threads; "
-            f"1 chat / {self.batch} chats: " + "; ".join(parts) + ")"
+            f"batched = {self.batch} chats: " + "; ".join(parts) + ")"
         )
 
     def to_json(self) -> str:
