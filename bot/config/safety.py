@@ -33,9 +33,11 @@ class SafetySettings(Section):
         "block", description="Prompt-injection / jailbreak attempts: block (refuse), log only, or off"
     )
     semantic: Literal["auto", "on", "off"] = Field(
-        "auto",
+        "off",
         description="Sentence-embedding detector of injection and abuse next to the rules "
-        "(all-MiniLM-L6-v2): auto = on when its package is installed, on = required, off = rules only",
+        "(all-MiniLM-L6-v2; catches paraphrases, but also blocks some ordinary messages and costs tens of ms "
+        "per message, see docs/safety.md): off = rules only, auto = on when its package is installed, "
+        "on = required",
     )
     abuse_action: Literal["block", "log", "off"] = Field(
         "block", description="Insults, threats, slurs and swearing aimed at someone: block (refuse), log, off"
