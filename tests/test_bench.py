@@ -9,6 +9,12 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+from transformers import AutoTokenizer
+
+from bot.core.domain import Prompt, Role
+from bot.llm.local.loader import resolve_source
+from bot_dev.bench.llama_server import LlamaServerRunner, llama_server_binary
 from tests.conftest import env_without_bot_settings
 
 
@@ -38,6 +44,7 @@ def test_bench_writes_figures_ratios_and_a_chart(tiny_llama_dir: Path, tmp_path:
     figures = json.loads(out.read_text())
     assert set(figures["runners"]) == {"engine", "naive"}
     assert "llama.cpp" in figures["skipped"]  # a model directory is not a GGUF file
+    assert "not a GGUF file" in figures["skipped"]["llama-server"]
     for runner in figures["runners"].values():
         assert set(runner["aggregate_tokens_per_second"]) == {"1", "4", "16"}
         assert all(rate > 0 for rate in runner["aggregate_tokens_per_second"].values())
@@ -46,6 +53,7 @@ def test_bench_writes_figures_ratios_and_a_chart(tiny_llama_dir: Path, tmp_path:
     ratios = figures["ratios"]
     assert ratios["aggregate16_vs_naive"] > 0 and ratios["ttft_turn20_vs_turn1"] > 0
     assert ratios["aggregate16_vs_llamacpp"] is None and ratios["single_vs_llamacpp"] is None
+    assert ratios["aggregate16_vs_llamaserver"] is None and ratios["single_vs_llamaserver"] is None
     assert figures["cold_start_seconds"] > 0 and figures["peak_rss_mb"] > 0
     assert chart.read_bytes().startswith(b"\x89PNG")
     assert "aggregate tokens/s, 16 chats" in done.stdout and "ratios:" in done.stdout
@@ -54,3 +62,21 @@ def test_bench_writes_figures_ratios_and_a_chart(tiny_llama_dir: Path, tmp_path:
     shown = " ".join((done.stdout + done.stderr).split())  # rich wraps long lines
     assert f"llama.cpp skipped: {figures['skipped']['llama.cpp']}" in shown  # printed verbatim, [..] too
     assert os.path.getsize(chart) > 10_000
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(llama_server_binary() is None, reason="llama-server is not on PATH (docs/benchmarks.md)")
+async def test_the_llama_server_peer_starts_answers_from_the_gguf_and_stops(tiny_llama_dir: Path) -> None:
+    gguf = resolve_source("bundled:smollm2-135m-instruct").location
+    tokenizer = AutoTokenizer.from_pretrained(str(tiny_llama_dir))
+    binary = llama_server_binary()
+    assert binary is not None
+    runner = LlamaServerRunner(binary, gguf, tokenizer, slots=2, context=512, threads=1)
+    try:
+        await runner.start()
+        prompt = Prompt((), messages=((Role.SYSTEM, "You are a shop assistant."), (Role.USER, "Say hello.")))
+        timing = await runner.reply(prompt, 8)
+    finally:
+        await runner.aclose()
+    assert timing.text and timing.tokens > 0 and 0 < timing.ttft <= timing.total
+    assert not runner.running  # the server process is gone

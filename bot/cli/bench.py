@@ -12,7 +12,7 @@ from bot.config import Settings
 __all__ = ["ORDER", "RUNNERS", "register", "run"]
 
 ORDER = 80
-RUNNERS = ("engine", "naive", "llama.cpp")
+RUNNERS = ("engine", "naive", "llama.cpp", "llama-server")
 
 
 def register(commands: Commands) -> argparse.ArgumentParser:
@@ -39,7 +39,8 @@ def register(commands: Commands) -> argparse.ArgumentParser:
         type=_names,
         default=RUNNERS,
         metavar="NAME,...",
-        help="engine, naive, llama.cpp (default: all three; llama.cpp needs the bench extra)",
+        help="engine, naive, llama.cpp, llama-server (default: all; llama.cpp needs the bench extra, "
+        "llama-server a build on PATH)",
     )
     return bench
 

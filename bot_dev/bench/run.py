@@ -18,7 +18,7 @@ import sys
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -26,6 +26,7 @@ from bot.core.domain import Prompt, Role, Turn
 from bot.llm.local.engine import TransformersEngine
 from bot.llm.local.loader import LoadedModel, resolve_source
 from bot.prompt.builder import ChatFormat, PromptBuilder
+from bot_dev.bench.llama_server import LlamaServerRunner, llama_server_binary
 from bot_dev.bench.runners import EngineRunner, LlamaCppRunner, NaiveRunner, Runner, Timing
 from bot_dev.bench.workload import SYSTEM_PROMPT, user_turn
 
@@ -41,7 +42,7 @@ class BenchOptions:
     long_turns: int = 20  # the long conversation: TTFT at turn 1 vs this turn
     max_new_tokens: int = 48
     single_replies: int = 3
-    runners: tuple[str, ...] = ("engine", "naive", "llama.cpp")
+    runners: tuple[str, ...] = ("engine", "naive", "llama.cpp", "llama-server")
 
     def replies_per_runner(self) -> int:
         return self.single_replies + sum(c * self.turns_per_chat for c in self.concurrency) + self.long_turns
@@ -80,7 +81,7 @@ class _Conversation:
         question = Turn(Role.USER, user_turn(self._chat, turn))
         built = self._prompts.build(self.history, question, max_new_tokens=self._max_new)
         self._question = question
-        return Prompt(built.ids, built.stop_strings, session=f"{runner}-{self._chat}")
+        return replace(built, session=f"{runner}-{self._chat}")  # ids for local runners, messages for servers
 
     def answered(self, timing: Timing) -> None:
         self.history += [self._question, Turn(Role.ASSISTANT, timing.text)]
@@ -182,29 +183,48 @@ async def run_bench(
     # One runner at a time, each alone on the machine: llama.cpp's worker threads keep spinning after a
     # call, which slows torch by a third if the two take turns (measured), so interleaving is not fairer.
     for name in options.runners:
-        runner: Runner
-        if name == "engine":
-            engine = TransformersEngine(
-                loaded, max_batch=max(options.concurrency), max_queue=1024, cache_mb=cache_mb
-            )
-            runner = EngineRunner(engine)
-        elif name == "naive":
-            runner = NaiveRunner(loaded)
-        else:
-            gguf, why = _gguf_for(loaded.name)
-            if gguf is None:
-                skipped[name] = why
-                note(f"llama.cpp skipped: {why}")
-                continue
-            runner = LlamaCppRunner(gguf, loaded.tokenizer, context=context, threads=threads)
+        runner, why = _runner(name, loaded, options, context=context, cache_mb=cache_mb, threads=threads)
+        if runner is None:
+            skipped[name] = why
+            note(f"{name} skipped: {why}")
+            continue
         try:
+            if isinstance(runner, LlamaServerRunner):
+                await runner.start()
             measured, peak = await _measure({name: runner}, prompts, options, tick)
+        except RuntimeError as error:  # a peer that would not start (say, built for another CPU)
+            skipped[name] = str(error)
+            note(f"{name} skipped: {error}")
+            continue
         finally:
             await runner.aclose()
         results.update(measured)
         if name == "engine":
             peak_rss_mb = peak
     return _summary(results, skipped, peak_rss_mb)
+
+
+def _runner(
+    name: str, loaded: LoadedModel, options: BenchOptions, *, context: int, cache_mb: int, threads: int
+) -> tuple[Runner | None, str]:
+    """The runner called `name`, or None and why it cannot run here (a peer that is not installed)."""
+    if name == "engine":
+        top = max(options.concurrency)
+        return EngineRunner(TransformersEngine(loaded, max_batch=top, max_queue=1024, cache_mb=cache_mb)), ""
+    if name == "naive":
+        return NaiveRunner(loaded), ""
+    gguf, why = _gguf_for(loaded.name, name)
+    if gguf is None:
+        return None, why
+    if name == "llama.cpp":
+        return LlamaCppRunner(gguf, loaded.tokenizer, context=context, threads=threads), ""
+    binary = llama_server_binary()
+    if binary is None:
+        return None, "llama-server is not on PATH (build it as docs/benchmarks.md shows, or set LLAMA_SERVER)"
+    slots, per_slot = max(options.concurrency), min(context, 4096)
+    return LlamaServerRunner(
+        binary, gguf, loaded.tokenizer, slots=slots, context=per_slot, threads=threads
+    ), ""
 
 
 class _RssPeak:
@@ -235,11 +255,12 @@ class _RssPeak:
                 return
 
 
-def _gguf_for(model_name: str) -> tuple[str | None, str]:
-    try:
-        import llama_cpp  # noqa: F401
-    except ImportError:
-        return None, "llama-cpp-python is not installed (pip install -e .[bench], see docs/benchmarks.md)"
+def _gguf_for(model_name: str, runner: str) -> tuple[str | None, str]:
+    if runner == "llama.cpp":
+        try:
+            import llama_cpp  # noqa: F401
+        except ImportError:
+            return None, "llama-cpp-python is not installed (pip install -e .[bench], see docs/benchmarks.md)"
     source = resolve_source(model_name)
     if source.kind != "gguf":
         return None, f"MODEL_NAME={model_name} is not a GGUF file, so llama.cpp cannot run the same model"
@@ -249,7 +270,8 @@ def _gguf_for(model_name: str) -> tuple[str | None, str]:
 def _summary(
     results: dict[str, RunnerResult], skipped: dict[str, str], peak_rss_mb: float | None
 ) -> dict[str, Any]:
-    engine, naive, cpp = results.get("engine"), results.get("naive"), results.get("llama.cpp")
+    engine, naive = results.get("engine"), results.get("naive")
+    cpp, server = results.get("llama.cpp"), results.get("llama-server")
     top = max(engine.aggregate_tokens_per_second) if engine else None
     turns = len(engine.ttft_by_turn) if engine else 0
 
@@ -273,6 +295,11 @@ def _summary(
         "single_vs_llamacpp": ratio(
             engine.single_tokens_per_second if engine else None,
             cpp.single_tokens_per_second if cpp else None,
+        ),
+        f"aggregate{top}_vs_llamaserver": ratio(aggregate(engine), aggregate(server)),
+        "single_vs_llamaserver": ratio(
+            engine.single_tokens_per_second if engine else None,
+            server.single_tokens_per_second if server else None,
         ),
         "single_vs_naive": ratio(
             engine.single_tokens_per_second if engine else None,
