@@ -61,7 +61,8 @@ class LlamaServerRunner:
             if self._process.poll() is not None or time.monotonic() > deadline:
                 raise RuntimeError(f"llama-server did not start: {self._tail()}")
             await asyncio.sleep(0.2)
-        self._engine = OpenAIEngine(f"{url}/v1", model="bench", timeout_seconds=600.0, max_retries=0)
+        # retries: llama-server's HTTP layer closes idle keep-alive connections, which a reused one meets
+        self._engine = OpenAIEngine(f"{url}/v1", model="bench", timeout_seconds=600.0, max_retries=3)
 
     @property
     def running(self) -> bool:

@@ -23,6 +23,7 @@ from pathlib import Path
 from typing import Any
 
 from bot.core.domain import Prompt, Role, Turn
+from bot.core.errors import GenerationError
 from bot.llm.local.engine import TransformersEngine
 from bot.llm.local.loader import LoadedModel, resolve_source
 from bot.prompt.builder import ChatFormat, PromptBuilder
@@ -192,7 +193,9 @@ async def run_bench(
             if isinstance(runner, LlamaServerRunner):
                 await runner.start()
             measured, peak = await _measure({name: runner}, prompts, options, tick)
-        except RuntimeError as error:  # a peer that would not start (say, built for another CPU)
+        except (RuntimeError, GenerationError) as error:  # a peer that would not start or failed
+            if name in ("engine", "naive"):
+                raise
             skipped[name] = str(error)
             note(f"{name} skipped: {error}")
             continue
