@@ -57,3 +57,21 @@ def test_smollm2_answers_on_topic_through_the_terminal(bundled_cache: Path, tmp_
     assert done.returncode == 0, done.stderr
     assert "Anna" in done.stdout
     assert "with 2 history turns" in done.stderr
+
+
+def test_int4_keeps_the_bundled_models_quality_within_the_stated_tolerance(bundled_cache: Path) -> None:
+    import torch
+
+    from bot.llm.local.formats import MAX_PERPLEXITY_RATIO, MIN_AGREEMENT, QUALITY_TEXT, apply_format, quality
+    from bot.llm.local.int4 import PackedLinear
+
+    loaded = load_model(BUNDLED, dtype="float32", device="cpu", cache_dir=bundled_cache)
+    packed = apply_format(loaded.model, "int4")
+    kinds = [layer.kind for layer in packed.modules() if isinstance(layer, PackedLinear)]
+    assert kinds.count("int4") == 210 and kinds.count("int8") == 1  # the GGUF: Q4_1, and a Q8_0 head
+    for layer in packed.modules():
+        if isinstance(layer, PackedLinear):
+            layer.max_rows = 1 << 20  # the packed kernels for the whole text, not only a step's few rows
+    ids = torch.tensor([loaded.tokenizer.encode(QUALITY_TEXT)])
+    agreement, ratio = quality(loaded.model, packed, ids)
+    assert agreement >= MIN_AGREEMENT and ratio <= MAX_PERPLEXITY_RATIO

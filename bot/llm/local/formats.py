@@ -2,7 +2,9 @@
 
 Which format is fastest depends on the machine: on an AVX-512-BF16/AMX Xeon bfloat16 doubles the speed of
 float32; on an AVX2-only EPYC bfloat16 is emulated (fast at one chat, slow at sixteen) and int8 weights
-(dynamic quantisation of the linear layers) win at every batch size. So `MODEL_DTYPE=auto` times each
+(dynamic quantisation of the linear layers) win at every batch size, but change the small model's
+answers; 4-bit weights with bfloat16 activations (int4.py) make one chat several times faster where
+torch has a fast kernel for them. So `MODEL_DTYPE=auto` times each
 candidate at first start, at one sequence and at a full batch, checks that its output stays close to
 float32's on a fixed text, and keeps the result in the model cache directory, keyed by everything that
 could change the answer: the CPU model and flags, the torch version, the thread count and the weights.
@@ -11,7 +13,10 @@ Later starts read the choice back in milliseconds.
 
 from __future__ import annotations
 
+import contextlib
 import copy
+import ctypes
+import gc
 import hashlib
 import json
 import logging
@@ -23,6 +28,8 @@ from pathlib import Path
 from typing import Any
 
 import torch
+
+from bot.llm.local.int4 import pack_linears
 
 __all__ = [
     "FORMATS",
@@ -40,7 +47,7 @@ __all__ = [
 
 log = logging.getLogger(__name__)
 
-FORMATS = ("float32", "bfloat16", "int8")
+FORMATS = ("float32", "bfloat16", "int8", "int4")
 # A quantised format is kept only when, on QUALITY_TEXT, the model's next-token choice agrees with
 # float32's at this share of positions or more, and its perplexity is at most this factor above float32's.
 MIN_AGREEMENT = 0.90
@@ -121,7 +128,8 @@ def cpu_description() -> tuple[str, str]:
 def calibration_key(weights: Path, *, batch: int, threads: int) -> str:
     """A key that changes with anything that could change the measurement: CPU, torch, threads, weights."""
     cpu, flags = cpu_description()
-    digest = hashlib.sha256(f"{cpu}|{flags}|{torch.__version__}|{threads}|{batch}".encode())
+    # the candidates too: a release that adds a format measures again rather than never trying it
+    digest = hashlib.sha256(f"{cpu}|{flags}|{torch.__version__}|{threads}|{batch}|{FORMATS}".encode())
     for path in sorted(weights.iterdir()) if weights.is_dir() else [weights]:
         if path.is_file() and path.suffix in (".json", ".safetensors", ".bin", ".gguf"):
             digest.update(f"{path.name}:{path.stat().st_size}".encode())
@@ -137,6 +145,10 @@ def apply_format(model: Any, name: str, *, keep_original: bool = True) -> Any:
     source = copy.deepcopy(model) if keep_original else model
     if name in ("bfloat16", "float16"):
         return source.to(getattr(torch, name))
+    if name == "int4":  # bfloat16, packed 4-bit (or 8-bit) weights for the few rows of a step (int4.py)
+        crossovers = pack_linears(source, torch.bfloat16)
+        log.debug("packed weights are used up to these row counts: %s", crossovers)
+        return source
     if name == "int8":
         with warnings.catch_warnings():  # torch.ao's deprecation notice: it still works and is measured
             warnings.simplefilter("ignore")
@@ -244,8 +256,16 @@ def load_or_calibrate(
     path = cache_dir / "formats" / f"{key}.json"
     log.info("measuring which numeric format runs fastest on this CPU (once; ~30 s on 2 idle cores)")
     result = calibrate(model, tokenizer, batch=batch)
+    _give_back_memory()
     path.parent.mkdir(parents=True, exist_ok=True)
     partial = path.with_suffix(".tmp")
     partial.write_text(result.to_json())
     partial.replace(path)
     return result
+
+
+def _give_back_memory() -> None:
+    """Return the measured formats' copies of the model to the OS: freed, glibc would keep the pages."""
+    gc.collect()
+    with contextlib.suppress(OSError, AttributeError):  # not glibc: nothing to do
+        ctypes.CDLL("libc.so.6").malloc_trim(0)

@@ -1,0 +1,131 @@
+"""Packed weights for the few rows of a decode step: the `int4` numeric format.
+
+A decode step of one chat multiplies one row of activations by every weight matrix, so its speed is the
+speed of reading the weights. In bfloat16 the bundled model's linear layers are 270 MB a step. torch has
+CPU kernels that multiply bfloat16 rows by packed weights without unpacking the matrix first:
+- 4 bits with a scale and an offset per group of 32 weights (`_weight_int4pack_mm_for_cpu`). The bundled
+  GGUF file stores its projections in exactly this shape (Q4_1: 32 weights, a scale and a minimum per
+  block), so re-packing them is lossless: a layer gets 4 bits only when its weights already lie on such a
+  grid (checked per layer), never by rounding a finer weight to 4 bits;
+- 8 bits with a scale per output row (`_weight_int8pack_mm`) for every other layer, such as the output
+  head, which the GGUF keeps in 8 bits (Q8_0).
+
+With many rows (a prefill, or a batch of many chats) the plain bfloat16 product is faster again, so each
+layer keeps both and picks by the number of rows: up to `max_rows`, measured for each kind and shape by
+timing both kernels on this CPU, the packed one; above it, bfloat16. The format is one of the candidates
+that `MODEL_DTYPE=auto` measures, and is kept only where it is faster and stays close to float32.
+"""
+
+from __future__ import annotations
+
+import time
+
+import torch
+from torch import nn
+
+__all__ = ["GROUP", "PackedLinear", "pack_linears"]
+
+GROUP = 32  # weights per scale and offset, as in GGUF's Q4_1 blocks
+_ROWS = (1, 2, 4, 8, 16, 32)
+_ON_GRID = 1e-3  # a weight this close (in grid steps) to its group's 4-bit grid is on it
+
+
+def _groups(weight: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+    """(4-bit codes, groups, minimum, step) of a [out, in] matrix, asymmetric per group of GROUP."""
+    rows, cols = weight.shape
+    groups = weight.float().reshape(rows, cols // GROUP, GROUP)
+    low, high = groups.amin(-1, keepdim=True), groups.amax(-1, keepdim=True)
+    step = ((high - low) / 15).clamp(min=1e-10)
+    codes = ((groups - low) / step).round().clamp(0, 15)
+    return codes, groups, low, step
+
+
+def on_4bit_grid(weight: torch.Tensor) -> bool:
+    """Whether every group of GROUP weights is exactly a minimum plus 0..15 steps (a Q4_1 block)."""
+    codes, groups, low, step = _groups(weight)
+    return bool(((codes * step + low - groups).abs() / step).max() <= _ON_GRID)
+
+
+def _pack_int4(weight: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    codes, _, low, step = _groups(weight)
+    rows = weight.shape[0]
+    # the kernel computes (code - 8) * scale + offset, so the offset is the group's minimum plus 8 steps
+    scales = torch.stack([step.reshape(rows, -1), (low + 8 * step).reshape(rows, -1)], dim=-1)
+    codes = codes.to(torch.int32).reshape(weight.shape)
+    packed = torch.ops.aten._convert_weight_to_int4pack_for_cpu(codes, 1)
+    return packed, scales.transpose(0, 1).contiguous().to(weight.dtype)
+
+
+def _pack_int8(weight: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    scale = (weight.float().abs().amax(1) / 127).clamp(min=1e-10)
+    codes = (weight.float() / scale[:, None]).round().clamp(-127, 127).to(torch.int8)
+    return codes, scale.to(weight.dtype)
+
+
+class PackedLinear(nn.Module):
+    """A bias-free linear layer with bfloat16 weights and a packed copy; few rows use the packed one."""
+
+    def __init__(self, linear: nn.Linear, kind: str, max_rows: int = 1 << 30) -> None:
+        super().__init__()
+        self.weight = linear.weight
+        self.kind, self.max_rows = kind, max_rows
+        packed, scales = (_pack_int4 if kind == "int4" else _pack_int8)(linear.weight.data)
+        self.register_buffer("packed", packed, persistent=False)
+        self.register_buffer("scales", scales, persistent=False)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        flat = x.reshape(-1, x.shape[-1]).contiguous()  # the kernels read rows in place
+        if flat.shape[0] > self.max_rows:
+            return nn.functional.linear(x, self.weight)
+        ops = torch.ops.aten
+        if self.kind == "int4":
+            out: torch.Tensor = ops._weight_int4pack_mm_for_cpu(flat, self.packed, GROUP, self.scales)
+        else:
+            out = ops._weight_int8pack_mm(flat, self.packed, self.scales)
+        return out.reshape(*x.shape[:-1], out.shape[-1])
+
+
+def crossover(layer: PackedLinear) -> int:
+    """The most rows for which the packed product beats the plain one on this CPU (0: it never does)."""
+    repeats = max(3, min(20, 2_000_000 // layer.weight.numel()))
+    best, layer.max_rows = 0, 1 << 30
+    plain = nn.Linear(layer.weight.shape[1], layer.weight.shape[0], bias=False, dtype=layer.weight.dtype)
+    plain.weight = layer.weight
+    with torch.inference_mode():
+        for rows in _ROWS:
+            x = torch.randn(rows, layer.weight.shape[1], dtype=layer.weight.dtype)
+            if _seconds(layer, x, repeats) < _seconds(plain, x, repeats):
+                best = rows
+    return best
+
+
+def _seconds(layer: nn.Module, x: torch.Tensor, repeats: int) -> float:
+    layer(x)  # warm-up
+    started = time.perf_counter()
+    for _ in range(repeats):
+        layer(x)
+    return time.perf_counter() - started
+
+
+def pack_linears(model: nn.Module, dtype: torch.dtype = torch.bfloat16) -> dict[str, int]:
+    """Convert `model` (float32, in place) to `dtype` with a packed copy of every eligible linear layer.
+
+    Eligible: no bias and an input size divisible by GROUP (the projections and output head of the
+    supported decoders). 4 bits where the float32 weights lie on a 4-bit grid, 8 bits elsewhere. Returns
+    the crossover in rows per kind and shape, as {"int4 1536x576": 8}, each measured once in `dtype`.
+    """
+    layers: list[PackedLinear] = []
+    for name, module in list(model.named_modules()):
+        if isinstance(module, nn.Linear) and module.bias is None and module.in_features % GROUP == 0:
+            packed = PackedLinear(module, "int4" if on_4bit_grid(module.weight.data) else "int8")
+            parent_name, _, child = name.rpartition(".")
+            setattr(model.get_submodule(parent_name) if parent_name else model, child, packed)
+            layers.append(packed)
+    model.to(dtype)  # the weights and the scales; the packed codes are integers and stay as they are
+    crossovers: dict[str, int] = {}
+    for layer in layers:
+        shape = f"{layer.kind} {layer.weight.shape[0]}x{layer.weight.shape[1]}"
+        if shape not in crossovers:
+            crossovers[shape] = crossover(layer)
+        layer.max_rows = crossovers[shape]
+    return crossovers
