@@ -63,7 +63,7 @@ async def _index(settings: Settings) -> int:
 async def _evaluate(settings: Settings, questions: list[Any]) -> Any:
     from bot.app import open_runtime
     from bot.chat.service import Message
-    from bot_dev.kb_eval import evaluate
+    from bot_dev.kb_eval import DRAFT_RESULTS, evaluate
 
     # history and counters of the evaluation's chats stay in this process, never in a production Redis
     local = settings.model_copy(update={"redis": settings.redis.model_copy(update={"url": "memory://"})})
@@ -75,4 +75,12 @@ async def _evaluate(settings: Settings, questions: list[Any]) -> Any:
                 Message(chat_id=f"kb-eval-{number}", text=question)
             ).outcome()
 
-        return await evaluate(runtime.knowledge, questions, answer)
+        registry = runtime.metrics.registry
+
+        def drafts() -> dict[str, float]:
+            return {
+                result: registry.get_sample_value("bot_kb_drafts_total", {"result": result}) or 0.0
+                for result in DRAFT_RESULTS
+            }
+
+        return await evaluate(runtime.knowledge, questions, answer, drafts)
