@@ -1,4 +1,5 @@
-"""`bot kb index` builds (or checks) the knowledge base's saved index; `bot kb eval` scores answers to a
+"""`bot kb index` builds (or checks) the knowledge base's saved index, with the questions the model
+writes for its passages (KB_DOC2QUERY); `bot kb eval` scores answers to a
 JSONL of questions through retrieval, the model and verification."""
 
 from __future__ import annotations
@@ -52,10 +53,17 @@ def run(settings: Settings, args: argparse.Namespace) -> int:
 
 
 async def _index(settings: Settings) -> int:
-    from bot.app import build_knowledge
+    from bot.app import add_questions, build_engine, build_knowledge
+    from bot.metrics import Metrics
 
     knowledge = await build_knowledge(settings)
     assert knowledge is not None  # KB_PATH is set
+    if knowledge.questions and not knowledge.has_questions:  # KB_DOC2QUERY: the model writes them once
+        engine, tokenizer, _ = await build_engine(settings, Metrics(), show_progress=True)
+        try:
+            await add_questions(knowledge, engine, tokenizer, show_progress=True)
+        finally:
+            await engine.aclose()
     print(knowledge.summary)
     return 0
 

@@ -72,6 +72,14 @@ class KbSettings(Section):
         "sentences; the draft is verified while it is written)",
     )
 
+    doc2query: Literal["auto", "on", "off"] = Field(
+        "auto",
+        description="At index time the model writes questions each passage answers, and retrieval matches "
+        "them too (rewritten only when the documents change); auto: with the local model "
+        "(LLM_BACKEND=local), off with a remote one (a request per passage)",
+    )
+    doc2query_questions: int = Field(3, ge=1, le=10, description="Questions the model writes per passage")
+
     @field_validator("path")
     @classmethod
     def _folder(cls, value: Path | None) -> Path | None:

@@ -181,16 +181,23 @@ class Retriever:
         passages: Sequence[Passage],
         vectors: np.ndarray | None = None,
         sentence_vectors: Sequence[np.ndarray] | None = None,
+        questions: Sequence[Sequence[str]] | None = None,
+        question_vectors: Sequence[np.ndarray] | None = None,
     ) -> None:
         self.passages = tuple(passages)
+        # doc2query: questions each passage answers, matched like its own words (never shown or quoted)
+        self.questions = tuple(tuple(q) for q in questions) if questions is not None else None
+        asked = self.questions or ((),) * len(self.passages)
         self._terms = [
-            terms(f"{p.title} {p.section} {p.text}") + contact_terms(p.text) for p in self.passages
+            terms(" ".join((p.title, p.section, p.text, *q))) + contact_terms(p.text)
+            for p, q in zip(self.passages, asked, strict=True)
         ]
         self._term_sets = [frozenset(t) for t in self._terms]
         self.bm25 = Bm25(self._terms)
         self.vectors = vectors  # (passages, dimensions), rows of unit length
         # per passage, (sentences, dimensions): one row per `sentences(passage.text)`, for answer extraction
         self.sentence_vectors = tuple(sentence_vectors) if sentence_vectors is not None else None
+        self._question_vectors = tuple(question_vectors) if question_vectors is not None else None
 
     def search(
         self, question: str, *, top_k: int, min_score: float, query_vector: Sequence[float] | None = None
@@ -210,7 +217,7 @@ class Retriever:
         rankings = [sorted(lexical, key=lambda i: -lexical[i])]
         similarity: np.ndarray | None = None
         if self.vectors is not None and query_vector is not None and len(self.passages):
-            similarity = self.vectors @ np.asarray(query_vector, dtype=np.float32)
+            similarity = self._similarity(np.asarray(query_vector, dtype=np.float32))
             rankings.append([int(i) for i in np.argsort(-similarity)])
         fused: dict[int, float] = {}
         for ranking in rankings:
@@ -231,6 +238,15 @@ class Retriever:
         confidence = max((max(h.coverage, (h.similarity or 0.0) * semantic) for h in hits), default=0.0)
         confident = bool(hits) and confidence >= min_score
         return Retrieval(hits, confidence=round(confidence, 4), confident=confident)
+
+    def _similarity(self, query: np.ndarray) -> np.ndarray:
+        """Each passage's cosine with the question: of its text or, when closer, of one of its questions."""
+        assert self.vectors is not None
+        similarity: np.ndarray = self.vectors @ query
+        for index, rows in enumerate(self._question_vectors or ()):
+            if len(rows):
+                similarity[index] = max(similarity[index], float(np.max(rows @ query)))
+        return similarity
 
     def _sentence_similarity(self, index: int, query_vector: Sequence[float] | None) -> tuple[float, ...]:
         """Cosine of the question with each of the passage's sentences (empty without embeddings)."""

@@ -1,0 +1,117 @@
+"""doc2query: questions each passage answers, written by the model when the index is built.
+
+Customers word questions differently from the documents ("how long am I tied in?" for "the contract runs
+12 months"). The model is asked, once per passage, for a few short questions the passage answers; those
+are added to the passage's BM25 text and embedded next to its vector, so retrieval also matches a
+question worded like them. They help retrieval only: they are never shown, quoted or cited.
+
+The model is small and its questions are checked: a line without a question word or a question mark,
+a very short one, a duplicate, or one with a figure the passage does not give (a model that invents
+"€12" would make the passage match questions about €12) is dropped. The knowledge package does not
+know the engine: the wiring passes a `QuestionWriter` that streams the model's reply to an instruction.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import re
+from collections.abc import AsyncGenerator, Callable, Sequence
+from contextlib import aclosing
+
+from bot.knowledge.base import Passage
+from bot.knowledge.grounding import unsupported_facts
+
+__all__ = [
+    "INSTRUCTION",
+    "PROMPT_VERSION",
+    "QuestionWriter",
+    "instruction",
+    "parse_questions",
+    "write_questions",
+]
+
+# the model's reply to an instruction, as it is produced (closing the iterator stops the generation)
+QuestionWriter = Callable[[str], AsyncGenerator[str, None]]
+
+INSTRUCTION = (
+    "Write {count} short questions a customer could ask that this text answers. "
+    "Write one question per line and nothing else.\n\nText:\n{text}"
+)
+PROMPT_VERSION = 1  # saved with the questions: a new instruction or parser writes them again
+MIN_WORDS = 3
+MAX_CHARS = 160
+CONCURRENCY = 16  # passages written at once: the local engine batches them
+
+_MARKER = re.compile(r"^\s*(?:[-*•]|\d{1,2}[.)]|q\d*[:.)]|question\s*\d*[:.)])\s*", re.IGNORECASE)
+_ASKS = re.compile(
+    r"^(?:what|how|when|where|which|who|whom|whose|why|can|could|do|does|did|is|are|was|will|would|should|"
+    r"may|might|have|has|if|i|my)\b",
+    re.IGNORECASE,
+)
+_WORDS = re.compile(r"[^\W_]+")
+
+
+def instruction(passage: Passage, count: int) -> str:
+    """What the model is asked for one passage (its label gives the text its context)."""
+    return INSTRUCTION.format(count=count, text=f"{passage.label}\n{passage.text}")
+
+
+def parse_questions(reply: str, passage: Passage, count: int) -> list[str]:
+    """The usable questions of the model's reply, at most `count`, in its order."""
+    found: list[str] = []
+    seen: set[str] = set()
+    for line in reply.splitlines():
+        question = _MARKER.sub("", line).strip().strip('"').strip()
+        if "?" in question:
+            question = question[: question.index("?") + 1]  # "...? Answer: ..." keeps the question only
+        elif not _ASKS.match(question):
+            continue
+        words = _WORDS.findall(question.casefold())
+        key = " ".join(words)
+        if len(words) < MIN_WORDS or len(question) > MAX_CHARS or key in seen:
+            continue
+        if unsupported_facts(question, [passage.label, passage.text]):
+            continue  # a figure the passage does not give would pull in questions about that figure
+        seen.add(key)
+        found.append(question)
+        if len(found) == count:
+            break
+    return found
+
+
+async def _one(write: QuestionWriter, passage: Passage, count: int) -> list[str]:
+    """The model's questions for one passage; the generation stops once `count` lines are complete."""
+    text = ""
+    async with aclosing(write(instruction(passage, count))) as stream:
+        async for piece in stream:
+            text += piece
+            done = text[: text.rfind("\n")] if "\n" in text else ""
+            if len(parse_questions(done, passage, count)) >= count:
+                break
+    return parse_questions(text, passage, count)
+
+
+async def write_questions(
+    write: QuestionWriter,
+    passages: Sequence[Passage],
+    count: int,
+    *,
+    progress: Callable[[int, int], None] | None = None,
+) -> list[list[str]]:
+    """`count` questions (or fewer, where the model wrote fewer usable ones) for every passage, in order.
+
+    Up to CONCURRENCY passages are written at once; `progress(done, total)` follows each one.
+    """
+    limit = asyncio.Semaphore(CONCURRENCY)
+    done = 0
+
+    async def one(passage: Passage) -> list[str]:
+        nonlocal done
+        async with limit:
+            questions = await _one(write, passage, count)
+        done += 1
+        if progress is not None:
+            progress(done, len(passages))
+        return questions
+
+    return list(await asyncio.gather(*(one(p) for p in passages)))
