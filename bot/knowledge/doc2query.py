@@ -5,9 +5,11 @@ Customers word questions differently from the documents ("how long am I tied in?
 are added to the passage's BM25 text and embedded next to its vector, so retrieval also matches a
 question worded like them. They help retrieval only: they are never shown, quoted or cited.
 
-The model is small and its questions are checked: a line without a question word or a question mark,
-a very short one, a duplicate, or one with a figure the passage does not give (a model that invents
-"€12" would make the passage match questions about €12) is dropped. The knowledge package does not
+The model is small: it is shown one worked example (a library's passage and its questions), and its
+questions are checked: a line without a question word or a question mark, a very short one, a
+duplicate, one sharing no informative word with the passage ("What's your next question?"), or one with
+a figure the passage does not give (a model that invents "€12" would make the passage match questions
+about €12) is dropped. The knowledge package does not
 know the engine: the wiring passes a `QuestionWriter` that streams the model's reply to an instruction.
 """
 
@@ -18,8 +20,10 @@ import re
 from collections.abc import AsyncGenerator, Callable, Sequence
 from contextlib import aclosing
 
+from bot.core.domain import Role
 from bot.knowledge.base import Passage
 from bot.knowledge.grounding import unsupported_facts
+from bot.knowledge.retrieval import terms
 
 __all__ = [
     "INSTRUCTION",
@@ -30,14 +34,19 @@ __all__ = [
     "write_questions",
 ]
 
-# the model's reply to an instruction, as it is produced (closing the iterator stops the generation)
-QuestionWriter = Callable[[str], AsyncGenerator[str, None]]
+# the model's reply to a conversation (system text, then (role, text) turns), as it is produced; closing
+# the iterator stops the generation
+QuestionWriter = Callable[[str, Sequence[tuple[Role, str]]], AsyncGenerator[str, None]]
 
-INSTRUCTION = (
-    "Write {count} short questions a customer could ask that this text answers. "
-    "Write one question per line and nothing else.\n\nText:\n{text}"
+SYSTEM = "You write the questions that customers ask, one per line."
+INSTRUCTION = "Write {count} short questions a customer could ask that this text answers.\n\nText:\n{text}"
+# one worked example (a small model copies its form: bare questions, one a line, worded like a customer)
+EXAMPLE = (
+    "Library - Borrowing books\nMembers can borrow up to ten books at a time for three weeks. You can renew "
+    "a loan twice online unless someone has reserved the book.",
+    "How many books can I take out at once?\nHow long can I keep a book?\nCan I extend my loan?",
 )
-PROMPT_VERSION = 1  # saved with the questions: a new instruction or parser writes them again
+PROMPT_VERSION = 2  # saved with the questions: a new instruction or parser writes them again
 MIN_WORDS = 3
 MAX_CHARS = 160
 CONCURRENCY = 16  # passages written at once: the local engine batches them
@@ -51,15 +60,20 @@ _ASKS = re.compile(
 _WORDS = re.compile(r"[^\W_]+")
 
 
-def instruction(passage: Passage, count: int) -> str:
-    """What the model is asked for one passage (its label gives the text its context)."""
-    return INSTRUCTION.format(count=count, text=f"{passage.label}\n{passage.text}")
+def instruction(passage: Passage, count: int) -> tuple[tuple[Role, str], ...]:
+    """What the model is asked for one passage (its label gives the text its context), after the example."""
+    return (
+        (Role.USER, INSTRUCTION.format(count=count, text=EXAMPLE[0])),
+        (Role.ASSISTANT, EXAMPLE[1]),
+        (Role.USER, INSTRUCTION.format(count=count, text=f"{passage.label}\n{passage.text}")),
+    )
 
 
 def parse_questions(reply: str, passage: Passage, count: int) -> list[str]:
     """The usable questions of the model's reply, at most `count`, in its order."""
     found: list[str] = []
     seen: set[str] = set()
+    topic = set(terms(f"{passage.label} {passage.text}"))
     for line in reply.splitlines():
         question = _MARKER.sub("", line).strip().strip('"').strip()
         if "?" in question:
@@ -72,6 +86,8 @@ def parse_questions(reply: str, passage: Passage, count: int) -> list[str]:
             continue
         if unsupported_facts(question, [passage.label, passage.text]):
             continue  # a figure the passage does not give would pull in questions about that figure
+        if not set(terms(question)) & topic:
+            continue  # nothing of the passage in it: "What's your next question?"
         seen.add(key)
         found.append(question)
         if len(found) == count:
@@ -82,7 +98,7 @@ def parse_questions(reply: str, passage: Passage, count: int) -> list[str]:
 async def _one(write: QuestionWriter, passage: Passage, count: int) -> list[str]:
     """The model's questions for one passage; the generation stops once `count` lines are complete."""
     text = ""
-    async with aclosing(write(instruction(passage, count))) as stream:
+    async with aclosing(write(SYSTEM, instruction(passage, count))) as stream:
         async for piece in stream:
             text += piece
             done = text[: text.rfind("\n")] if "\n" in text else ""

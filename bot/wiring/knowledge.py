@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import AsyncGenerator
+from collections.abc import AsyncGenerator, Sequence
 from typing import TYPE_CHECKING, Any
 
 from bot.config import Settings
@@ -55,13 +55,13 @@ def _doc2query(settings: Settings) -> bool:
 
 
 def question_writer(engine: Engine, tokenizer: Any) -> QuestionWriter:
-    """The engine's reply to one instruction, as doc2query reads it (a fresh prompt, no system part)."""
+    """The engine's reply to a conversation, as doc2query reads it (a fresh prompt of its own)."""
     chat = ChatFormat(tokenizer)
 
-    def write(instruction: str) -> AsyncGenerator[str, None]:
-        messages = ((Role.USER, instruction),)
-        ids = tuple(chat.render("", messages))
-        return engine.stream(Prompt(ids, stop_strings=chat.stop_strings, messages=messages), QUESTION_PARAMS)
+    def write(system: str, messages: Sequence[tuple[Role, str]]) -> AsyncGenerator[str, None]:
+        ids = tuple(chat.render(system, messages))
+        turns = ((Role.SYSTEM, system), *messages)
+        return engine.stream(Prompt(ids, stop_strings=chat.stop_strings, messages=turns), QUESTION_PARAMS)
 
     return write
 

@@ -9,6 +9,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from bot.core.domain import Role
 from bot.knowledge.base import Passage
 from bot.knowledge.doc2query import parse_questions, write_questions
 from bot.knowledge.index import KnowledgeBase
@@ -36,7 +37,8 @@ class ScriptedModel:
         self.replies = replies
         self.calls: list[str] = []
 
-    async def __call__(self, instruction: str) -> AsyncGenerator[str, None]:
+    async def __call__(self, system: str, messages: Sequence[tuple[Role, str]]) -> AsyncGenerator[str, None]:
+        instruction = messages[-1][1]
         self.calls.append(instruction)
         reply = next((text for section, text in self.replies.items() if f"- {section}\n" in instruction), "")
         for line in reply.splitlines(keepends=True):
@@ -44,9 +46,11 @@ class ScriptedModel:
 
 
 WRITTEN = {
-    "Contract": "1. How long am I tied in for?\n2. Can I cancel my deal?\n3. How long is the minimum term?",
+    "Contract": (
+        "1. How long am I tied in to my plan?\n2. Can I cancel my plan?\n3. What's the minimum plan term?"
+    ),
     "Engineer visits": (
-        "1. What if I miss the technician?\n2. Do I pay for a missed appointment?\n3. Is there a fee?"
+        "1. What if I miss the technician's visit?\n2. Do I pay for a missed appointment?\n3. Is there a fee?"
     ),
 }
 
@@ -84,13 +88,14 @@ def test_the_models_lines_become_checked_questions() -> None:
         '2) "Is the plan 24 months long?"\n'  # a figure the passage does not give
         "- How long does the contract run?\n"  # the same question again
         "3. Why?\n"  # too short
-        "Q: Can I leave before the end? Answer: no, it runs for 18 months.\n"
+        "I'm ready to help. What's your next question?\n"  # nothing of the passage in it
+        "Q: Can I leave the plan early? Answer: no, it runs for 18 months.\n"
         "What happens after 18 months?\n"
     )
     questions = parse_questions(reply, CONTRACT, 3)
     assert questions == [
         "How long does the contract run?",
-        "Can I leave before the end?",
+        "Can I leave the plan early?",
         "What happens after 18 months?",
     ]
     assert parse_questions(reply, CONTRACT, 1) == ["How long does the contract run?"]
@@ -99,13 +104,13 @@ def test_the_models_lines_become_checked_questions() -> None:
 async def test_writing_stops_once_enough_questions_are_complete() -> None:
     produced: list[str] = []
 
-    async def endless(instruction: str) -> AsyncGenerator[str, None]:
+    async def endless(system: str, messages: Sequence[tuple[Role, str]]) -> AsyncGenerator[str, None]:
         for word in ("first", "second", "third", "fourth"):
             produced.append(word)
-            yield f"- How do I ask the {word} question here?\n"
+            yield f"- What is the {word} plan?\n"
 
     lists = await write_questions(endless, [CONTRACT], 2, progress=None)
-    assert lists == [["How do I ask the first question here?", "How do I ask the second question here?"]]
+    assert lists == [["What is the first plan?", "What is the second plan?"]]
     assert len(produced) == 2, "the generation is closed once two complete lines are usable"
 
 
@@ -123,7 +128,7 @@ async def test_questions_are_written_saved_and_reused_and_rewritten_when_a_docum
     found = base.search("How long am I tied in for?")
     assert found.confident and found.hits[0].passage.section == "Contract"
     saved = json.loads(next((tmp_path / "index").glob("kb-*.json")).read_text())
-    contract = ["How long am I tied in for?", "Can I cancel my deal?", "How long is the minimum term?"]
+    contract = ["How long am I tied in to my plan?", "Can I cancel my plan?", "What's the minimum plan term?"]
     assert saved["questions"]["lists"][0] == contract
 
     restarted = make_kb(tmp_path)  # the next start: read back, the model is not asked again
@@ -182,7 +187,7 @@ async def test_the_tiny_model_writes_through_the_engine_and_the_result_is_saved(
     engine = TransformersEngine(tiny_llama)
     try:
         write = question_writer(engine, tiny_llama.tokenizer)
-        pieces = [piece async for piece in write("Write 3 short questions.")]
+        pieces = [piece async for piece in write("Be brief.", ((Role.USER, "Write 3 short questions."),))]
         assert pieces, "the engine streams a reply to the instruction"
         await add_questions(base, engine, tiny_llama.tokenizer)
     finally:
