@@ -9,8 +9,10 @@ The model is small: it is shown one worked example (a library's passage and its 
 questions are checked: a line without a question word or a question mark, a very short one, a
 duplicate, one sharing no informative word with the passage ("What's your next question?"), or one with
 a figure the passage does not give (a model that invents "€12" would make the passage match questions
-about €12) is dropped. The knowledge package does not
-know the engine: the wiring passes a `QuestionWriter` that streams the model's reply to an instruction.
+about €12) is dropped. Last, a question another passage matches better than its own (by cosine, or by
+BM25 without embeddings) is dropped too: it would pull that passage's questions to the wrong one.
+The knowledge package does not know the engine: the wiring passes a `QuestionWriter` that streams the
+model's reply to a conversation.
 """
 
 from __future__ import annotations
@@ -20,16 +22,19 @@ import re
 from collections.abc import AsyncGenerator, Callable, Sequence
 from contextlib import aclosing
 
+import numpy as np
+
 from bot.core.domain import Role
 from bot.knowledge.base import Passage
 from bot.knowledge.grounding import unsupported_facts
-from bot.knowledge.retrieval import terms
+from bot.knowledge.retrieval import Bm25, terms
 
 __all__ = [
     "INSTRUCTION",
     "PROMPT_VERSION",
     "QuestionWriter",
     "instruction",
+    "keep_own",
     "parse_questions",
     "write_questions",
 ]
@@ -46,7 +51,7 @@ EXAMPLE = (
     "a loan twice online unless someone has reserved the book.",
     "How many books can I take out at once?\nHow long can I keep a book?\nCan I extend my loan?",
 )
-PROMPT_VERSION = 2  # saved with the questions: a new instruction or parser writes them again
+PROMPT_VERSION = 3  # saved with the questions: a new instruction or parser writes them again
 MIN_WORDS = 3
 MAX_CHARS = 160
 CONCURRENCY = 16  # passages written at once: the local engine batches them
@@ -131,3 +136,31 @@ async def write_questions(
         return questions
 
     return list(await asyncio.gather(*(one(p) for p in passages)))
+
+
+def keep_own(
+    lists: Sequence[Sequence[str]],
+    passages: Sequence[Passage],
+    vectors: np.ndarray | None = None,
+    rows: np.ndarray | None = None,
+) -> tuple[list[list[str]], np.ndarray | None]:
+    """The questions whose closest passage is their own, with their vectors (`rows`, one per question in
+    order; `vectors`, one per passage); by BM25 over the passages when there are no vectors."""
+    bm25 = Bm25([terms(f"{p.title} {p.section} {p.text}") for p in passages])
+    kept: list[list[str]] = []
+    kept_rows: list[int] = []
+    row = 0
+    for index, questions in enumerate(lists):
+        mine = []
+        for question in questions:
+            if vectors is not None and rows is not None:
+                best = int(np.argmax(vectors @ rows[row]))
+            else:
+                scores = bm25.scores(terms(question))
+                best = max(scores, key=lambda i: scores[i]) if scores else -1
+            if best == index:
+                mine.append(question)
+                kept_rows.append(row)
+            row += 1
+        kept.append(mine)
+    return kept, rows[kept_rows] if rows is not None else None

@@ -33,7 +33,7 @@ from bot.knowledge.corpus import (
     read_folder,
     sentences,
 )
-from bot.knowledge.doc2query import PROMPT_VERSION, QuestionWriter, write_questions
+from bot.knowledge.doc2query import PROMPT_VERSION, QuestionWriter, keep_own, write_questions
 from bot.knowledge.retrieval import Retriever
 
 __all__ = ["INDEX_VERSION", "KnowledgeBase", "default_index_dir"]
@@ -139,6 +139,8 @@ class KnowledgeBase:
         if self.embedder is not None and vectors is not None:
             embedded = await asyncio.to_thread(self.embedder.embed, flat) if flat else []
             rows = np.asarray(embedded, dtype=np.float32).reshape(len(flat), vectors.shape[1])
+        lists, rows = keep_own(lists, passages, vectors, rows)
+        flat = [q for questions in lists for q in questions]
         saved = {"source": self.question_source, "lists": lists}
         await asyncio.to_thread(self._save, index, key, passages, vectors, by_sentence, saved, rows)
         if self._built is not None and self._built[1] == key:  # not replaced by a reload meanwhile

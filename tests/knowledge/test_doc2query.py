@@ -50,7 +50,7 @@ WRITTEN = {
         "1. How long am I tied in to my plan?\n2. Can I cancel my plan?\n3. What's the minimum plan term?"
     ),
     "Engineer visits": (
-        "1. What if I miss the technician's visit?\n2. Do I pay for a missed appointment?\n3. Is there a fee?"
+        "1. What if I miss the engineer or technician?\n2. Do I pay for a missed visit?\n3. Is there a fee?"
     ),
 }
 
@@ -120,13 +120,15 @@ async def test_questions_are_written_saved_and_reused_and_rewritten_when_a_docum
     model = ScriptedModel(WRITTEN)
     base = make_kb(tmp_path)
     assert not base.has_questions
-    before = base.search("How long am I tied in for?")
-    assert not before.confident, "without the questions nothing in the documents says 'tied in'"
+    question = "Am I tied in?"
+    before = base.search(question)
+    assert not before.hits, "nothing in the documents says 'tied in'"
     progress: list[tuple[int, int]] = []
     await base.add_questions(model, progress=lambda done, total: progress.append((done, total)))
     assert len(model.calls) == 2 and progress[-1] == (2, 2)
-    found = base.search("How long am I tied in for?")
-    assert found.confident and found.hits[0].passage.section == "Contract"
+    found = base.search(question)
+    assert found.hits[0].passage.section == "Contract", "its questions say 'tied in'"
+    assert found.confidence == before.confidence == 0, "confidence is the documents' own"
     saved = json.loads(next((tmp_path / "index").glob("kb-*.json")).read_text())
     contract = ["How long am I tied in to my plan?", "Can I cancel my plan?", "What's the minimum plan term?"]
     assert saved["questions"]["lists"][0] == contract
@@ -135,7 +137,7 @@ async def test_questions_are_written_saved_and_reused_and_rewritten_when_a_docum
     assert restarted.has_questions and "+ questions" in restarted.summary
     await restarted.add_questions(model)
     assert len(model.calls) == 2
-    assert restarted.search("How long am I tied in for?").hits[0].passage.section == "Contract"
+    assert restarted.search(question).hits[0].passage.section == "Contract"
 
     (tmp_path / "kb" / "guide.md").write_text(GUIDE.replace("£60", "£65"))
     await restarted.reload()  # a changed document: its index and questions are built again
@@ -160,18 +162,16 @@ async def test_question_vectors_find_a_passage_by_a_question_only_wording(tmp_pa
     await base.add_questions(ScriptedModel(WRITTEN))
     found = base.search("technician miss")
     assert found.hits[0].passage.section == "Engineer visits"
-    assert found.hits[0].similarity == pytest.approx(1.0, abs=0.01), (
-        "the question's vector, not the passage's"
-    )
+    assert (found.hits[0].similarity or 0) < 0.1, "found by its question's words and vector, not its own text"
     restarted = make_kb(tmp_path, WordEmbedder())
     assert restarted.has_questions
-    assert restarted.search("technician miss").hits[0].similarity == pytest.approx(1.0, abs=0.01)
+    assert restarted.search("technician miss").hits[0].passage.section == "Engineer visits"
 
 
 async def test_questions_never_appear_in_answers_or_citations(tmp_path: Path) -> None:
     base = make_kb(tmp_path)
     await base.add_questions(ScriptedModel(WRITTEN))
-    question = "How long am I tied in for?"
+    question = "How long am I tied in to the plan?"
     grounded = base.ground(question, "", base.search(question))
     assert "18 months" in grounded.text and grounded.sources == ("Broadband guide",)
     for written in WRITTEN.values():
