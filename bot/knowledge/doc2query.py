@@ -22,8 +22,6 @@ import re
 from collections.abc import AsyncGenerator, Callable, Sequence
 from contextlib import aclosing
 
-import numpy as np
-
 from bot.core.domain import Role
 from bot.knowledge.base import Passage
 from bot.knowledge.grounding import unsupported_facts
@@ -139,28 +137,25 @@ async def write_questions(
 
 
 def keep_own(
-    lists: Sequence[Sequence[str]],
-    passages: Sequence[Passage],
-    vectors: np.ndarray | None = None,
-    rows: np.ndarray | None = None,
-) -> tuple[list[list[str]], np.ndarray | None]:
-    """The questions whose closest passage is their own, with their vectors (`rows`, one per question in
-    order; `vectors`, one per passage); by BM25 over the passages when there are no vectors."""
+    lists: Sequence[Sequence[str]], passages: Sequence[Passage], nearest: Sequence[int] | None = None
+) -> tuple[list[list[str]], list[int]]:
+    """The questions whose closest passage is their own, and their numbers in the flat order (to keep
+    their vectors). `nearest`: each question's closest passage by cosine; without it, by BM25."""
     bm25 = Bm25([terms(f"{p.title} {p.section} {p.text}") for p in passages])
     kept: list[list[str]] = []
-    kept_rows: list[int] = []
+    numbers: list[int] = []
     row = 0
     for index, questions in enumerate(lists):
         mine = []
         for question in questions:
-            if vectors is not None and rows is not None:
-                best = int(np.argmax(vectors @ rows[row]))
+            if nearest is not None:
+                best = nearest[row]
             else:
                 scores = bm25.scores(terms(question))
                 best = max(scores, key=lambda i: scores[i]) if scores else -1
             if best == index:
                 mine.append(question)
-                kept_rows.append(row)
+                numbers.append(row)
             row += 1
         kept.append(mine)
-    return kept, rows[kept_rows] if rows is not None else None
+    return kept, numbers

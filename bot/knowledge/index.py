@@ -135,19 +135,20 @@ class KnowledgeBase:
         index, key, passages, vectors, by_sentence = self._built
         lists = await write_questions(write, passages, self.questions, progress=progress)
         flat = [q for questions in lists for q in questions]
-        rows = None
+        rows = nearest = None
         if self.embedder is not None and vectors is not None:
             embedded = await asyncio.to_thread(self.embedder.embed, flat) if flat else []
             rows = np.asarray(embedded, dtype=np.float32).reshape(len(flat), vectors.shape[1])
-        lists, rows = keep_own(lists, passages, vectors, rows)
-        flat = [q for questions in lists for q in questions]
+            nearest = [int(i) for i in np.argmax(rows @ vectors.T, axis=1)]
+        lists, kept = keep_own(lists, passages, nearest)
+        rows = rows[kept] if rows is not None else None
         saved = {"source": self.question_source, "lists": lists}
         await asyncio.to_thread(self._save, index, key, passages, vectors, by_sentence, saved, rows)
         if self._built is not None and self._built[1] == key:  # not replaced by a reload meanwhile
             split = _split_rows(rows, lists)
             self._retriever = Retriever(passages, vectors, self._retriever.sentence_vectors, lists, split)
-        self.summary += f"; {len(flat)} questions written in {time.monotonic() - started:.1f} s"
-        log.info("knowledge base: %d questions written for %d passages", len(flat), len(passages))
+        self.summary += f"; {len(kept)} questions written in {time.monotonic() - started:.1f} s"
+        log.info("knowledge base: %d questions written for %d passages", len(kept), len(passages))
         return self.summary
 
     @property

@@ -9,13 +9,14 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from bot.config import load_settings
 from bot.core.domain import Role
 from bot.knowledge.base import Passage
 from bot.knowledge.doc2query import parse_questions, write_questions
 from bot.knowledge.index import KnowledgeBase
 from bot.llm.local.engine import TransformersEngine
 from bot.llm.local.loader import LoadedModel
-from bot.wiring.knowledge import add_questions, question_writer
+from bot.wiring.knowledge import add_questions, build_knowledge, question_writer
 
 GUIDE = """# Broadband guide
 
@@ -213,3 +214,24 @@ async def test_a_failing_model_leaves_retrieval_without_questions(
     await add_questions(base, Broken(), Tokenizer())  # type: ignore[arg-type]
     assert not base.has_questions and "could not write the passages' questions" in caplog.text
     assert not make_kb(tmp_path).has_questions, "nothing was saved: the next start tries again"
+
+
+@pytest.mark.parametrize(
+    ("env", "questions"),
+    [
+        ({}, 0),  # off by default
+        ({"KB_DOC2QUERY": "on", "KB_DOC2QUERY_QUESTIONS": "2"}, 2),
+        ({"KB_DOC2QUERY": "auto"}, 3),
+        ({"KB_DOC2QUERY": "auto", "LLM_BACKEND": "openai", "LLM_BASE_URL": "http://127.0.0.1:9/v1"}, 0),
+    ],
+)
+async def test_the_settings_decide_whether_questions_are_written(
+    clean_env: Path, monkeypatch: pytest.MonkeyPatch, env: dict[str, str], questions: int
+) -> None:
+    (clean_env / "kb").mkdir()
+    (clean_env / "kb" / "guide.md").write_text(GUIDE)
+    settings = {"KB_PATH": "kb", "KB_INDEX_DIR": str(clean_env / "index"), "KB_EMBEDDINGS": "off", **env}
+    for name, value in settings.items():
+        monkeypatch.setenv(name, value)
+    base = await build_knowledge(load_settings(None))
+    assert base is not None and base.questions == questions
