@@ -40,7 +40,7 @@ from bot.storage.inbox import InboxFactory
 from bot.transports.health import HealthServer
 from bot.wiring.chat import chat_deps
 from bot.wiring.engines import build_engine, build_model_server
-from bot.wiring.knowledge import build_knowledge
+from bot.wiring.knowledge import add_questions, build_knowledge
 from bot.wiring.safety import semantic_detector
 from bot.wiring.stores import DEFAULT_REDIS_URL, State, open_state
 
@@ -51,6 +51,7 @@ __all__ = [
     "DEFAULT_REDIS_URL",
     "Runtime",
     "State",
+    "add_questions",
     "build_app",
     "build_engine",
     "build_gate",
@@ -207,6 +208,7 @@ async def build_app(settings: Settings, *, default_redis_url: str, show_progress
     except BaseException:
         await store.aclose()
         raise
+    await add_questions(knowledge, engine, tokenizer, show_progress=show_progress)  # doc2query, once
     desk = build_support(settings, state)
     examples = DEFAULT_EXAMPLES if settings.prompt.few_shot else ()  # worked examples help small models
     prompts = PromptBuilder(

@@ -4,8 +4,10 @@ Each line of the question file is {"question": ..., "expected": [facts...]} (add
 questions the knowledge base cannot answer). Reported: the share of answers that contain every expected
 fact, answers with figures or contact data found nowhere in the knowledge base (must be 0), how often
 retrieval found a passage holding the facts, how often out-of-scope questions were honestly declined,
-the time spent in retrieval and grounding (generation excluded), and the whole answer's latency (p50/p95
-seconds from the question to the complete answer, generation included: what a customer waits).
+the time spent in retrieval and grounding (generation excluded), the whole answer's latency (p50/p95
+seconds from the question to the complete answer through ChatService, generation included: what a
+customer waits), and what became of the model's drafts (bot_kb_drafts_total: used, discarded after
+verification, stopped while written; a question answered directly from a passage has none).
 """
 
 from __future__ import annotations
@@ -22,9 +24,11 @@ from bot.core.outcome import Outcome
 from bot.knowledge.grounding import unsupported_facts
 from bot.knowledge.index import KnowledgeBase
 
-__all__ = ["EvalQuestion", "EvalReport", "EvalResult", "evaluate", "read_questions"]
+__all__ = ["DRAFT_RESULTS", "EvalQuestion", "EvalReport", "EvalResult", "evaluate", "read_questions"]
 
 Answer = Callable[[int, str], Awaitable[Outcome]]
+Drafts = Callable[[], dict[str, float]]  # bot_kb_drafts_total so far, by result
+DRAFT_RESULTS = ("used", "discarded", "stopped")
 
 
 @dataclass(frozen=True, slots=True)
@@ -48,6 +52,7 @@ class EvalResult:
     grounding_ms: float
     answer_seconds: float
     outcome: str
+    drafts: dict[str, int] = field(default_factory=dict)  # this answer's drafts, by result
 
 
 @dataclass(slots=True)
@@ -71,6 +76,8 @@ class EvalReport:
             "grounding_p95_ms": round(_percentile(times, 95), 3),
             "answer_p50_seconds": round(_percentile(latency, 50), 3),
             "answer_p95_seconds": round(_percentile(latency, 95), 3),
+            **{f"drafts_{name}": sum(r.drafts.get(name, 0) for r in self.results) for name in DRAFT_RESULTS},
+            "answers_without_draft": sum(not any(r.drafts.values()) for r in self.results),
         }
 
     def as_dict(self) -> dict[str, Any]:
@@ -98,14 +105,19 @@ def read_questions(path: Path) -> list[EvalQuestion]:
     return questions
 
 
-async def evaluate(knowledge: KnowledgeBase, questions: Sequence[EvalQuestion], answer: Answer) -> EvalReport:
-    """Ask every question through `answer` (the real service), one new chat each."""
+async def evaluate(
+    knowledge: KnowledgeBase, questions: Sequence[EvalQuestion], answer: Answer, drafts: Drafts | None = None
+) -> EvalReport:
+    """Ask every question through `answer` (the real service), one new chat each; `drafts` reads the
+    service's draft counters (bot_kb_drafts_total), so each answer's drafts are known."""
     report = EvalReport()
     everything = knowledge.public_text
     for number, item in enumerate(questions):
+        before = drafts() if drafts is not None else {}
         spent, started = knowledge.work_seconds, time.perf_counter()
         info = await answer(number, item.question)
         seconds = time.perf_counter() - started
+        after = drafts() if drafts is not None else {}
         grounding_ms = (knowledge.work_seconds - spent) * 1000
         reply = info.text
         found = knowledge.search(item.question)
@@ -125,6 +137,7 @@ async def evaluate(knowledge: KnowledgeBase, questions: Sequence[EvalQuestion], 
                 grounding_ms=round(grounding_ms, 3),
                 answer_seconds=round(seconds, 3),
                 outcome=info.kind.value,
+                drafts={k: round(after.get(k, 0) - before.get(k, 0)) for k in DRAFT_RESULTS if k in after},
             )
         )
     return report

@@ -1,4 +1,5 @@
-"""`bot kb index` builds (or checks) the knowledge base's saved index; `bot kb eval` scores answers to a
+"""`bot kb index` builds (or checks) the knowledge base's saved index, with the questions the model
+writes for its passages (KB_DOC2QUERY); `bot kb eval` scores answers to a
 JSONL of questions through retrieval, the model and verification."""
 
 from __future__ import annotations
@@ -52,10 +53,17 @@ def run(settings: Settings, args: argparse.Namespace) -> int:
 
 
 async def _index(settings: Settings) -> int:
-    from bot.app import build_knowledge
+    from bot.app import add_questions, build_engine, build_knowledge
+    from bot.metrics import Metrics
 
     knowledge = await build_knowledge(settings)
     assert knowledge is not None  # KB_PATH is set
+    if knowledge.questions and not knowledge.has_questions:  # KB_DOC2QUERY: the model writes them once
+        engine, tokenizer, _ = await build_engine(settings, Metrics(), show_progress=True)
+        try:
+            await add_questions(knowledge, engine, tokenizer, show_progress=True)
+        finally:
+            await engine.aclose()
     print(knowledge.summary)
     return 0
 
@@ -63,7 +71,7 @@ async def _index(settings: Settings) -> int:
 async def _evaluate(settings: Settings, questions: list[Any]) -> Any:
     from bot.app import open_runtime
     from bot.chat.service import Message
-    from bot_dev.kb_eval import evaluate
+    from bot_dev.kb_eval import DRAFT_RESULTS, evaluate
 
     # history and counters of the evaluation's chats stay in this process, never in a production Redis
     local = settings.model_copy(update={"redis": settings.redis.model_copy(update={"url": "memory://"})})
@@ -75,4 +83,12 @@ async def _evaluate(settings: Settings, questions: list[Any]) -> Any:
                 Message(chat_id=f"kb-eval-{number}", text=question)
             ).outcome()
 
-        return await evaluate(runtime.knowledge, questions, answer)
+        registry = runtime.metrics.registry
+
+        def drafts() -> dict[str, float]:
+            return {
+                result: registry.get_sample_value("bot_kb_drafts_total", {"result": result}) or 0.0
+                for result in DRAFT_RESULTS
+            }
+
+        return await evaluate(runtime.knowledge, questions, answer, drafts)

@@ -72,6 +72,15 @@ class KbSettings(Section):
         "sentences; the draft is verified while it is written)",
     )
 
+    doc2query: Literal["auto", "on", "off"] = Field(
+        "off",
+        description="At index time the model writes questions each passage answers, and ranking matches "
+        "them too (rewritten only when the documents change); auto: with the local model "
+        "(LLM_BACKEND=local), not with a remote one (a request per passage). Off by default: with the "
+        "bundled 135M model it did not improve the held-out set (docs/knowledge-base.md)",
+    )
+    doc2query_questions: int = Field(3, ge=1, le=10, description="Questions the model writes per passage")
+
     @field_validator("path")
     @classmethod
     def _folder(cls, value: Path | None) -> Path | None:

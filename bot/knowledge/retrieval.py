@@ -23,6 +23,7 @@ from bot.knowledge.base import Hit, Passage, Retrieval
 
 __all__ = [
     "PHRASES",
+    "QUESTION_WEIGHT",
     "RRF_K",
     "STOPWORDS",
     "SYNONYMS",
@@ -34,6 +35,7 @@ __all__ = [
     "terms",
 ]
 
+QUESTION_WEIGHT = 0.25  # a word of a passage's doc2query questions counts a quarter of a word of its text
 RRF_K = 60  # the constant of reciprocal rank fusion (Cormack et al.): damps the weight of the top ranks
 
 STOPWORDS = frozenset(
@@ -181,16 +183,25 @@ class Retriever:
         passages: Sequence[Passage],
         vectors: np.ndarray | None = None,
         sentence_vectors: Sequence[np.ndarray] | None = None,
+        questions: Sequence[Sequence[str]] | None = None,
+        question_vectors: Sequence[np.ndarray] | None = None,
     ) -> None:
         self.passages = tuple(passages)
+        # doc2query: questions each passage answers, matched like its own words (never shown or quoted)
+        self.questions = tuple(tuple(q) for q in questions) if questions is not None else None
+        asked = self.questions or ((),) * len(self.passages)
         self._terms = [
             terms(f"{p.title} {p.section} {p.text}") + contact_terms(p.text) for p in self.passages
         ]
         self._term_sets = [frozenset(t) for t in self._terms]
+        # confidence and the answer's sentences weigh words by the documents alone; ranking also counts
+        # the words of the passages' questions (at QUESTION_WEIGHT), so a customer's other wording finds it
         self.bm25 = Bm25(self._terms)
+        self._asked = Bm25([terms(" ".join(q)) for q in asked]) if self.questions is not None else None
         self.vectors = vectors  # (passages, dimensions), rows of unit length
         # per passage, (sentences, dimensions): one row per `sentences(passage.text)`, for answer extraction
         self.sentence_vectors = tuple(sentence_vectors) if sentence_vectors is not None else None
+        self._question_vectors = tuple(question_vectors) if question_vectors is not None else None
 
     def search(
         self, question: str, *, top_k: int, min_score: float, query_vector: Sequence[float] | None = None
@@ -207,11 +218,15 @@ class Retriever:
             # only a name is known ("the weather in Rotterdam tomorrow"): the question is about something else
             known = 0.0
         lexical = self.bm25.scores(query)
+        if self._asked is not None:
+            for index, score in self._asked.scores(query).items():
+                lexical[index] = lexical.get(index, 0.0) + QUESTION_WEIGHT * score
         rankings = [sorted(lexical, key=lambda i: -lexical[i])]
         similarity: np.ndarray | None = None
         if self.vectors is not None and query_vector is not None and len(self.passages):
-            similarity = self.vectors @ np.asarray(query_vector, dtype=np.float32)
-            rankings.append([int(i) for i in np.argsort(-similarity)])
+            vector = np.asarray(query_vector, dtype=np.float32)
+            similarity = self.vectors @ vector
+            rankings.append([int(i) for i in np.argsort(-self._similarity(vector, similarity))])
         fused: dict[int, float] = {}
         for ranking in rankings:
             for rank, index in enumerate(ranking):
@@ -231,6 +246,15 @@ class Retriever:
         confidence = max((max(h.coverage, (h.similarity or 0.0) * semantic) for h in hits), default=0.0)
         confident = bool(hits) and confidence >= min_score
         return Retrieval(hits, confidence=round(confidence, 4), confident=confident)
+
+    def _similarity(self, query: np.ndarray, similarity: np.ndarray) -> np.ndarray:
+        """Each passage's cosine with the question for ranking: of its text or, when closer, of one of the
+        questions it answers (doc2query); `similarity` holds the texts' cosines."""
+        ranked = similarity.copy()
+        for index, rows in enumerate(self._question_vectors or ()):
+            if len(rows):
+                ranked[index] = max(ranked[index], float(np.max(rows @ query)))
+        return ranked
 
     def _sentence_similarity(self, index: int, query_vector: Sequence[float] | None) -> tuple[float, ...]:
         """Cosine of the question with each of the passage's sentences (empty without embeddings)."""
