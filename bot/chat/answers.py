@@ -18,7 +18,8 @@ from dataclasses import dataclass, replace
 from bot.chat import ranking
 from bot.chat.deps import Safety
 from bot.chat.facts import Recall
-from bot.chat.likeness import copies
+from bot.chat.likeness import HOLD_SHARE, copies
+from bot.chat.refusals import looks_like_refusal
 from bot.core.domain import GenerationParams, Prompt, Verdict
 from bot.core.texts import REPEATED_REPLY
 from bot.llm.base import Engine
@@ -81,8 +82,8 @@ class Answers:
 
         The last HOLD_BACK_CHARS characters stay unshown until more text (or the end) arrives, so a card
         number or the canary is caught before any of it is sent; so does all of it while it still copies
-        `previous` or a worked example (a reply that repeats the last one, or parrots an example, is never
-        shown: it is regenerated).
+        `previous` or a worked example, or refuses (such a reply is never shown as it is: it is generated
+        once more, see `_another`).
         """
         raw, shown, safety = "", "", self._safety
         others = (previous, *self._examples)
@@ -97,8 +98,9 @@ class Answers:
                     yield Generated(safety.message_for(draft), replaced=True)
                     return
                 cut = draft.text.rfind(" ", len(shown), len(draft.text) - HOLD_BACK_CHARS)
-                repeating = previous.startswith(draft.text[:cut]) or copies(draft.text[:cut], others)
-                if cut > len(shown) and draft.text.startswith(shown) and not repeating:
+                # a refusal is looked for in all of it, the hold-back too: it must not start to show
+                held = looks_like_refusal(draft.text) or copies(draft.text[:cut], others, share=HOLD_SHARE)
+                if cut > len(shown) and draft.text.startswith(shown) and not held:
                     yield draft.text[len(shown) : cut]
                     shown = draft.text[:cut]
         final = safety.check_output(raw.strip())
@@ -107,8 +109,8 @@ class Answers:
             yield Generated(safety.message_for(final), replaced=True)
         elif not final.text.startswith(shown):  # a redaction reached text already shown
             yield Generated(final.text, replaced=True)
-        elif not shown and copies(final.text, others):
-            text = await self._another(chat_id, prompt, others)
+        elif not shown and _unfit(final.text, others):
+            text = await self._another(chat_id, prompt, others, final.text)
             yield text
             yield Generated(text)
         else:
@@ -148,10 +150,10 @@ class Answers:
             return REPEATED_REPLY
         return self._safety.refusal_text
 
-    async def _another(self, chat_id: int | str, prompt: Prompt, others: Sequence[str]) -> str:
-        """The model said (nearly) what it said last time, or parroted an example (`others`): one more try
-        with another seed, sampling; if that copies (or fails the checks) too, an honest short text instead
-        of the same reply twice."""
+    async def _another(self, chat_id: int | str, prompt: Prompt, others: Sequence[str], first: str) -> str:
+        """The model's `first` reply refused, or said (nearly) what it said last time, or parroted an
+        example (`others`): one more try with another seed, sampling. If that one is unfit too: the first
+        reply when it only refused, else an honest short text instead of the same reply twice."""
         seed = (self._params.seed or 0) + 1
         params = replace(
             self._params, do_sample=True, temperature=max(self._params.temperature, 0.7), seed=seed
@@ -160,8 +162,15 @@ class Answers:
             text = "".join([piece async for piece in stream]).strip()
         verdict = self._safety.check_output(text)
         await self._audit(chat_id, "out", verdict)
-        if verdict.blocked or not verdict.text or copies(verdict.text, others):
-            log.info("chat %s: the model repeated its previous reply; sent a short note instead", chat_id)
-            return REPEATED_REPLY
-        log.info("chat %s: the model repeated its previous reply; sent a regenerated one", chat_id)
-        return verdict.text
+        if not verdict.blocked and verdict.text and not _unfit(verdict.text, others):
+            log.info("chat %s: the model's reply refused or repeated; sent a regenerated one", chat_id)
+            return verdict.text
+        if not copies(first, others):
+            return first  # it refused twice: the first refusal stands
+        log.info("chat %s: the model repeated its previous reply; sent a short note instead", chat_id)
+        return REPEATED_REPLY
+
+
+def _unfit(text: str, others: Sequence[str]) -> bool:
+    """Not to be sent as it is: it refuses an ordinary request, or copies the last reply or an example."""
+    return looks_like_refusal(text) or copies(text, others)

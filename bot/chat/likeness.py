@@ -3,7 +3,9 @@
 A 135M model often says nearly what it said one turn earlier ("I'm sorry to hear about your trip..."
 again, with a word changed), or copies the few-shot example's answer into a chat it does not fit ("I'm
 sorry, your package is running a little late. It is on its way..."). Word-for-word equality misses both.
-A reply counts as a copy when most of its word trigrams occur in the other text.
+A reply counts as a copy when 70 % of its word trigrams occur in the other text: a near copy shares
+80-90 %, while two honest answers to different questions of one kind ("What is store credit?" after "What
+is a refund?") can share half of theirs, and must both be sent.
 """
 
 from __future__ import annotations
@@ -11,9 +13,10 @@ from __future__ import annotations
 import re
 from collections.abc import Iterable
 
-__all__ = ["COPY_SHARE", "copied_share", "copies"]
+__all__ = ["COPY_SHARE", "HOLD_SHARE", "copied_share", "copies"]
 
-COPY_SHARE = 0.5  # at least this share of the reply's word trigrams found in the other text: a copy
+COPY_SHARE = 0.7  # at least this share of the reply's word trigrams found in the other text: a copy
+HOLD_SHARE = 0.5  # a streamed beginning this close to a copy is held back until the rest shows what it is
 _MIN_GRAMS = 3  # shorter texts are compared word for word
 _WORD = re.compile(r"[a-z0-9]+(?:['\u2019-][a-z0-9]+)*")
 
@@ -32,6 +35,6 @@ def copied_share(text: str, other: str) -> float:
     return sum(gram in theirs for gram in grams) / len(grams)
 
 
-def copies(text: str, others: Iterable[str]) -> bool:
-    """`text` is (nearly) one of `others`: at least COPY_SHARE of its trigrams found in one of them."""
-    return any(other and copied_share(text, other) >= COPY_SHARE for other in others)
+def copies(text: str, others: Iterable[str], *, share: float = COPY_SHARE) -> bool:
+    """`text` is (nearly) one of `others`: at least `share` of its trigrams found in one of them."""
+    return any(other and copied_share(text, other) >= share for other in others)

@@ -27,6 +27,8 @@ _REFUSALS = [
     r"\bI\s*(?:do\s*not|don['\u2019]?t)\s+have\s+(?:access|the\s+(?:ability|capability|means|information)|"
     r"any\s+(?:information|access|way)|personal|real[- ]time)",
     r"\bas\s+an?\s+(?:AI|artificial|language\s+model|virtual|digital)\b",
+    # "as a text-based AI", "as an AI-powered assistant"
+    r"\bas\s+an?\s+(?:[\w-]+\s+){0,2}(?:AI|chatbot|language\s+model)\b",
     r"\bI\s*(?:am|['\u2019]m)\s+(?:just\s+|only\s+)?an?\s+(?:AI|language\s+model|computer\s+program)\b",
     r"\b(?:not|n['\u2019]t)\s+(?:equipped|designed|programmed|authori[sz]ed|permitted)\s+to\b",
     r"\bunable\s+to\s+(?:help|assist|provide|access|answer|fulfil|fulfill|comply)\b",

@@ -59,12 +59,14 @@ def test_the_refusal_detector() -> None:
         "As an AI language model, I do not have access to your account.",
         "Unfortunately I am not equipped to answer questions about orders.",
         "I don't have access to personal data.",
+        "I'm sorry for any confusion, but as a text-based AI, I can only offer general advice.",
     ]
     answers = [
         ANSWER,
         "I can't wait for your parcel to arrive either!",
         "You cannot return opened items after 30 days.",
         "I can help you with that: here are the steps.",
+        "Pack it as a gift with tissue paper and a card.",
     ]
     assert all(looks_like_refusal(text) for text in refusals)
     assert not any(looks_like_refusal(text) for text in answers)
