@@ -18,7 +18,7 @@ from dataclasses import dataclass, replace
 from bot.chat import ranking
 from bot.chat.deps import Safety
 from bot.chat.facts import Recall
-from bot.chat.likeness import HOLD_SHARE, copies
+from bot.chat.likeness import HOLD_SHARE, copied_share, copies
 from bot.chat.refusals import looks_like_refusal
 from bot.core.domain import GenerationParams, Prompt, Verdict
 from bot.core.texts import REPEATED_REPLY
@@ -137,23 +137,25 @@ class Answers:
                 embed=self._embed,
             )
         )
-        sentence = recalled.sentence if recalled is not None else None
+        sentence, passed = recalled.sentence if recalled is not None else None, []
         for candidate in ranked:
             text = ranking.with_recall(candidate.text.strip(), sentence, asked)
             verdict = self._safety.check_output(text)
             await self._audit(chat_id, "out", verdict)
             if not verdict.blocked and not copies(verdict.text, [context.previous]):
                 return verdict.text
+            if not verdict.blocked:
+                passed.append(verdict.text)
         if sentence is not None:
             return sentence
-        if candidates and all(copies(c.text, [context.previous]) for c in candidates):
-            return REPEATED_REPLY
+        if passed:  # each one (nearly) repeats the last reply: the least alike, unless all are the same
+            return _least_copied(passed, [context.previous]) or REPEATED_REPLY
         return self._safety.refusal_text
 
     async def _another(self, chat_id: int | str, prompt: Prompt, others: Sequence[str], first: str) -> str:
         """The model's `first` reply refused, or said (nearly) what it said last time, or parroted an
-        example (`others`): one more try with another seed, sampling. If that one is unfit too: the first
-        reply when it only refused, else an honest short text instead of the same reply twice."""
+        example (`others`): one more try with another seed, sampling. If that one is unfit too: a refusal
+        stands, else the less alike of the two, and an honest short text rather than the same words twice."""
         seed = (self._params.seed or 0) + 1
         params = replace(
             self._params, do_sample=True, temperature=max(self._params.temperature, 0.7), seed=seed
@@ -165,12 +167,24 @@ class Answers:
         if not verdict.blocked and verdict.text and not _unfit(verdict.text, others):
             log.info("chat %s: the model's reply refused or repeated; sent a regenerated one", chat_id)
             return verdict.text
-        if not copies(first, others):
-            return first  # it refused twice: the first refusal stands
-        log.info("chat %s: the model repeated its previous reply; sent a short note instead", chat_id)
-        return REPEATED_REPLY
+        options = [verdict.text, first] if not verdict.blocked and verdict.text else [first]
+        chosen = _least_copied(options, others)
+        if chosen is None:
+            log.info("chat %s: the model repeated its previous reply; sent a short note instead", chat_id)
+        return chosen or REPEATED_REPLY
 
 
 def _unfit(text: str, others: Sequence[str]) -> bool:
     """Not to be sent as it is: it refuses an ordinary request, or copies the last reply or an example."""
     return looks_like_refusal(text) or copies(text, others)
+
+
+def _least_copied(texts: Sequence[str], others: Sequence[str]) -> str | None:
+    """The first of `texts` that copies none of `others`, else the least alike of them, or None when each
+    one has every word trigram of one of `others` (the same words again)."""
+    fresh = [text for text in texts if not copies(text, others)]
+    if fresh:
+        return fresh[0]
+    alike = {text: max(copied_share(text, other) for other in others if other) for text in texts}
+    least = min(texts, key=alike.__getitem__)
+    return least if alike[least] < 1.0 else None

@@ -75,3 +75,16 @@ async def test_a_streamed_refusal_is_generated_once_more_and_kept_only_when_the_
     assert (
         text == refusal and len(stubborn.calls) == 2
     )  # one more try, then its own words (not a canned note)
+
+
+async def test_two_near_copies_send_the_less_alike_not_a_canned_note() -> None:
+    first = "Measure your waist with a tape measure, keep it snug but not tight, and read it in centimetres."
+    near = (
+        "Measure your inside leg with a tape measure, keep it snug but not tight, and read it in centimetres."
+    )
+    nearer = "Measure your waist with a tape measure, keep it snug but not tight, and read it in inches."
+    engine = FakeEngine(first, nearer, near)
+    service = service_over(engine)
+    assert await service.respond(Message(chat_id=6, text="How do I measure my waist?")).text() == first
+    second = await service.respond(Message(chat_id=6, text="And my inside leg?")).text()
+    assert second == near and len(engine.calls) == 3
