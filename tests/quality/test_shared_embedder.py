@@ -39,7 +39,8 @@ async def test_the_knowledge_base_safety_and_ranking_share_one_embedder(
     )  # fmt: skip
     assert knowledge is not None and knowledge.embedder is not None and deps.embed is not None
     assert deps.embed.__self__ is knowledge.embedder  # type: ignore[attr-defined]
-    assert safety._semantic is not None and safety._semantic._embed.__self__ is knowledge.embedder
+    detector = safety._semantic
+    assert detector is not None and detector._embed.__self__ is knowledge.embedder  # type: ignore[attr-defined]
     await state.aclose()
 
 
