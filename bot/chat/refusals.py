@@ -4,7 +4,8 @@ Small models often answer a plain support question with "I'm sorry, but I can't 
 contact customer support". Best-of-n ranking (`bot.chat.ranking`) uses this to prefer a candidate that
 answers, and `bot eval chat` uses the same detector to count refusals, so the figure the eval reports is
 the one the ranking optimises. Patterns are anchored on a first-person subject plus a verb of helping, so
-"I can't wait to see you" or "you cannot return opened items" are not refusals.
+"I can't wait to see you", "you cannot return opened items" or a definition such as "out of stock means
+the store is unable to fulfil orders" are not refusals.
 """
 
 from __future__ import annotations
@@ -18,6 +19,10 @@ _HELP_VERBS = (
     r"process|handle|discuss|offer|generate|create|complete|support|tell|view|retrieve|track|find|"
     r"confirm|remember|recall|store|browse|make|perform|respond)"
 )
+# "am not", "'m sadly not", "wasn't", "aren't"
+_NEGATED = (
+    r"(?:(?:am|['\u2019]m|are|['\u2019]re|was|were)\s+(?:\w+\s+){0,2}?not|(?:wasn|weren|aren)['\u2019]?t)"
+)
 _REFUSALS = [
     # "I can't help", "I'm unable to provide", "I am not able to access", "I won't be able to assist"
     rf"\bI\s*(?:can\s*not|cannot|can['\u2019]?t|could\s*not|couldn['\u2019]?t|am\s+unable\s+to|['\u2019]m\s+unable\s+to|"
@@ -30,8 +35,10 @@ _REFUSALS = [
     # "as a text-based AI", "as an AI-powered assistant"
     r"\bas\s+an?\s+(?:[\w-]+\s+){0,2}(?:AI|chatbot|language\s+model)\b",
     r"\bI\s*(?:am|['\u2019]m)\s+(?:just\s+|only\s+)?an?\s+(?:AI|language\s+model|computer\s+program)\b",
-    r"\b(?:not|n['\u2019]t)\s+(?:equipped|designed|programmed|authori[sz]ed|permitted)\s+to\b",
-    r"\bunable\s+to\s+(?:help|assist|provide|access|answer|fulfil|fulfill|comply)\b",
+    # "I'm not equipped to", "we are unable to help": said of the bot itself, not of a shop or a courier
+    rf"\b(?:I|we)\s*{_NEGATED}\s+(?:equipped|designed|programmed|authori[sz]ed|permitted)\s+to\b",
+    r"\b(?:I|we)\s*(?:am|['\u2019]m|are|['\u2019]re)\s+(?:\w+\s+){0,2}?unable\s+to\s+"
+    r"(?:help|assist|provide|access|answer|fulfil|fulfill|comply)\b",
     r"\bI\s*(?:must|have\s+to)\s+(?:decline|refuse)\b",
     r"\b(?:beyond|outside)\s+(?:my|the\s+scope\s+of\s+my)\s+(?:capabilities|abilities|scope)\b",
     r"\bI\s*(?:can['\u2019]?t|cannot|can\s*not)\s+(?:fulfil|fulfill|comply\s+with)\b",

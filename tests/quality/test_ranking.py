@@ -60,6 +60,8 @@ def test_the_refusal_detector() -> None:
         "Unfortunately I am not equipped to answer questions about orders.",
         "I don't have access to personal data.",
         "I'm sorry for any confusion, but as a text-based AI, I can only offer general advice.",
+        "Sorry, we are unable to help with that.",
+        "I'm afraid I wasn't designed to answer questions about orders.",
     ]
     answers = [
         ANSWER,
@@ -67,6 +69,8 @@ def test_the_refusal_detector() -> None:
         "You cannot return opened items after 30 days.",
         "I can help you with that: here are the steps.",
         "Pack it as a gift with tissue paper and a card.",
+        "Out of stock means the store is unable to fulfil orders for it until new stock arrives.",
+        "The warehouse is not authorised to open parcels, so the courier hands it to you sealed.",
     ]
     assert all(looks_like_refusal(text) for text in refusals)
     assert not any(looks_like_refusal(text) for text in answers)
