@@ -50,11 +50,12 @@ class Generated:
 
 @dataclass(frozen=True, slots=True)
 class RankContext:
-    """What ranking candidates needs from the chat: its stated facts, a fact asked back, the last reply."""
+    """What ranking candidates needs from the chat: its stated facts, a fact asked back, its replies so far
+    (newest first)."""
 
     facts: dict[str, str]
     recalled: Recall | None
-    previous: str
+    earlier: tuple[str, ...]
 
 
 class Answers:
@@ -76,17 +77,17 @@ class Answers:
         self._examples = tuple(examples)  # the worked examples' answers: a reply must not copy them
 
     async def guarded(
-        self, chat_id: int | str, prompt: Prompt, *, previous: str = ""
+        self, chat_id: int | str, prompt: Prompt, *, earlier: Sequence[str] = ()
     ) -> AsyncGenerator[str | Generated, None]:
         """The engine's stream, shown only once the output checks have passed it.
 
         The last HOLD_BACK_CHARS characters stay unshown until more text (or the end) arrives, so a card
         number or the canary is caught before any of it is sent; so does all of it while it still copies
-        `previous` or a worked example, or refuses (such a reply is never shown as it is: it is generated
-        once more, see `_another`).
+        one of the chat's `earlier` replies or a worked example, or refuses (such a reply is never shown as
+        it is: it is generated once more, see `_another`).
         """
         raw, shown, safety = "", "", self._safety
-        others = (previous, *self._examples)
+        others = (*earlier, *self._examples)
         async with aclosing(self._engine.stream(prompt, self._params)) as stream:
             async for piece in stream:
                 raw = (raw + piece).lstrip()  # leading blanks never count as shown text
@@ -132,7 +133,7 @@ class Answers:
                 question=question,
                 facts=context.facts,
                 asked_values=asked,
-                previous_reply=context.previous or None,
+                previous_replies=context.earlier,
                 examples=self._examples,
                 embed=self._embed,
             )
@@ -142,20 +143,21 @@ class Answers:
             text = ranking.with_recall(candidate.text.strip(), sentence, asked)
             verdict = self._safety.check_output(text)
             await self._audit(chat_id, "out", verdict)
-            if not verdict.blocked and not copies(verdict.text, [context.previous]):
+            if not verdict.blocked and not copies(verdict.text, context.earlier):
                 return verdict.text
             if not verdict.blocked:
                 passed.append(verdict.text)
         if sentence is not None:
             return sentence
-        if passed:  # each one (nearly) repeats the last reply: the least alike, unless all are the same
-            return _least_copied(passed, [context.previous]) or REPEATED_REPLY
+        if passed:  # each one (nearly) repeats an earlier reply: the least alike, unless all are the same
+            return _least_copied(passed, context.earlier) or REPEATED_REPLY
         return self._safety.refusal_text
 
     async def _another(self, chat_id: int | str, prompt: Prompt, others: Sequence[str], first: str) -> str:
-        """The model's `first` reply refused, or said (nearly) what it said last time, or parroted an
-        example (`others`): one more try with another seed, sampling. If that one is unfit too: a refusal
-        stands, else the less alike of the two, and an honest short text rather than the same words twice."""
+        """The model's `first` reply refused, or said (nearly) what it said earlier in the chat, or
+        parroted an example (`others`): one more try with another seed, sampling. If that one is unfit
+        too: a refusal stands, else the less alike of the two, and an honest short text rather than the
+        same words twice."""
         seed = (self._params.seed or 0) + 1
         params = replace(
             self._params, do_sample=True, temperature=max(self._params.temperature, 0.7), seed=seed
@@ -170,7 +172,7 @@ class Answers:
         options = [verdict.text, first] if not verdict.blocked and verdict.text else [first]
         chosen = _least_copied(options, others)
         if chosen is None:
-            log.info("chat %s: the model repeated its previous reply; sent a short note instead", chat_id)
+            log.info("chat %s: the model repeated an earlier reply; sent a short note instead", chat_id)
         return chosen or REPEATED_REPLY
 
 

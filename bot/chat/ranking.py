@@ -4,7 +4,7 @@ With batching, n sampled candidates cost little more than one; the model's own l
 short safe refusals ("I'm sorry, I can't help with that"). Candidates are ranked instead by, in order of
 weight: no refusal or deflection of an ordinary request, use of the facts the customer stated (the one they
 are asking for, when they ask one back), relevance to the question (word overlap, or cosine similarity when
-an embedder is given), no repetition (of itself, of the previous reply or of a worked example's answer),
+an embedder is given), no repetition (of itself, of an earlier reply or of a worked example's answer),
 then likelihood as the tie-break.
 When the customer asks for a fact back and no candidate states it, the reply is opened with the fact
 (`with_recall`): a customer who asks for their order number must get it.
@@ -70,7 +70,7 @@ def rank(
     question: str,
     facts: Mapping[str, str] | None = None,
     asked_values: Sequence[str] = (),
-    previous_reply: str | None = None,
+    previous_replies: Sequence[str] = (),
     examples: Sequence[str] = (),
     embed: Embed | None = None,
 ) -> list[Scored]:
@@ -98,9 +98,9 @@ def rank(
         score -= 8.0 * looping
         if looping > 0.2:
             reasons.append("repetition")
-        if previous_reply is not None and copies(text, [previous_reply]):
+        if copies(text, previous_replies):
             score -= 10.0
-            reasons.append("copies the previous reply")
+            reasons.append("copies an earlier reply")
         if copies(text, examples):
             score -= 6.0
             reasons.append("copies a worked example")

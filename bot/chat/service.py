@@ -237,13 +237,13 @@ class ChatService:
             yield grounded.text
             yield grounded
         elif self._deps.params.num_candidates > 1 or context.recalled is not None:
-            facts = RankContext(context.facts, context.recalled, context.previous_reply)
+            facts = RankContext(context.facts, context.recalled, context.earlier_replies)
             best = await self._answers.ranked(chat, text, context.prompt, facts)
             yield best
             yield Generated(best)
         else:
             async with aclosing(
-                self._answers.guarded(chat, context.prompt, previous=context.previous_reply)
+                self._answers.guarded(chat, context.prompt, earlier=context.earlier_replies)
             ) as stream:
                 async for item in stream:
                     yield item

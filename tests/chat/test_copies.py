@@ -88,3 +88,12 @@ async def test_two_near_copies_send_the_less_alike_not_a_canned_note() -> None:
     assert await service.respond(Message(chat_id=6, text="How do I measure my waist?")).text() == first
     second = await service.respond(Message(chat_id=6, text="And my inside leg?")).text()
     assert second == near and len(engine.calls) == 3
+
+
+async def test_a_reply_from_two_turns_ago_is_not_sent_again() -> None:
+    thanks = "Thank you! I have noted it. Is there anything else I can help you with today?"
+    engine = FakeEngine(thanks, "Sorry to hear it is late.", thanks, "It should arrive within two days.")
+    service = service_over(engine)
+    for n, text in enumerate(["Order B-7790.", "I paid with PayPal.", "It was due yesterday."]):
+        replies = await service.respond(Message(chat_id=7, text=text, message_id=n)).text()
+    assert replies == "It should arrive within two days." and len(engine.calls) == 4

@@ -24,7 +24,7 @@ def test_a_looping_candidate_and_a_copy_of_the_previous_reply_lose() -> None:
     ranked = rank(
         [(ANSWER, -0.1), ("Press Ctrl+Shift+Delete and clear the cache.", -1.5)],
         question=QUESTION,
-        previous_reply=ANSWER.upper(),
+        previous_replies=("Hello!", ANSWER.upper()),
     )
     assert ranked[0].text.startswith("Press")
 
