@@ -95,5 +95,5 @@ async def test_a_reply_from_two_turns_ago_is_not_sent_again() -> None:
     engine = FakeEngine(thanks, "Sorry to hear it is late.", thanks, "It should arrive within two days.")
     service = service_over(engine)
     for n, text in enumerate(["Order B-7790.", "I paid with PayPal.", "It was due yesterday."]):
-        replies = await service.respond(Message(chat_id=7, text=text, message_id=n)).text()
-    assert replies == "It should arrive within two days." and len(engine.calls) == 4
+        reply = await service.respond(Message(chat_id=7, text=text, message_id=n)).text()
+    assert reply == "It should arrive within two days." and len(engine.calls) == 4
