@@ -19,7 +19,7 @@ from bot.chat import ranking
 from bot.chat.deps import Safety
 from bot.chat.facts import Recall
 from bot.chat.likeness import HOLD_SHARE, copied_share, copies
-from bot.chat.refusals import looks_like_refusal
+from bot.chat.refusals import looks_like_refusal, without_refusal
 from bot.core.domain import GenerationParams, Prompt, Verdict
 from bot.core.texts import REPEATED_REPLY
 from bot.llm.base import Engine
@@ -111,7 +111,9 @@ class Answers:
         elif not final.text.startswith(shown):  # a redaction reached text already shown
             yield Generated(final.text, replaced=True)
         elif not shown and _unfit(final.text, others):
-            text = await self._another(chat_id, prompt, others, final.text)
+            text = without_refusal(final.text)  # advice wrapped in a needless refusal is kept, unwrapped
+            if _unfit(text, others):
+                text = await self._another(chat_id, prompt, others, final.text)
             yield text
             yield Generated(text)
         else:
@@ -140,7 +142,10 @@ class Answers:
         )
         sentence, passed = recalled.sentence if recalled is not None else None, []
         for candidate in ranked:
-            text = ranking.with_recall(candidate.text.strip(), sentence, asked)
+            body = without_refusal(candidate.text.strip())
+            if sentence is not None and looks_like_refusal(body):  # the fact asked back is the answer
+                body = ""
+            text = ranking.with_recall(body, sentence, asked)
             verdict = self._safety.check_output(text)
             await self._audit(chat_id, "out", verdict)
             if not verdict.blocked and not copies(verdict.text, context.earlier):
@@ -173,7 +178,7 @@ class Answers:
         chosen = _least_copied(options, others)
         if chosen is None:
             log.info("chat %s: the model repeated an earlier reply; sent a short note instead", chat_id)
-        return chosen or REPEATED_REPLY
+        return without_refusal(chosen) if chosen is not None else REPEATED_REPLY
 
 
 def _unfit(text: str, others: Sequence[str]) -> bool:

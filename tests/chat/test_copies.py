@@ -97,3 +97,26 @@ async def test_a_reply_from_two_turns_ago_is_not_sent_again() -> None:
     for n, text in enumerate(["Order B-7790.", "I paid with PayPal.", "It was due yesterday."]):
         reply = await service.respond(Message(chat_id=7, text=text, message_id=n)).text()
     assert reply == "It should arrive within two days." and len(engine.calls) == 4
+
+
+async def test_advice_wrapped_in_a_refusal_is_sent_unwrapped_without_another_try() -> None:
+    wrapped = (
+        "I'm sorry for any confusion, but as a text-based AI, I don't have the ability to access your router."
+        " However, you can restart it, move closer to it and unplug the devices you are not using."
+    )
+    engine = FakeEngine(wrapped)
+    text = (
+        await service_over(engine).respond(Message(chat_id=8, text="My wifi is slow, what can I try?")).text()
+    )
+    assert text == "You can restart it, move closer to it and unplug the devices you are not using."
+    assert len(engine.calls) == 1
+
+
+async def test_a_fact_asked_back_is_answered_alone_when_the_model_refuses() -> None:
+    engine = FakeEngine("Thanks, noted!", "I'm sorry, but as an AI I cannot access your order.")
+    service = service_over(engine)
+    await service.respond(Message(chat_id=9, text="My order number is A-1234.", message_id=1)).text()
+    asked = await service.respond(
+        Message(chat_id=9, text="Can you repeat my order number?", message_id=2)
+    ).text()
+    assert asked == "Your order number is A-1234."

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from bot.chat.ranking import rank, relevance, repetition, with_recall
-from bot.chat.refusals import looks_like_deflection, looks_like_refusal
+from bot.chat.refusals import looks_like_deflection, looks_like_refusal, without_refusal
 
 QUESTION = "How do I clear my browser cache?"
 ANSWER = "Open your browser settings, go to Privacy, choose Clear browsing data and tick Cached images."
@@ -76,3 +76,16 @@ def test_the_refusal_detector() -> None:
     assert not any(looks_like_refusal(text) for text in answers)
     assert looks_like_deflection("Please contact customer support for help.")
     assert not looks_like_deflection(ANSWER)
+
+
+def test_a_refusal_around_an_answer_is_taken_off_and_a_bare_refusal_left_alone() -> None:
+    wrapped = (
+        "Your ticket number is TK-4471. I'm sorry, but as a customer support assistant, I don't have the "
+        "ability to access your account. However, you can check its status in the app under Orders."
+    )
+    assert without_refusal(wrapped) == (
+        "Your ticket number is TK-4471. You can check its status in the app under Orders."
+    )
+    assert without_refusal(REFUSAL) == REFUSAL
+    assert without_refusal(f"{REFUSAL} Have a nice day!") == f"{REFUSAL} Have a nice day!"  # nothing left
+    assert without_refusal(ANSWER) == ANSWER
