@@ -8,19 +8,23 @@ safe to show.
 
 from __future__ import annotations
 
+import asyncio
+import functools
 import logging
-from collections.abc import AsyncGenerator, Awaitable, Callable
+from collections.abc import AsyncGenerator, Awaitable, Callable, Sequence
 from contextlib import aclosing
 from dataclasses import dataclass, replace
 
 from bot.chat import ranking
 from bot.chat.deps import Safety
 from bot.chat.facts import Recall
+from bot.chat.likeness import HOLD_SHARE, copied_share, copies
+from bot.chat.refusals import looks_like_refusal, without_refusal
 from bot.core.domain import GenerationParams, Prompt, Verdict
 from bot.core.texts import REPEATED_REPLY
 from bot.llm.base import Engine
 
-__all__ = ["HOLD_BACK_CHARS", "Answers", "Generated", "same_reply"]
+__all__ = ["HOLD_BACK_CHARS", "Answers", "Generated"]
 
 log = logging.getLogger(__name__)
 
@@ -46,35 +50,44 @@ class Generated:
 
 @dataclass(frozen=True, slots=True)
 class RankContext:
-    """What ranking candidates needs from the chat: its stated facts, a fact asked back, the last reply."""
+    """What ranking candidates needs from the chat: its stated facts, a fact asked back, its replies so far
+    (newest first)."""
 
     facts: dict[str, str]
     recalled: Recall | None
-    previous: str
-
-
-def same_reply(text: str, previous: str) -> bool:
-    """The same words as the chat's previous reply (case and spacing aside)."""
-    return bool(previous) and " ".join(text.casefold().split()) == " ".join(previous.casefold().split())
+    earlier: tuple[str, ...]
 
 
 class Answers:
-    def __init__(self, engine: Engine, params: GenerationParams, *, safety: Safety, audit: Audit) -> None:
+    def __init__(
+        self,
+        engine: Engine,
+        params: GenerationParams,
+        *,
+        safety: Safety,
+        audit: Audit,
+        embed: ranking.Embed | None = None,
+        examples: Sequence[str] = (),
+    ) -> None:
         self._engine = engine
         self._params = params
         self._safety = safety
         self._audit = audit
+        self._embed = embed  # relevance by sentence embeddings when given (else word overlap)
+        self._examples = tuple(examples)  # the worked examples' answers: a reply must not copy them
 
     async def guarded(
-        self, chat_id: int | str, prompt: Prompt, *, previous: str = ""
+        self, chat_id: int | str, prompt: Prompt, *, earlier: Sequence[str] = ()
     ) -> AsyncGenerator[str | Generated, None]:
         """The engine's stream, shown only once the output checks have passed it.
 
         The last HOLD_BACK_CHARS characters stay unshown until more text (or the end) arrives, so a card
-        number or the canary is caught before any of it is sent; so does all of it while it is still the
-        beginning of `previous` (a reply that repeats the last one is never shown: it is regenerated).
+        number or the canary is caught before any of it is sent; so does all of it while it still copies
+        one of the chat's `earlier` replies or a worked example, or refuses (such a reply is never shown as
+        it is: it is generated once more, see `_another`).
         """
         raw, shown, safety = "", "", self._safety
+        others = (*earlier, *self._examples)
         async with aclosing(self._engine.stream(prompt, self._params)) as stream:
             async for piece in stream:
                 raw = (raw + piece).lstrip()  # leading blanks never count as shown text
@@ -86,8 +99,9 @@ class Answers:
                     yield Generated(safety.message_for(draft), replaced=True)
                     return
                 cut = draft.text.rfind(" ", len(shown), len(draft.text) - HOLD_BACK_CHARS)
-                repeating = previous.startswith(draft.text[:cut])
-                if cut > len(shown) and draft.text.startswith(shown) and not repeating:
+                # a refusal is looked for in all of it, the hold-back too: it must not start to show
+                held = looks_like_refusal(draft.text) or copies(draft.text[:cut], others, share=HOLD_SHARE)
+                if cut > len(shown) and draft.text.startswith(shown) and not held:
                     yield draft.text[len(shown) : cut]
                     shown = draft.text[:cut]
         final = safety.check_output(raw.strip())
@@ -96,8 +110,10 @@ class Answers:
             yield Generated(safety.message_for(final), replaced=True)
         elif not final.text.startswith(shown):  # a redaction reached text already shown
             yield Generated(final.text, replaced=True)
-        elif not shown and same_reply(final.text, previous):
-            text = await self._another(chat_id, prompt, previous)
+        elif not shown and _unfit(final.text, others):
+            text = without_refusal(final.text)  # advice wrapped in a needless refusal is kept, unwrapped
+            if _unfit(text, others):
+                text = await self._another(chat_id, prompt, others, final.text)
             yield text
             yield Generated(text)
         else:
@@ -112,29 +128,41 @@ class Answers:
         candidates = await self._engine.candidates(prompt, self._params)
         recalled = context.recalled
         asked = recalled.values if recalled is not None else ()
-        ranked = ranking.rank(
-            [(c.text, c.mean_logprob) for c in candidates],
-            question=question,
-            facts=context.facts,
-            asked_values=asked,
-            previous_reply=context.previous or None,
+        ranked = await asyncio.to_thread(  # embedding the candidates is CPU work: off the event loop
+            functools.partial(
+                ranking.rank,
+                [(c.text, c.mean_logprob) for c in candidates],
+                question=question,
+                facts=context.facts,
+                asked_values=asked,
+                previous_replies=context.earlier,
+                examples=self._examples,
+                embed=self._embed,
+            )
         )
-        sentence = recalled.sentence if recalled is not None else None
+        sentence, passed = recalled.sentence if recalled is not None else None, []
         for candidate in ranked:
-            text = ranking.with_recall(candidate.text.strip(), sentence, asked)
+            body = without_refusal(candidate.text.strip())
+            if sentence is not None and looks_like_refusal(body):  # the fact asked back is the answer
+                body = ""
+            text = ranking.with_recall(body, sentence, asked)
             verdict = self._safety.check_output(text)
             await self._audit(chat_id, "out", verdict)
-            if not verdict.blocked and not same_reply(verdict.text, context.previous):
+            if not verdict.blocked and not copies(verdict.text, context.earlier):
                 return verdict.text
+            if not verdict.blocked:
+                passed.append(verdict.text)
         if sentence is not None:
             return sentence
-        if candidates and all(same_reply(c.text, context.previous) for c in candidates):
-            return REPEATED_REPLY
+        if passed:  # each one (nearly) repeats an earlier reply: the least alike, unless all are the same
+            return _least_copied(passed, context.earlier) or REPEATED_REPLY
         return self._safety.refusal_text
 
-    async def _another(self, chat_id: int | str, prompt: Prompt, previous: str) -> str:
-        """The model said exactly what it said last time: one more try with another seed, sampling; if that
-        repeats (or fails the checks) too, an honest short text instead of the same reply twice."""
+    async def _another(self, chat_id: int | str, prompt: Prompt, others: Sequence[str], first: str) -> str:
+        """The model's `first` reply refused, or said (nearly) what it said earlier in the chat, or
+        parroted an example (`others`): one more try with another seed, sampling. If that one is unfit
+        too: a refusal stands, else the less alike of the two, and an honest short text rather than the
+        same words twice."""
         seed = (self._params.seed or 0) + 1
         params = replace(
             self._params, do_sample=True, temperature=max(self._params.temperature, 0.7), seed=seed
@@ -143,8 +171,27 @@ class Answers:
             text = "".join([piece async for piece in stream]).strip()
         verdict = self._safety.check_output(text)
         await self._audit(chat_id, "out", verdict)
-        if verdict.blocked or not verdict.text or same_reply(verdict.text, previous):
-            log.info("chat %s: the model repeated its previous reply; sent a short note instead", chat_id)
-            return REPEATED_REPLY
-        log.info("chat %s: the model repeated its previous reply; sent a regenerated one", chat_id)
-        return verdict.text
+        if not verdict.blocked and verdict.text and not _unfit(verdict.text, others):
+            log.info("chat %s: the model's reply refused or repeated; sent a regenerated one", chat_id)
+            return verdict.text
+        options = [verdict.text, first] if not verdict.blocked and verdict.text else [first]
+        chosen = _least_copied(options, others)
+        if chosen is None:
+            log.info("chat %s: the model repeated an earlier reply; sent a short note instead", chat_id)
+        return without_refusal(chosen) if chosen is not None else REPEATED_REPLY
+
+
+def _unfit(text: str, others: Sequence[str]) -> bool:
+    """Not to be sent as it is: it refuses an ordinary request, or copies the last reply or an example."""
+    return looks_like_refusal(text) or copies(text, others)
+
+
+def _least_copied(texts: Sequence[str], others: Sequence[str]) -> str | None:
+    """The first of `texts` that copies none of `others`, else the least alike of them, or None when each
+    one has every word trigram of one of `others` (the same words again)."""
+    fresh = [text for text in texts if not copies(text, others)]
+    if fresh:
+        return fresh[0]
+    alike = {text: max(copied_share(text, other) for other in others if other) for text in texts}
+    least = min(texts, key=alike.__getitem__)
+    return least if alike[least] < 1.0 else None

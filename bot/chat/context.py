@@ -25,7 +25,7 @@ class Context:
 
     prompt: Prompt
     retrieval: Retrieval | None
-    previous_reply: str  # the chat's last assistant turn: a new reply must not repeat it word for word
+    earlier_replies: tuple[str, ...]  # the chat's assistant turns, newest first: a reply must not repeat one
     facts: dict[str, str] = field(default_factory=dict)  # what the customer stated: name, order number...
     recalled: Recall | None = None  # the customer asks one of those facts back ("what is my name?")
 
@@ -68,8 +68,8 @@ class ContextBuilder:
             prompt.history_used,
             prompt.history_dropped,
         )
-        previous = next((t.content for t in reversed(history) if t.role is Role.ASSISTANT), "")
-        return Context(prompt, found, previous, facts, recall(question.content, facts))
+        earlier = tuple(t.content for t in reversed(history) if t.role is Role.ASSISTANT)
+        return Context(prompt, found, earlier, facts, recall(question.content, facts))
 
     async def _history(self, chat_id: int | str) -> list[Turn]:
         """The chat's turns; if the store is down the bot still answers, without them, and says so."""

@@ -13,6 +13,7 @@ from typing import Protocol
 
 from bot.chat.gate import AllowAll, Gate
 from bot.chat.ordering import ChatTurns
+from bot.chat.ranking import Embed
 from bot.core.domain import Action, GenerationParams, Verdict
 from bot.core.errors import ConfigError
 from bot.desk.desk import Desk, NoDesk
@@ -108,3 +109,4 @@ class ChatDeps:
     metrics: Metrics = field(default_factory=Metrics)
     turns: ChatTurns = field(default_factory=ChatTurns.local)
     options: ChatOptions = field(default_factory=ChatOptions)
+    embed: Embed | None = None  # the sentence embedder for best-of-n relevance (None: word overlap)

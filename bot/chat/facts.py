@@ -61,6 +61,14 @@ _RULES: list[tuple[str, re.Pattern[str]]] = [
             re.IGNORECASE,
         ),
     ),
+    (
+        "seat",
+        re.compile(
+            r"\b(?P<k>row|seat|table|room|gate|platform|locker|pitch|cabin|berth|bay)\s+(?:number\s+|no\.?\s*)?"
+            r"(?P<v>[A-Z]?\d{1,4}[A-Z]?|[A-Z])\b",
+            re.IGNORECASE,
+        ),
+    ),
     ("code", re.compile(r"\b(?P<v>[A-Z]{1,4}-?\d{2,6}[A-Z]?|[A-Z0-9]*\d[A-Z0-9]*[A-Z][A-Z0-9]{3,})\b")),
     ("size", re.compile(r"\bsize\s+(?P<v>\d{1,3}(?:\.5)?|XXS|XS|S|M|L|XL|XXL|small|medium|large)\b", re.I)),
     (
@@ -135,6 +143,8 @@ def _normal_label(label: str, match: re.Match[str]) -> str:
     if label == "reference" and groups.get("k"):
         words = groups["k"].lower().split()
         return " ".join(words) if len(words) > 1 or words[0] in ("username", "code") else f"{words[0]} number"
+    if label == "seat" and groups.get("k"):
+        return groups["k"].lower()
     if label == "person" and groups.get("k"):
         return f"{groups['k'].lower()}'s name"
     return label
@@ -181,9 +191,10 @@ def merge_facts(old: Mapping[str, str], new: Mapping[str, str]) -> dict[str, str
 
 # -- asking a fact back ----------------------------------------------------------------------------------
 _RECALL = re.compile(
-    r"\b(?:remind me|repeat|read .{0,30}back|again\b|i gave you|i told you|confirm|you (?:have|got)|"
-    r"did i (?:say|tell|give|mention|order|ask|"
-    r"book|choose|pick)|have i (?:said|told|given)|do you (?:remember|know|have)|what(?:'s| is| was) my|"
+    r"\b(?:remind me|repeat|read .{0,30}back|again\b|i gave you|i told you|i sent you|confirm|"
+    r"you (?:have|got)|did i (?:say|tell|give|mention|order|ask|send|write|type|quote|book|choose|pick|"
+    r"reserve)|what (?:\w+ ){1,2}did i|have i (?:said|told|given)|do you (?:remember|know|have)|"
+    r"what(?:'s| is| was) my|"
     r"which .{0,30}\b(?:i|my)\b|who did i|what did i|how many did i|when did i|where did i|"
     r"you (?:have )?noted|what i (?:asked|said|told|ordered|wanted)|what did i (?:ask|say|want)|"
     r"remember my|my name\?|whats my|what's my|which one did i)",

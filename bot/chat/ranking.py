@@ -4,7 +4,8 @@ With batching, n sampled candidates cost little more than one; the model's own l
 short safe refusals ("I'm sorry, I can't help with that"). Candidates are ranked instead by, in order of
 weight: no refusal or deflection of an ordinary request, use of the facts the customer stated (the one they
 are asking for, when they ask one back), relevance to the question (word overlap, or cosine similarity when
-an embedder is given), no repetition (of itself or of the previous reply), then likelihood as the tie-break.
+an embedder is given), no repetition (of itself, of an earlier reply or of a worked example's answer),
+then likelihood as the tie-break.
 When the customer asks for a fact back and no candidate states it, the reply is opened with the fact
 (`with_recall`): a customer who asks for their order number must get it.
 """
@@ -16,11 +17,12 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 
 from bot.chat.facts import mentions
+from bot.chat.likeness import copies
 from bot.chat.refusals import looks_like_deflection, looks_like_refusal
 
-__all__ = ["Scored", "rank", "relevance", "repetition", "with_recall"]
+__all__ = ["Embed", "Scored", "rank", "relevance", "repetition", "with_recall"]
 
-# (texts) -> unit vectors, one per text; e.g. the knowledge base's MiniLM embedder
+# (texts) -> unit vectors, one per text: the process's MiniLM, passed in by the wiring
 Embed = Callable[[Sequence[str]], Sequence[Sequence[float]]]
 
 _WORD = re.compile(r"[a-z0-9]+(?:['-][a-z0-9]+)*")
@@ -68,10 +70,12 @@ def rank(
     question: str,
     facts: Mapping[str, str] | None = None,
     asked_values: Sequence[str] = (),
-    previous_reply: str | None = None,
+    previous_replies: Sequence[str] = (),
+    examples: Sequence[str] = (),
     embed: Embed | None = None,
 ) -> list[Scored]:
-    """(text, mean log-prob) candidates, best first. `asked_values`: the facts the question asks back."""
+    """(text, mean log-prob) candidates, best first. `asked_values`: the facts the question asks back;
+    `examples`: the worked examples' answers (a candidate that copies one does not fit this chat)."""
     similarities = _similarities(question, [text for text, _ in candidates], embed)
     scored = []
     for (text, logprob), similarity in zip(candidates, similarities, strict=True):
@@ -94,9 +98,12 @@ def rank(
         score -= 8.0 * looping
         if looping > 0.2:
             reasons.append("repetition")
-        if previous_reply is not None and _same(text, previous_reply):
+        if copies(text, previous_replies):
             score -= 10.0
-            reasons.append("same as previous reply")
+            reasons.append("copies an earlier reply")
+        if copies(text, examples):
+            score -= 6.0
+            reasons.append("copies a worked example")
         score += 0.5 * max(-4.0, logprob)  # likelihood breaks ties; a very unlikely reply is a warning sign
         scored.append(Scored(text, score, tuple(reasons)))
     return sorted(scored, key=lambda item: item.score, reverse=True)
@@ -108,10 +115,6 @@ def _similarities(question: str, texts: Sequence[str], embed: Embed | None) -> l
     vectors = embed([question, *texts])
     asked = vectors[0]
     return [max(0.0, sum(a * b for a, b in zip(asked, vector, strict=True))) for vector in vectors[1:]]
-
-
-def _same(one: str, other: str) -> bool:
-    return " ".join(one.lower().split()) == " ".join(other.lower().split())
 
 
 def with_recall(reply: str, recall: str | None, asked_values: Sequence[str]) -> str:

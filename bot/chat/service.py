@@ -75,7 +75,14 @@ class ChatService:
         self._context = ContextBuilder(
             deps.store, deps.knowledge, deps.prompts, deps.metrics, max_new_tokens=deps.params.max_new_tokens
         )
-        self._answers = Answers(deps.engine, deps.params, safety=deps.safety, audit=audit)
+        self._answers = Answers(
+            deps.engine,
+            deps.params,
+            safety=deps.safety,
+            audit=audit,
+            embed=deps.embed,
+            examples=deps.prompts.example_answers,
+        )
         self._grounded = GroundedAnswers(
             deps.engine,
             deps.params,
@@ -230,13 +237,13 @@ class ChatService:
             yield grounded.text
             yield grounded
         elif self._deps.params.num_candidates > 1 or context.recalled is not None:
-            facts = RankContext(context.facts, context.recalled, context.previous_reply)
+            facts = RankContext(context.facts, context.recalled, context.earlier_replies)
             best = await self._answers.ranked(chat, text, context.prompt, facts)
             yield best
             yield Generated(best)
         else:
             async with aclosing(
-                self._answers.guarded(chat, context.prompt, previous=context.previous_reply)
+                self._answers.guarded(chat, context.prompt, earlier=context.earlier_replies)
             ) as stream:
                 async for item in stream:
                     yield item

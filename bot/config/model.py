@@ -135,6 +135,11 @@ class GenerationSettings(Section):
     num_candidates: int = Field(
         1, ge=1, le=16, description="Sample this many replies in one batch and send the best safe one"
     )
+    rank_embeddings: Literal["auto", "on", "off"] = Field(
+        "auto",
+        description="Rank best-of-n candidates by MiniLM similarity to the question (the process's one "
+        "all-MiniLM-L6-v2, shared with KB_EMBEDDINGS); auto: when installed; off: by word overlap",
+    )
 
     def params(self) -> GenerationParams:
         return GenerationParams(

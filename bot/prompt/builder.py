@@ -134,6 +134,11 @@ class PromptBuilder:
     def system_prompt(self) -> str:
         return self._system
 
+    @property
+    def example_answers(self) -> tuple[str, ...]:
+        """The worked examples' answers: shapes to follow, never texts to send (`bot.chat.likeness`)."""
+        return tuple(text for role, text in self._examples if role is Role.ASSISTANT)
+
     def build(
         self,
         history: Sequence[Turn],

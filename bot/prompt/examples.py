@@ -2,7 +2,10 @@
 
 SmolLM2-135M, asked a how-to question, tends to say "contact customer support"; asked to write a message,
 it describes one. Two short worked examples before the conversation show the expected shape better than
-any instruction. They are generic on purpose (no prices, policies or names a model could copy as facts).
+any instruction. They are generic on purpose (no prices, policies or names a model could copy as facts),
+and neither opens with an apology: the model copied "I'm sorry, your parcel is running a little late"
+into chats where nothing was late. A reply that copies an example anyway is regenerated
+(`bot.chat.likeness`).
 Turn them off with FEW_SHOT=false, e.g. for a larger model that does not need them.
 """
 
@@ -18,8 +21,8 @@ DEFAULT_EXAMPLES: tuple[tuple[str, str], ...] = (
         "Keep the receipt until the refund arrives.",
     ),
     (
-        "Write a short message to tell a customer their parcel is delayed.",
-        "Hi! I'm sorry, your parcel is running a little late. It is on its way and should reach you within "
-        "two days. Thank you for your patience!",
+        "Write a short note asking my neighbour to take in a parcel for me.",
+        "Hi! A parcel should arrive for me on Friday while I'm at work. Could you take it in for me? Thanks "
+        "so much!",
     ),
 )

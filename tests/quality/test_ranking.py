@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from bot.chat.ranking import rank, relevance, repetition, with_recall
-from bot.chat.refusals import looks_like_deflection, looks_like_refusal
+from bot.chat.refusals import looks_like_deflection, looks_like_refusal, without_refusal
 
 QUESTION = "How do I clear my browser cache?"
 ANSWER = "Open your browser settings, go to Privacy, choose Clear browsing data and tick Cached images."
@@ -24,7 +24,7 @@ def test_a_looping_candidate_and_a_copy_of_the_previous_reply_lose() -> None:
     ranked = rank(
         [(ANSWER, -0.1), ("Press Ctrl+Shift+Delete and clear the cache.", -1.5)],
         question=QUESTION,
-        previous_reply=ANSWER.upper(),
+        previous_replies=("Hello!", ANSWER.upper()),
     )
     assert ranked[0].text.startswith("Press")
 
@@ -59,14 +59,33 @@ def test_the_refusal_detector() -> None:
         "As an AI language model, I do not have access to your account.",
         "Unfortunately I am not equipped to answer questions about orders.",
         "I don't have access to personal data.",
+        "I'm sorry for any confusion, but as a text-based AI, I can only offer general advice.",
+        "Sorry, we are unable to help with that.",
+        "I'm afraid I wasn't designed to answer questions about orders.",
     ]
     answers = [
         ANSWER,
         "I can't wait for your parcel to arrive either!",
         "You cannot return opened items after 30 days.",
         "I can help you with that: here are the steps.",
+        "Pack it as a gift with tissue paper and a card.",
+        "Out of stock means the store is unable to fulfil orders for it until new stock arrives.",
+        "The warehouse is not authorised to open parcels, so the courier hands it to you sealed.",
     ]
     assert all(looks_like_refusal(text) for text in refusals)
     assert not any(looks_like_refusal(text) for text in answers)
     assert looks_like_deflection("Please contact customer support for help.")
     assert not looks_like_deflection(ANSWER)
+
+
+def test_a_refusal_around_an_answer_is_taken_off_and_a_bare_refusal_left_alone() -> None:
+    wrapped = (
+        "Your ticket number is TK-4471. I'm sorry, but as a customer support assistant, I don't have the "
+        "ability to access your account. However, you can check its status in the app under Orders."
+    )
+    assert without_refusal(wrapped) == (
+        "Your ticket number is TK-4471. You can check its status in the app under Orders."
+    )
+    assert without_refusal(REFUSAL) == REFUSAL
+    assert without_refusal(f"{REFUSAL} Have a nice day!") == f"{REFUSAL} Have a nice day!"  # nothing left
+    assert without_refusal(ANSWER) == ANSWER

@@ -1,0 +1,40 @@
+"""Whether a reply copies a text it must not repeat: the chat's previous reply, or a worked example's answer.
+
+A 135M model often says nearly what it said one turn earlier ("I'm sorry to hear about your trip..."
+again, with a word changed), or copies the few-shot example's answer into a chat it does not fit ("I'm
+sorry, your package is running a little late. It is on its way..."). Word-for-word equality misses both.
+A reply counts as a copy when 70 % of its word trigrams occur in the other text: a near copy shares
+80-90 %, while two honest answers to different questions of one kind ("What is store credit?" after "What
+is a refund?") can share half of theirs, and must both be sent.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable
+
+__all__ = ["COPY_SHARE", "HOLD_SHARE", "copied_share", "copies"]
+
+COPY_SHARE = 0.7  # at least this share of the reply's word trigrams found in the other text: a copy
+HOLD_SHARE = 0.5  # a streamed beginning this close to a copy is held back until the rest shows what it is
+_MIN_GRAMS = 3  # shorter texts are compared word for word
+_WORD = re.compile(r"[a-z0-9]+(?:['\u2019-][a-z0-9]+)*")
+
+
+def _grams(text: str) -> list[tuple[str, ...]]:
+    words = _WORD.findall(text.casefold())
+    return [tuple(words[i : i + 3]) for i in range(max(0, len(words) - 2))]
+
+
+def copied_share(text: str, other: str) -> float:
+    """The share (0..1) of `text`'s word trigrams that also occur in `other`."""
+    grams = _grams(text)
+    if len(grams) < _MIN_GRAMS:
+        return 1.0 if _WORD.findall(text.casefold()) == _WORD.findall(other.casefold()) != [] else 0.0
+    theirs = set(_grams(other))
+    return sum(gram in theirs for gram in grams) / len(grams)
+
+
+def copies(text: str, others: Iterable[str], *, share: float = COPY_SHARE) -> bool:
+    """`text` is (nearly) one of `others`: at least `share` of its trigrams found in one of them."""
+    return any(other and copied_share(text, other) >= share for other in others)

@@ -1,0 +1,122 @@
+"""Replies that refuse, or copy the chat's previous reply or a worked example, are not sent as they are:
+the stream is generated once more, best of n picks another candidate. A FakeEngine, a real PromptBuilder."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import replace
+
+from bot.chat.ranking import Embed
+from bot.chat.service import ChatService, Message
+from bot.prompt import PromptBuilder
+from bot.storage.inprocess.store import InProcessStore
+from tests.chat.fakes import FakeEngine, FakeFormat, fake_deps
+
+EXAMPLE = (
+    "Write a short note for my neighbour.",
+    "Hi! A parcel should arrive for me on Friday while I'm at work. Could you take it in for me? Thanks!",
+)
+PARROT = (
+    "Hi! A parcel should arrive for you on Friday while I'm at work. Could you take it in for me? Thanks!"
+)
+ANSWER = "Restart the router, move closer to it and unplug the devices you are not using."
+
+
+def service_over(engine: FakeEngine, embed: Embed | None = None, **params: object) -> ChatService:
+    prompts = PromptBuilder(FakeFormat(), system_prompt="Be brief.", context_tokens=4096, examples=[EXAMPLE])  # type: ignore[arg-type]
+    deps = fake_deps(engine, InProcessStore(max_turns=20, ttl_seconds=600), embed=embed)
+    return ChatService(replace(deps, prompts=prompts, params=replace(deps.params, **params)))  # type: ignore[arg-type]
+
+
+async def test_a_streamed_reply_that_parrots_a_worked_example_is_regenerated_unseen() -> None:
+    engine = FakeEngine(PARROT, ANSWER)
+    reply = service_over(engine).respond(Message(chat_id=1, text="hi, my wifi is slow, what can I try?"))
+    shown = "".join([piece async for piece in reply])
+    assert shown == (await reply.outcome()).text == ANSWER
+    assert len(engine.calls) == 2 and engine.calls[-1][1].do_sample
+
+
+async def test_a_near_copy_of_the_previous_reply_is_regenerated() -> None:
+    first = "I'm so sorry to hear about your trip. I hope you're doing well! How is the holiday coming along?"
+    again = (
+        "I'm so sorry to hear about your trip, but I hope you're doing well. How is the holiday coming along?"
+    )
+    engine = FakeEngine(first, again, "Here it is: I'm away until Monday and will reply when I'm back.")
+    service = service_over(engine)
+    assert await service.respond(Message(chat_id=2, text="I'm going on holiday tomorrow.")).text() == first
+    second = await service.respond(Message(chat_id=2, text="Draft an out-of-office message?")).text()
+    assert second.startswith("Here it is") and "Monday" in second
+
+
+async def test_best_of_n_passes_over_a_parrot_and_a_refusal_and_ranks_with_the_given_embedder() -> None:
+    seen: list[Sequence[str]] = []
+
+    def embed(texts: Sequence[str]) -> list[list[float]]:
+        seen.append(texts)
+        return [[1.0, 0.0] if "router" in text or "wifi" in text else [0.0, 1.0] for text in texts]
+
+    # the FakeEngine gives the first candidate the highest likelihood: the parrot, then the refusal
+    engine = FakeEngine(PARROT, "I'm sorry, but I can't help with that.", ANSWER)
+    service = service_over(engine, embed, num_candidates=3)  # `embed`: what the wiring passes (MiniLM)
+    text = await service.respond(Message(chat_id=3, text="My wifi is slow, what can I try?")).text()
+    assert text == ANSWER
+    assert seen and seen[0][0] == "My wifi is slow, what can I try?" and len(seen[0]) == 4
+
+
+async def test_a_streamed_refusal_is_generated_once_more_and_kept_only_when_the_model_insists() -> None:
+    refusal = (
+        "I'm sorry for any confusion, but as a text-based AI I don't have the ability to help with orders."
+    )
+    engine = FakeEngine(refusal, ANSWER)
+    reply = service_over(engine).respond(Message(chat_id=4, text="My order has not arrived. What can I do?"))
+    assert "".join([piece async for piece in reply]) == (await reply.outcome()).text == ANSWER
+    stubborn = FakeEngine(refusal)
+    text = await service_over(stubborn).respond(Message(chat_id=5, text="Can you check my order?")).text()
+    assert (
+        text == refusal and len(stubborn.calls) == 2
+    )  # one more try, then its own words (not a canned note)
+
+
+async def test_two_near_copies_send_the_less_alike_not_a_canned_note() -> None:
+    first = "Measure your waist with a tape measure, keep it snug but not tight, and read it in centimetres."
+    near = (
+        "Measure your inside leg with a tape measure, keep it snug but not tight, and read it in centimetres."
+    )
+    nearer = "Measure your waist with a tape measure, keep it snug but not tight, and read it in inches."
+    engine = FakeEngine(first, nearer, near)
+    service = service_over(engine)
+    assert await service.respond(Message(chat_id=6, text="How do I measure my waist?")).text() == first
+    second = await service.respond(Message(chat_id=6, text="And my inside leg?")).text()
+    assert second == near and len(engine.calls) == 3
+
+
+async def test_a_reply_from_two_turns_ago_is_not_sent_again() -> None:
+    thanks = "Thank you! I have noted it. Is there anything else I can help you with today?"
+    engine = FakeEngine(thanks, "Sorry to hear it is late.", thanks, "It should arrive within two days.")
+    service = service_over(engine)
+    for n, text in enumerate(["Order B-7790.", "I paid with PayPal.", "It was due yesterday."]):
+        reply = await service.respond(Message(chat_id=7, text=text, message_id=n)).text()
+    assert reply == "It should arrive within two days." and len(engine.calls) == 4
+
+
+async def test_advice_wrapped_in_a_refusal_is_sent_unwrapped_without_another_try() -> None:
+    wrapped = (
+        "I'm sorry for any confusion, but as a text-based AI, I don't have the ability to access your router."
+        " However, you can restart it, move closer to it and unplug the devices you are not using."
+    )
+    engine = FakeEngine(wrapped)
+    text = (
+        await service_over(engine).respond(Message(chat_id=8, text="My wifi is slow, what can I try?")).text()
+    )
+    assert text == "You can restart it, move closer to it and unplug the devices you are not using."
+    assert len(engine.calls) == 1
+
+
+async def test_a_fact_asked_back_is_answered_alone_when_the_model_refuses() -> None:
+    engine = FakeEngine("Thanks, noted!", "I'm sorry, but as an AI I cannot access your order.")
+    service = service_over(engine)
+    await service.respond(Message(chat_id=9, text="My order number is A-1234.", message_id=1)).text()
+    asked = await service.respond(
+        Message(chat_id=9, text="Can you repeat my order number?", message_id=2)
+    ).text()
+    assert asked == "Your order number is A-1234."
