@@ -11,13 +11,14 @@ from __future__ import annotations
 import asyncio
 import functools
 import logging
-from collections.abc import AsyncGenerator, Awaitable, Callable, Sequence
+from collections.abc import AsyncGenerator, Awaitable, Callable, Mapping, Sequence
 from contextlib import aclosing
 from dataclasses import dataclass, replace
 
 from bot.chat import ranking
 from bot.chat.deps import Safety
 from bot.chat.facts import Recall
+from bot.chat.identity import claims_name, without_name_claim
 from bot.chat.likeness import HOLD_SHARE, copied_share, copies
 from bot.chat.refusals import looks_like_refusal, without_refusal
 from bot.core.domain import GenerationParams, Prompt, Verdict
@@ -77,17 +78,23 @@ class Answers:
         self._examples = tuple(examples)  # the worked examples' answers: a reply must not copy them
 
     async def guarded(
-        self, chat_id: int | str, prompt: Prompt, *, earlier: Sequence[str] = ()
+        self,
+        chat_id: int | str,
+        prompt: Prompt,
+        *,
+        earlier: Sequence[str] = (),
+        facts: Mapping[str, str] | None = None,
     ) -> AsyncGenerator[str | Generated, None]:
         """The engine's stream, shown only once the output checks have passed it.
 
         The last HOLD_BACK_CHARS characters stay unshown until more text (or the end) arrives, so a card
         number or the canary is caught before any of it is sent; so does all of it while it still copies
-        one of the chat's `earlier` replies or a worked example, or refuses (such a reply is never shown as
-        it is: it is generated once more, see `_another`).
+        one of the chat's `earlier` replies or a worked example, refuses, or takes the customer's name
+        (`facts`) as the bot's own (such a reply is never shown as it is: it is generated once more, see
+        `_another`).
         """
         raw, shown, safety = "", "", self._safety
-        others = (*earlier, *self._examples)
+        others, stated = (*earlier, *self._examples), facts or {}
         async with aclosing(self._engine.stream(prompt, self._params)) as stream:
             async for piece in stream:
                 raw = (raw + piece).lstrip()  # leading blanks never count as shown text
@@ -99,8 +106,7 @@ class Answers:
                     yield Generated(safety.message_for(draft), replaced=True)
                     return
                 cut = draft.text.rfind(" ", len(shown), len(draft.text) - HOLD_BACK_CHARS)
-                # a refusal is looked for in all of it, the hold-back too: it must not start to show
-                held = looks_like_refusal(draft.text) or copies(draft.text[:cut], others, share=HOLD_SHARE)
+                held = _held(draft.text, draft.text[:cut], others, stated)
                 if cut > len(shown) and draft.text.startswith(shown) and not held:
                     yield draft.text[len(shown) : cut]
                     shown = draft.text[:cut]
@@ -110,10 +116,10 @@ class Answers:
             yield Generated(safety.message_for(final), replaced=True)
         elif not final.text.startswith(shown):  # a redaction reached text already shown
             yield Generated(final.text, replaced=True)
-        elif not shown and _unfit(final.text, others):
+        elif not shown and _unfit(final.text, others, stated):
             text = without_refusal(final.text)  # advice wrapped in a needless refusal is kept, unwrapped
-            if _unfit(text, others):
-                text = await self._another(chat_id, prompt, others, final.text)
+            if _unfit(text, others, stated):
+                text = await self._another(chat_id, prompt, others, final.text, stated)
             yield text
             yield Generated(text)
         else:
@@ -158,7 +164,9 @@ class Answers:
             return _least_copied(passed, context.earlier) or REPEATED_REPLY
         return self._safety.refusal_text
 
-    async def _another(self, chat_id: int | str, prompt: Prompt, others: Sequence[str], first: str) -> str:
+    async def _another(
+        self, chat_id: int | str, prompt: Prompt, others: Sequence[str], first: str, stated: Mapping[str, str]
+    ) -> str:
         """The model's `first` reply refused, or said (nearly) what it said earlier in the chat, or
         parroted an example (`others`): one more try with another seed, sampling. If that one is unfit
         too: a refusal stands, else the less alike of the two, and an honest short text rather than the
@@ -171,19 +179,28 @@ class Answers:
             text = "".join([piece async for piece in stream]).strip()
         verdict = self._safety.check_output(text)
         await self._audit(chat_id, "out", verdict)
-        if not verdict.blocked and verdict.text and not _unfit(verdict.text, others):
+        if not verdict.blocked and verdict.text and not _unfit(verdict.text, others, stated):
             log.info("chat %s: the model's reply refused or repeated; sent a regenerated one", chat_id)
             return verdict.text
         options = [verdict.text, first] if not verdict.blocked and verdict.text else [first]
         chosen = _least_copied(options, others)
         if chosen is None:
             log.info("chat %s: the model repeated an earlier reply; sent a short note instead", chat_id)
-        return without_refusal(chosen) if chosen is not None else REPEATED_REPLY
+        return without_name_claim(without_refusal(chosen), stated) if chosen is not None else REPEATED_REPLY
 
 
-def _unfit(text: str, others: Sequence[str]) -> bool:
-    """Not to be sent as it is: it refuses an ordinary request, or copies the last reply or an example."""
-    return looks_like_refusal(text) or copies(text, others)
+def _unfit(text: str, others: Sequence[str], stated: Mapping[str, str]) -> bool:
+    """Not to be sent as it is: it refuses an ordinary request, copies the last reply or an example, or
+    gives the customer's name as the bot's own."""
+    return looks_like_refusal(text) or copies(text, others) or claims_name(text, stated)
+
+
+def _held(text: str, shown_part: str, others: Sequence[str], stated: Mapping[str, str]) -> bool:
+    """Not to start showing yet: it may turn out unfit (a refusal is looked for in all of it, the
+    held-back end too; a copy in what would be shown, at a lower share)."""
+    return (
+        looks_like_refusal(text) or claims_name(text, stated) or copies(shown_part, others, share=HOLD_SHARE)
+    )
 
 
 def _least_copied(texts: Sequence[str], others: Sequence[str]) -> str | None:

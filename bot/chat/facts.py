@@ -13,7 +13,15 @@ import re
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 
-__all__ = ["MAX_FACTS", "Recall", "extract_facts", "facts_of_turns", "mentions", "merge_facts", "recall"]
+__all__ = [
+    "MAX_FACTS",
+    "Recall",
+    "extract_facts",
+    "facts_of_turns",
+    "mentions",
+    "merge_facts",
+    "recall",
+]
 
 MAX_FACTS = 12
 _MAX_VALUE = 60

@@ -243,7 +243,9 @@ class ChatService:
             yield Generated(best)
         else:
             async with aclosing(
-                self._answers.guarded(chat, context.prompt, earlier=context.earlier_replies)
+                self._answers.guarded(
+                    chat, context.prompt, earlier=context.earlier_replies, facts=context.facts
+                )
             ) as stream:
                 async for item in stream:
                     yield item

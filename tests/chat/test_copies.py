@@ -120,3 +120,22 @@ async def test_a_fact_asked_back_is_answered_alone_when_the_model_refuses() -> N
         Message(chat_id=9, text="Can you repeat my order number?", message_id=2)
     ).text()
     assert asked == "Your order number is A-1234."
+
+
+async def test_a_reply_that_takes_the_customers_name_as_its_own_is_regenerated_unseen() -> None:
+    engine = FakeEngine("Hi, I'm Anna. How can I help you today?", "Hi Anna! How can I help you today?")
+    reply = service_over(engine).respond(Message(chat_id=9, text="Hi, I am Anna"))
+    shown = "".join([piece async for piece in reply])
+    assert shown == (await reply.outcome()).text == "Hi Anna! How can I help you today?"
+    assert len(engine.calls) == 2
+    # a name that is not the customer's, or none stated, is left alone
+    engine = FakeEngine("Hi, I'm Emily from the support team. How can I help?")
+    assert "Emily" in await service_over(engine).respond(Message(chat_id=10, text="Hi, I am Anna")).text()
+    assert len(engine.calls) == 1
+
+
+async def test_when_the_model_insists_on_the_customers_name_that_sentence_is_dropped() -> None:
+    insists = "Hi, I'm Anna. Your parcel is on its way and should arrive on Friday."
+    engine = FakeEngine(insists, insists)
+    text = await service_over(engine).respond(Message(chat_id=11, text="Hi, I am Anna")).text()
+    assert text == "Your parcel is on its way and should arrive on Friday."
