@@ -117,7 +117,8 @@ class Answers:
         elif not final.text.startswith(shown):  # a redaction reached text already shown
             yield Generated(final.text, replaced=True)
         elif not shown and _unfit(final.text, others, stated):
-            text = without_refusal(final.text)  # advice wrapped in a needless refusal is kept, unwrapped
+            # advice wrapped in a needless refusal is kept, unwrapped; an echoed greeting loses that sentence
+            text = without_name_claim(without_refusal(final.text), stated)
             if _unfit(text, others, stated):
                 text = await self._another(chat_id, prompt, others, final.text, stated)
             yield text
@@ -148,7 +149,7 @@ class Answers:
         )
         sentence, passed = recalled.sentence if recalled is not None else None, []
         for candidate in ranked:
-            body = without_refusal(candidate.text.strip())
+            body = without_name_claim(without_refusal(candidate.text.strip()), context.facts)
             if sentence is not None and looks_like_refusal(body):  # the fact asked back is the answer
                 body = ""
             text = ranking.with_recall(body, sentence, asked)

@@ -2,7 +2,7 @@
 
 Told "Hi, I am Anna", a 135M model often answers "Hi, I'm Anna. How can I help you today?": it echoes the
 greeting instead of answering it. The customer's name comes from the facts they stated
-(`bot.chat.facts`); such a reply is generated again, and if the model insists, the sentence is dropped.
+(`bot.chat.facts`); that sentence is dropped, and a reply that was nothing else is generated again.
 """
 
 from __future__ import annotations
@@ -15,7 +15,7 @@ __all__ = ["claims_name", "without_name_claim"]
 
 def claims_name(reply: str, facts: Mapping[str, str]) -> bool:
     """Whether `reply` gives the customer's own name as the bot's ("Hi, I'm Anna" to Anna): a small model
-    echoing a greeting. Such a reply is generated again rather than sent."""
+    echoing a greeting. Such a reply is never shown as it is."""
     name = facts.get("name", "").strip()
     if not name:
         return False
@@ -24,7 +24,7 @@ def claims_name(reply: str, facts: Mapping[str, str]) -> bool:
 
 def without_name_claim(reply: str, facts: Mapping[str, str]) -> str:
     """`reply` without its sentences that give the customer's name as the bot's (unchanged if that would
-    leave nothing): the last resort when the model insists."""
+    leave nothing)."""
     name = facts.get("name", "").strip()
     if not name:
         return reply

@@ -122,20 +122,26 @@ async def test_a_fact_asked_back_is_answered_alone_when_the_model_refuses() -> N
     assert asked == "Your order number is A-1234."
 
 
-async def test_a_reply_that_takes_the_customers_name_as_its_own_is_regenerated_unseen() -> None:
-    engine = FakeEngine("Hi, I'm Anna. How can I help you today?", "Hi Anna! How can I help you today?")
+async def test_a_reply_that_takes_the_customers_name_as_its_own_loses_that_sentence_unseen() -> None:
+    engine = FakeEngine("Hi, I'm Anna. How can I help you today?")
     reply = service_over(engine).respond(Message(chat_id=9, text="Hi, I am Anna"))
     shown = "".join([piece async for piece in reply])
-    assert shown == (await reply.outcome()).text == "Hi Anna! How can I help you today?"
-    assert len(engine.calls) == 2
+    assert shown == (await reply.outcome()).text == "How can I help you today?"
+    assert len(engine.calls) == 1
+    # a reply that is nothing but the claim is generated again
+    engine = FakeEngine("Hi, I'm Anna!", "Hi Anna! How can I help you today?")
+    assert await service_over(engine).respond(Message(chat_id=8, text="Hi, I am Anna")).text() == (
+        "Hi Anna! How can I help you today?"
+    )
     # a name that is not the customer's, or none stated, is left alone
     engine = FakeEngine("Hi, I'm Emily from the support team. How can I help?")
     assert "Emily" in await service_over(engine).respond(Message(chat_id=10, text="Hi, I am Anna")).text()
     assert len(engine.calls) == 1
 
 
-async def test_when_the_model_insists_on_the_customers_name_that_sentence_is_dropped() -> None:
-    insists = "Hi, I'm Anna. Your parcel is on its way and should arrive on Friday."
-    engine = FakeEngine(insists, insists)
-    text = await service_over(engine).respond(Message(chat_id=11, text="Hi, I am Anna")).text()
-    assert text == "Your parcel is on its way and should arrive on Friday."
+async def test_asked_for_their_name_the_customer_never_hears_it_as_the_bots() -> None:
+    engine = FakeEngine("Thanks, Anna! How can I help?", "Hello, I'm Anna. How can I assist you today?")
+    service = service_over(engine)
+    await service.respond(Message(chat_id=12, text="Hi, my name is Anna.")).text()
+    text = await service.respond(Message(chat_id=12, text="What is my name?")).text()
+    assert text.startswith("Your name is Anna") and "I'm Anna" not in text
