@@ -20,9 +20,9 @@ import urllib.error
 import urllib.request
 from pathlib import Path
 
-from bot.core.domain import GenerationParams, Prompt
+from bot.core.domain import Prompt
 from bot.llm.remote import OpenAIEngine
-from bot_dev.bench.runners import Timing, count_tokens
+from bot_dev.bench.runners import EngineRunner, Timing
 
 __all__ = ["LlamaServerRunner", "llama_server_binary"]
 
@@ -51,7 +51,7 @@ class LlamaServerRunner:
         command += ["-np", str(slots), "--kv-unified", "-c", str(slots * context), "-cb"]
         command += ["-t", str(threads), "-tb", str(threads), "--no-webui"]
         self._process = subprocess.Popen(command, stdout=self._log, stderr=subprocess.STDOUT)
-        self._engine: OpenAIEngine | None = None
+        self._runner: EngineRunner | None = None
 
     async def start(self) -> None:
         """Wait until the server answers `/health` (model loaded); a clear error if it exits or hangs."""
@@ -62,28 +62,20 @@ class LlamaServerRunner:
                 raise RuntimeError(f"llama-server did not start: {self._tail()}")
             await asyncio.sleep(0.2)
         # retries: llama-server's HTTP layer closes idle keep-alive connections, which a reused one meets
-        self._engine = OpenAIEngine(f"{url}/v1", model="bench", timeout_seconds=600.0, max_retries=3)
+        engine = OpenAIEngine(f"{url}/v1", model="bench", timeout_seconds=600.0, max_retries=3)
+        self._runner = EngineRunner(engine, self._tokenizer, name=self.name)
 
     @property
     def running(self) -> bool:
         return self._process.poll() is None
 
     async def reply(self, prompt: Prompt, max_new_tokens: int) -> Timing:
-        assert self._engine is not None, "start() first"
-        params = GenerationParams(max_new_tokens=max_new_tokens, do_sample=False, timeout_seconds=600)
-        asked = time.perf_counter()
-        first: float | None = None
-        pieces: list[str] = []
-        async for piece in self._engine.stream(prompt, params):
-            first = first or time.perf_counter()
-            pieces.append(piece)
-        done = time.perf_counter()
-        text = "".join(pieces).strip()
-        return Timing(text, count_tokens(self._tokenizer, text), (first or done) - asked, done - asked)
+        assert self._runner is not None, "start() first"
+        return await self._runner.reply(prompt, max_new_tokens)
 
     async def aclose(self) -> None:
-        if self._engine is not None:
-            await self._engine.aclose()
+        if self._runner is not None:
+            await self._runner.aclose()
         self._process.terminate()
         try:
             await asyncio.to_thread(self._process.wait, 10)

@@ -213,7 +213,8 @@ def _runner(
     """The runner called `name`, or None and why it cannot run here (a peer that is not installed)."""
     if name == "engine":
         top = max(options.concurrency)
-        return EngineRunner(TransformersEngine(loaded, max_batch=top, max_queue=1024, cache_mb=cache_mb)), ""
+        engine = TransformersEngine(loaded, max_batch=top, max_queue=1024, cache_mb=cache_mb)
+        return EngineRunner(engine, loaded.tokenizer), ""
     if name == "naive":
         return NaiveRunner(loaded), ""
     gguf, why = _gguf_for(loaded.name, name)

@@ -18,7 +18,7 @@ import torch
 from transformers.generation.streamers import BaseStreamer
 
 from bot.core.domain import GenerationParams, Prompt
-from bot.llm.local.engine import TransformersEngine
+from bot.llm.base import Engine
 from bot.llm.local.loader import LoadedModel
 
 __all__ = ["EngineRunner", "LlamaCppRunner", "NaiveRunner", "Runner", "Timing", "count_tokens"]
@@ -97,10 +97,10 @@ class NaiveRunner:
 
 
 class EngineRunner:
-    name = "engine"
+    """Any of the project's engines, greedy: this one's own, or a model server through the remote one."""
 
-    def __init__(self, engine: TransformersEngine) -> None:
-        self._engine = engine
+    def __init__(self, engine: Engine, tokenizer: Any, *, name: str = "engine") -> None:
+        self._engine, self._tokenizer, self.name = engine, tokenizer, name
 
     async def reply(self, prompt: Prompt, max_new_tokens: int) -> Timing:
         params = GenerationParams(max_new_tokens=max_new_tokens, do_sample=False, timeout_seconds=600)
@@ -112,7 +112,7 @@ class EngineRunner:
             pieces.append(piece)
         done = time.perf_counter()
         text = "".join(pieces).strip()
-        return Timing(text, count_tokens(self._engine.tokenizer, text), (first or done) - asked, done - asked)
+        return Timing(text, count_tokens(self._tokenizer, text), (first or done) - asked, done - asked)
 
     async def aclose(self) -> None:
         await self._engine.aclose()

@@ -79,10 +79,8 @@ def test_quantised_output_stays_within_the_stated_tolerance_of_float32(tiny_llam
     assert agreement >= MIN_AGREEMENT and ratio <= MAX_PERPLEXITY_RATIO
 
 
-async def test_an_int8_model_streams_what_its_own_generate_gives(tiny_llama_dir: Path) -> None:
-    loaded = load_model(str(tiny_llama_dir), dtype="int8", device="cpu")
-    assert loaded.format == "int8"
-    assert any("quantized" in type(m).__module__ for m in loaded.model.modules())
+async def streams_what_its_own_generate_gives(loaded: LoadedModel) -> None:
+    """The engine's greedy stream equals the same model's own `generate` (whatever its numeric format)."""
     ids = prompt_ids(loaded)
     engine = TransformersEngine(loaded)
     params = GenerationParams(max_new_tokens=12, do_sample=False)
@@ -92,6 +90,13 @@ async def test_an_int8_model_streams_what_its_own_generate_gives(tiny_llama_dir:
     expected = loaded.tokenizer.decode(out[0, len(ids) :], skip_special_tokens=True)
     assert text and text == without_broken_bytes(expected).strip()
     await engine.aclose()
+
+
+async def test_an_int8_model_streams_what_its_own_generate_gives(tiny_llama_dir: Path) -> None:
+    loaded = load_model(str(tiny_llama_dir), dtype="int8", device="cpu")
+    assert loaded.format == "int8"
+    assert any("quantized" in type(m).__module__ for m in loaded.model.modules())
+    await streams_what_its_own_generate_gives(loaded)
 
 
 def test_bot_config_can_show_the_measured_format_without_loading_the_model(

@@ -7,12 +7,9 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from bot.core.domain import GenerationParams, Prompt
-from bot.llm.local.detok import without_broken_bytes
-from bot.llm.local.engine import TransformersEngine
 from bot.llm.local.int4 import GROUP, PackedLinear, on_4bit_grid, pack_linears
 from bot.llm.local.loader import load_model
-from tests.llm.test_engine import prompt_ids
+from tests.llm.test_formats import streams_what_its_own_generate_gives
 
 
 def q4_1_weight(rows: int, cols: int) -> torch.Tensor:
@@ -51,6 +48,7 @@ def test_packed_layers_multiply_like_the_plain_layer_and_many_rows_use_the_plain
         model = nn.Sequential(linear_with(weight))
         pack_linears(model, torch.bfloat16)
         layer = model[0]
+        assert isinstance(layer, PackedLinear)
         layer.max_rows = 4
         x = torch.randn(3, 128, dtype=torch.bfloat16)
         with torch.inference_mode():
@@ -68,12 +66,4 @@ async def test_an_int4_model_streams_what_its_own_generate_gives(tiny_llama_dir:
     assert layers and not [m for m in loaded.model.modules() if type(m) is nn.Linear]
     for layer in layers:
         layer.max_rows = 1  # the packed kernel for every decode step of one chat, whatever this CPU
-    ids = prompt_ids(loaded)
-    engine = TransformersEngine(loaded)
-    params = GenerationParams(max_new_tokens=12, do_sample=False)
-    text = "".join([piece async for piece in engine.stream(Prompt(tuple(ids)), params)])
-    with torch.inference_mode():
-        out = loaded.model.generate(torch.tensor([ids]), max_new_tokens=12, do_sample=False, pad_token_id=0)
-    expected = loaded.tokenizer.decode(out[0, len(ids) :], skip_special_tokens=True)
-    assert text and text == without_broken_bytes(expected).strip()
-    await engine.aclose()
+    await streams_what_its_own_generate_gives(loaded)
