@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import time
 from pathlib import Path
 from typing import Any
 
@@ -240,8 +241,18 @@ async def test_a_stranger_is_turned_away_by_the_allow_list(
     assert redis_client.exists(history_key(key_prefix, BEN)) == 0
 
 
-async def test_the_rate_limit_says_when_to_write_again(fake_api: FakeBotApi, start_bot: Any) -> None:
-    await start_bot(RATE_LIMIT_PER_MINUTE="2", TELEGRAM_STREAM_INTERVAL_SECONDS="0")
+def within_one_minute(bot: RunningBot, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Hold the gate's clock in the middle of a minute: the per-minute limit counts in windows of whole
+    minutes, and a burst that arrives slowly (a busy machine) must not straddle two of them."""
+    now = time.time()
+    monkeypatch.setattr(bot.app.gate, "_clock", lambda: now - now % 60 + 30)
+
+
+async def test_the_rate_limit_says_when_to_write_again(
+    fake_api: FakeBotApi, start_bot: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    bot = await start_bot(RATE_LIMIT_PER_MINUTE="2", TELEGRAM_STREAM_INTERVAL_SECONDS="0")
+    within_one_minute(bot, monkeypatch)
     for n in range(3):
         fake_api.send_text(ANNA, ANNA, f"message {n}")
     texts = await replies_in(fake_api, ANNA, 3)
@@ -250,13 +261,18 @@ async def test_the_rate_limit_says_when_to_write_again(fake_api: FakeBotApi, sta
 
 
 async def test_a_burst_gets_its_notices_at_once_and_nothing_is_lost_or_sent_twice(
-    fake_api: FakeBotApi, start_bot: Any, redis_client: redis.Redis, key_prefix: str
+    fake_api: FakeBotApi,
+    start_bot: Any,
+    redis_client: redis.Redis,
+    key_prefix: str,
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     """30 messages at once with a limit of 20 a minute: the ten over it are told while the first
     answers are still being written; every message gets exactly one reply."""
     bot = await start_bot(
         RATE_LIMIT_PER_MINUTE="20", TELEGRAM_STREAM_INTERVAL_SECONDS="0", HISTORY_MAX_TURNS="100"
     )
+    within_one_minute(bot, monkeypatch)
     for n in range(30):
         fake_api.send_text(ANNA, ANNA, f"question number {n}")
     texts = await replies_in(fake_api, ANNA, 30, timeout=3 * HANG_SECONDS)
