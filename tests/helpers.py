@@ -99,15 +99,23 @@ class Stall:
 
 @contextlib.contextmanager
 def stalled_forward(
-    model: Any, *, after: int = 0, once: bool = False, hold_seconds: float = HANG_SECONDS
+    model: Any,
+    *,
+    after: int = 0,
+    once: bool = False,
+    when: Callable[[], bool] = lambda: True,
+    hold_seconds: float = HANG_SECONDS,
 ) -> Iterator[Stall]:
-    """A fault injected into the real model: forward passes after the first `after` block until the block
-    ends (only the first one with `once`), or for `hold_seconds` at most (a bound on a hung test)."""
+    """A fault injected into the real model: forward passes after the first `after`, from the first one
+    at which `when()` holds (say, a draft is on screen), block until the block ends (only the first one
+    with `once`), or for `hold_seconds` at most (a bound on a hung test)."""
     release, stall, passes = threading.Event(), Stall(), [0]
 
     def hook(_module: Any, _args: Any) -> None:
         passes[0] += 1
         if passes[0] <= after or (once and stall.blocked.is_set()):
+            return
+        if not stall.blocked.is_set() and not when():
             return
         stall.blocked.set()
         release.wait(hold_seconds)

@@ -212,16 +212,19 @@ async def test_15_a_hung_model_gives_a_timeout_notice_and_others_are_served(
 
 
 async def test_15b_a_timeout_mid_stream_turns_the_draft_into_the_notice(
-    fake_api: FakeBotApi, start_bot: Any
+    fake_api: FakeBotApi, start_bot: Any, tmp_path: Path
 ) -> None:
+    endless = build_tiny_llama(tmp_path / "endless", endless=True)  # text enough for a draft, always
     bot = await start_bot(
+        MODEL_NAME=str(endless),
         GENERATION_STALL_SECONDS="2",
         GENERATION_MAX_NEW_TOKENS="200",
         TELEGRAM_STREAM_INTERVAL_SECONDS="0.05",
         **QUIET_SAFETY,
     )
-    # enough text for a draft to show, then the model hangs
-    with stalled_forward(bot.app.engine._loaded.model, after=60) as hung:
+    # the model hangs once a draft is on screen
+    drafted = stalled_forward(bot.app.engine._loaded.model, when=lambda: bool(fake_api.messages_in(10)))
+    with drafted as hung:
         fake_api.send_text(10, 10, "tell me everything")
         await fake_api.wait_for(hung.is_set, timeout=HANG_SECONDS)
         await fake_api.wait_for(lambda: fake_api.messages_in(10) == [Texts.TIMEOUT], timeout=HANG_SECONDS)
