@@ -20,6 +20,7 @@ from bot.config import env_prefixes, load_settings
 from bot.llm.local.loader import LoadedModel, load_model
 from bot.transports.telegram.runner import serve
 from bot_dev.fakes.bot_api import FakeBotApi
+from tests.helpers import HANG_SECONDS
 from tests.tiny_models import build_tiny_gpt2, build_tiny_llama
 
 REDIS_URL = os.environ.get("TEST_REDIS_URL", "redis://127.0.0.1:6379/0")
@@ -117,8 +118,9 @@ class RunningBot:
     stop: asyncio.Event
 
     async def shutdown(self) -> int:
+        """Stop it as SIGTERM does (replies in progress finish first); its exit code."""
         self.stop.set()
-        return await asyncio.wait_for(self.task, 30)
+        return await asyncio.wait_for(self.task, HANG_SECONDS)
 
 
 @pytest.fixture

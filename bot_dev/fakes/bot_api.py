@@ -138,8 +138,9 @@ class FakeBotApi(BotMethods, UserActions):
         return status, payload
 
     # --- test helpers --------------------------------------------------------------------------------
-    async def wait_for(self, predicate: Callable[[], bool], timeout: float = 10.0) -> None:  # noqa: ASYNC109
-        """Poll ``predicate`` without blocking the loop the bot runs on."""
+    async def wait_for(self, predicate: Callable[[], bool], timeout: float = 60.0) -> None:  # noqa: ASYNC109
+        """Poll ``predicate`` without blocking the loop the bot runs on. ``timeout`` only bounds a hang: a
+        busy machine makes the wait longer, so it must not be a measure of speed."""
         deadline = time.monotonic() + timeout
         while not predicate():
             if time.monotonic() > deadline:
@@ -153,7 +154,7 @@ class FakeBotApi(BotMethods, UserActions):
                 )
             await asyncio.sleep(0.02)
 
-    async def wait_for_messages(self, chat_id: int, count: int, timeout: float = 10) -> list[str]:  # noqa: ASYNC109
+    async def wait_for_messages(self, chat_id: int, count: int, timeout: float = 60) -> list[str]:  # noqa: ASYNC109
         """Wait until the bot has at least ``count`` messages in ``chat_id``; return their texts."""
         await self.wait_for(lambda: len(self.messages_in(chat_id)) >= count, timeout)
         return self.messages_in(chat_id)

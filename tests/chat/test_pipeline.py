@@ -108,7 +108,7 @@ async def test_a_burst_is_limited_on_arrival_not_when_its_turn_comes() -> None:
     """The engine holds the first reply: the rest are told at once, while it is still generating."""
     engine = FakeEngine("fine")
     engine.release.clear()
-    gate = Gate(AccessPolicy(per_minute=5), InProcessLimits())
+    gate = Gate(AccessPolicy(per_minute=5), InProcessLimits(), clock=lambda: 1_700_000_030.0)  # one window
     options = ChatOptions(max_queued_per_chat=0)
     service = ChatService(fake_deps(engine, store(), gate=gate, options=options))
     replies = [service.respond(Message(chat_id=8, text=f"m{n}", user_id=8, message_id=n)) for n in range(12)]

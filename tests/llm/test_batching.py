@@ -18,6 +18,8 @@ from bot.llm.local.detok import without_broken_bytes
 from bot.llm.local.engine import TransformersEngine
 from bot.llm.local.kvcache import PrefixCache, common_prefix
 from bot.llm.local.loader import LoadedModel
+from bot.llm.local.watchdog import STUCK_AFTER_SECONDS
+from tests.helpers import HANG_SECONDS, eventually
 
 GREEDY = GenerationParams(max_new_tokens=20, do_sample=False, timeout_seconds=60)
 QUESTIONS = [
@@ -79,11 +81,23 @@ async def test_concurrent_chats_decode_together_and_match_generate_alone(model: 
     sizes: list[int] = []
     engine = TransformersEngine(model, on_step=sizes.append)
     prompts = [prompt_for(model, q, session=str(i)) for i, q in enumerate(QUESTIONS)]
-    replies = await asyncio.gather(*(engine_text(engine, p, GREEDY) for p in prompts))
-    for prompt, reply in zip(prompts, replies, strict=True):
-        assert reply == expected_text(model, prompt.ids, GREEDY.max_new_tokens)
+    everyone_asked = threading.Event()
+
+    def wait_for_everyone(*_: Any) -> None:  # a fast model cannot finish one reply alone first
+        everyone_asked.wait(HANG_SECONDS)
+
+    hook = model.model.register_forward_pre_hook(wait_for_everyone)
+    try:
+        replies = asyncio.gather(*(engine_text(engine, p, GREEDY) for p in prompts))
+        await eventually(lambda: engine.pending == len(prompts) - 1)
+        everyone_asked.set()
+        for prompt, reply in zip(prompts, await replies, strict=True):
+            assert reply == expected_text(model, prompt.ids, GREEDY.max_new_tokens)
+    finally:
+        everyone_asked.set()
+        hook.remove()
+        await engine.aclose()
     assert max(sizes) > 1, "the chats were decoded one at a time"
-    await engine.aclose()
 
 
 async def test_a_later_turn_reuses_the_cache_and_still_matches_generate(tiny_llama: LoadedModel) -> None:
@@ -148,20 +162,31 @@ async def test_requests_beyond_the_batch_wait_and_beyond_the_queue_are_refused(
     tiny_llama: LoadedModel,
 ) -> None:
     engine = TransformersEngine(tiny_llama, max_batch=1, max_queue=1)
+    go = threading.Event()
+
+    def hold_decoding(_module: Any, _args: Any, kwargs: Any) -> None:  # the first reply keeps its slot
+        if kwargs["input_ids"].shape[1] == 1 and not go.wait(HANG_SECONDS):
+            go.set()  # a hung test: let the model go on
+
+    hook = tiny_llama.model.register_forward_pre_hook(hold_decoding, with_kwargs=True)
     long = dataclasses.replace(GREEDY, max_new_tokens=200)
     prompt = prompt_for(tiny_llama, QUESTIONS[0])
-    first = engine.stream(prompt, long)
-    await anext(first)  # decoding: the only slot is taken
-    second = asyncio.ensure_future(engine_text(engine, prompt, GREEDY))
-    for _ in range(1000):  # the second request waits for the slot
-        if engine.pending:
-            break
-        await asyncio.sleep(0.01)
-    with pytest.raises(EngineBusy):
-        await engine_text(engine, prompt, GREEDY)
-    await first.aclose()
-    assert await second == expected_text(tiny_llama, prompt.ids, GREEDY.max_new_tokens)
-    await engine.aclose()
+    try:
+        first = engine.stream(prompt, long)
+        first_piece = asyncio.ensure_future(anext(first))
+        await eventually(lambda: engine.active)  # decoding: the only slot is taken
+        second = asyncio.ensure_future(engine_text(engine, prompt, GREEDY))
+        await eventually(lambda: engine.pending)  # the second request waits for the slot
+        with pytest.raises(EngineBusy):
+            await engine_text(engine, prompt, GREEDY)
+        go.set()
+        assert await first_piece
+        await first.aclose()
+        assert await second == expected_text(tiny_llama, prompt.ids, GREEDY.max_new_tokens)
+    finally:
+        go.set()
+        hook.remove()
+        await engine.aclose()
 
 
 def test_prefix_cache_evicts_least_recently_used_within_its_budget() -> None:
@@ -203,7 +228,7 @@ async def test_a_reply_whose_sampling_fails_does_not_stall_the_engine(tiny_llama
         with pytest.raises(GenerationError, match="the model failed"):
             await engine_text(engine, prompt_for(tiny_llama, QUESTIONS[0]), sampled)
         prompt = prompt_for(tiny_llama, QUESTIONS[1])
-        reply = await asyncio.wait_for(engine_text(engine, prompt, GREEDY), 60)  # not stuck behind it
+        reply = await asyncio.wait_for(engine_text(engine, prompt, GREEDY), HANG_SECONDS)  # not stuck
         assert reply == expected_text(tiny_llama, prompt.ids, 20)
     finally:
         hook.remove()
@@ -216,13 +241,16 @@ async def test_a_slow_prefill_is_not_taken_for_a_hung_model(
     """A chat leaving while another's long prompt is prefilled (seconds on a CPU) must not retire the
     scheduler: only a forward pass longer than a whole reply may take is a hang."""
     engine = TransformersEngine(tiny_llama)
-    slow, in_slow = threading.Event(), threading.Event()
+    slow, in_slow, left = threading.Event(), threading.Event(), threading.Event()
 
     def long_prefill(_module: Any, _args: Any, kwargs: Any) -> None:
         if kwargs["input_ids"].shape[1] > 1 and slow.is_set():
             slow.clear()
             in_slow.set()
-            time.sleep(2.5)
+            left.wait(HANG_SECONDS)
+            # then the prefill goes on for longer than the shortest pass ever taken for a hang, while the
+            # watchdog follows the chat that left
+            time.sleep(STUCK_AFTER_SECONDS + 1.0)
 
     hook = tiny_llama.model.register_forward_pre_hook(long_prefill, with_kwargs=True)
     try:
@@ -233,11 +261,13 @@ async def test_a_slow_prefill_is_not_taken_for_a_hung_model(
         slow.set()
         long_prompt = prompt_for(tiny_llama, QUESTIONS[3] * 3, "b")
         answer = asyncio.ensure_future(engine_text(engine, long_prompt, GREEDY))
-        assert await asyncio.to_thread(in_slow.wait, 30)
+        assert await asyncio.to_thread(in_slow.wait, HANG_SECONDS)
         await leaving.aclose()  # while the long prefill runs
-        reply = await asyncio.wait_for(answer, 60)
+        left.set()
+        reply = await asyncio.wait_for(answer, HANG_SECONDS)
         assert reply == expected_text(tiny_llama, long_prompt.ids, GREEDY.max_new_tokens)
         assert "hung" not in caplog.text
     finally:
+        left.set()
         hook.remove()
         await engine.aclose()

@@ -6,7 +6,6 @@ import asyncio
 import dataclasses
 import threading
 import time
-from collections.abc import Callable
 from typing import Any
 
 import pytest
@@ -17,9 +16,12 @@ from bot.core.errors import GenerationTimeout
 from bot.llm.local.detok import without_broken_bytes
 from bot.llm.local.engine import TransformersEngine, shortened_budget
 from bot.llm.local.loader import LoadedModel, load_model
+from tests.helpers import HANG_SECONDS, eventually
 from tests.tiny_models import build_tiny_llama
 
 GREEDY = GenerationParams(max_new_tokens=24, do_sample=False, repetition_penalty=1.0, timeout_seconds=60)
+# the first piece of the endless model's reply comes within this many passes; later ones wait for the test
+HELD_AFTER = 10
 
 
 def prompt_ids(model: LoadedModel, text: str = "Where is my order?") -> list[int]:
@@ -71,30 +73,49 @@ async def test_stop_strings_end_the_reply(tiny_llama: LoadedModel) -> None:
     await engine.aclose()
 
 
-async def test_timeout_raises_and_the_loop_stays_responsive(tiny_llama: LoadedModel) -> None:
+async def test_timeout_raises_and_the_engine_is_usable_again(tiny_llama: LoadedModel) -> None:
     engine = TransformersEngine(tiny_llama)
-    ticks = 0
-
-    async def ticker() -> None:
-        nonlocal ticks
-        while True:
-            await asyncio.sleep(0.005)
-            ticks += 1
-
-    task = asyncio.create_task(ticker())
     slow = dataclasses.replace(GREEDY, max_new_tokens=480, timeout_seconds=0.3)
-    # every forward pass takes 10 ms: 480 of them cannot finish within the timeout
+    # a slow model: 480 passes of 10 ms or more cannot finish within 0.3 s, on any machine
     hook = tiny_llama.model.register_forward_pre_hook(lambda *_: time.sleep(0.01))
     try:
-        with pytest.raises(GenerationTimeout):
+        with pytest.raises(GenerationTimeout, match="no complete reply"):
             await collect(engine, prompt_ids(tiny_llama), slow)
     finally:
         hook.remove()
-    task.cancel()
-    assert ticks > 5, "the event loop was blocked while the model generated"
-    # the engine is usable again right after a timeout
     assert "".join(await collect(engine, prompt_ids(tiny_llama), GREEDY))
     await engine.aclose()
+
+
+async def test_the_event_loop_runs_while_the_model_computes(endless: LoadedModel) -> None:
+    """Each of the first passes asks the event loop to run a callback, and goes on only once it ran: a
+    loop that waits for the model (in its own thread, or by blocking on it) cannot, until the reply is
+    over. Ordering, not timing: however slow the machine, a free loop runs them mid-reply."""
+    loop = asyncio.get_running_loop()
+    mid_reply: list[bool] = []  # one per callback the loop ran: was the reply still being generated?
+    generating, asked = True, [0]
+
+    def ask_the_loop(*_: Any) -> None:
+        if asked[0] < 3:
+            asked[0] += 1
+            ran = threading.Event()
+
+            def on_the_loop() -> None:
+                mid_reply.append(generating)
+                ran.set()
+
+            loop.call_soon_threadsafe(on_the_loop)
+            ran.wait(HANG_SECONDS)
+
+    hook = endless.model.register_forward_pre_hook(ask_the_loop)
+    engine = TransformersEngine(endless)
+    try:
+        assert "".join(await collect(engine, prompt_ids(endless), GREEDY))
+    finally:
+        generating = False
+        hook.remove()
+        await engine.aclose()
+    assert mid_reply == [True, True, True], "the event loop was blocked while the model generated"
 
 
 @pytest.fixture(scope="module")
@@ -104,63 +125,66 @@ def endless(tmp_path_factory: pytest.TempPathFactory) -> LoadedModel:
     return load_model(str(path), dtype="float32", device="cpu")
 
 
-async def eventually(condition: Callable[[], object]) -> None:
-    """Wait for `condition` (a state the scheduler thread reaches), polling the engine's counters."""
-    for _ in range(6000):
-        if condition():
-            return
-        await asyncio.sleep(0.01)
-    raise AssertionError("the engine never reached the expected state")
-
-
 async def test_closing_the_stream_early_stops_generation(endless: LoadedModel) -> None:
-    passes = [0]
-    hook = endless.model.register_forward_pre_hook(lambda *_: passes.__setitem__(0, passes[0] + 1))
-    engine = TransformersEngine(endless)
+    closed, passes = threading.Event(), [0]
+
+    def count_and_wait_for_the_reader(*_: Any) -> None:
+        passes[0] += 1
+        if passes[0] > HELD_AFTER:  # however fast the model, it cannot run ahead of the reader's close
+            closed.wait(HANG_SECONDS)
+
+    hook = endless.model.register_forward_pre_hook(count_and_wait_for_the_reader)
+    engine = TransformersEngine(endless, max_batch=1)  # one slot: the next reply waits for it to be let go
     try:
         stream = engine.stream(
             Prompt(tuple(prompt_ids(endless))), dataclasses.replace(GREEDY, max_new_tokens=400)
         )
         assert await anext(stream)
         await stream.aclose()
-        await eventually(lambda: not engine.active and not engine.pending)
-        # had generation gone on, the model would have run 400 passes before letting go of the request
+        closed.set()
+        short = dataclasses.replace(GREEDY, max_new_tokens=5)
+        assert await asyncio.wait_for(collect(engine, prompt_ids(endless, "Hi"), short), HANG_SECONDS)
+        # had generation gone on, the model would have run 400 passes before letting go of the slot
         assert passes[0] < 100
     finally:
+        closed.set()
         hook.remove()
         await engine.aclose()
 
 
 async def test_a_slow_reply_that_keeps_producing_is_not_timed_out(endless: LoadedModel) -> None:
-    """Judged by progress, not total time: 40 steps of 0.1 s each outlast a 1 s stall limit many times."""
+    """Judged by progress, not total time: 20 passes of 0.2 s each (4 s at least, on any machine) outlast
+    a 3 s stall limit, while each pass leaves the slowest machine seconds to spare."""
     counted: list[int] = []
     engine = TransformersEngine(endless, on_generated=lambda tokens, _n: counted.append(tokens))
-    hook = endless.model.register_forward_pre_hook(lambda *_: time.sleep(0.1))
-    slow = dataclasses.replace(GREEDY, max_new_tokens=40, stall_seconds=1.0, timeout_seconds=600)
+    hook = endless.model.register_forward_pre_hook(lambda *_: time.sleep(0.2))
+    slow = dataclasses.replace(GREEDY, max_new_tokens=20, stall_seconds=3.0, timeout_seconds=600)
     try:
         assert "".join(await collect(engine, prompt_ids(endless), slow))
-        assert counted == [40]
+        assert counted == [20]
     finally:
         hook.remove()
         await engine.aclose()
 
 
 async def test_a_stalled_forward_times_out_and_the_engine_recovers(endless: LoadedModel) -> None:
-    release, stalled, passes = threading.Event(), threading.Event(), [0]
+    release, stalled, resumed, passes = threading.Event(), threading.Event(), threading.Event(), [0]
 
-    def stall_after_five(*_: Any) -> None:
+    def stall_the_sixth_pass(*_: Any) -> None:
         passes[0] += 1
-        if passes[0] > 5 and not release.is_set():
+        if passes[0] == 6:
             stalled.set()
-            release.wait(30)
+            release.wait(HANG_SECONDS)
+            resumed.set()
 
-    hook = endless.model.register_forward_pre_hook(stall_after_five)
+    hook = endless.model.register_forward_pre_hook(stall_the_sixth_pass)
     engine = TransformersEngine(endless)
-    params = dataclasses.replace(GREEDY, max_new_tokens=40, stall_seconds=0.5, timeout_seconds=600)
+    # the stall limit is far above a pass of the tiny model, so only the held pass can reach it
+    params = dataclasses.replace(GREEDY, max_new_tokens=40, stall_seconds=2.0, timeout_seconds=600)
     try:
         with pytest.raises(GenerationTimeout, match="no progress"):
             await collect(engine, prompt_ids(endless), params)
-        assert stalled.is_set()
+        assert stalled.is_set() and not resumed.is_set(), "given up while the pass was stalled, not after"
     finally:
         release.set()
         hook.remove()
@@ -183,8 +207,8 @@ async def test_a_reply_queued_behind_a_full_batch_gets_a_shorter_budget(endless:
     go = threading.Event()
 
     def hold_decoding(_module: Any, _args: Any, kwargs: Any) -> None:  # the first reply keeps its slot
-        if kwargs["input_ids"].shape[1] == 1:
-            go.wait(30)
+        if kwargs["input_ids"].shape[1] == 1 and not go.wait(HANG_SECONDS):
+            go.set()  # a hung test: let the model go on
 
     hook = endless.model.register_forward_pre_hook(hold_decoding, with_kwargs=True)
     params = dataclasses.replace(GREEDY, max_new_tokens=40)
@@ -197,7 +221,7 @@ async def test_a_reply_queued_behind_a_full_batch_gets_a_shorter_budget(endless:
         go.set()
         assert await first_piece
         await first.aclose()
-        assert await asyncio.wait_for(second, 60)
+        assert await asyncio.wait_for(second, HANG_SECONDS)
     finally:
         go.set()
         hook.remove()

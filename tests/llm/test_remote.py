@@ -35,6 +35,7 @@ from bot.llm.remote import OpenAIEngine
 from bot.prompt.builder import ChatFormat, PromptBuilder
 from bot.transports.openai_server.server import ModelServer
 from tests.conftest import free_port
+from tests.helpers import eventually
 from tests.tiny_models import build_tiny_llama
 
 GREEDY = GenerationParams(max_new_tokens=24, do_sample=False, timeout_seconds=60)
@@ -127,15 +128,6 @@ def make_prompt(model: LoadedModel, text: str = "Where is my order?") -> Prompt:
 async def collect(engine: Any, prompt: Prompt, params: GenerationParams) -> list[str]:
     async with aclosing(engine.stream(prompt, params)) as stream:
         return [piece async for piece in stream]
-
-
-async def until(condition: Callable[[], bool]) -> None:
-    """Wait for something another task or the server does (polled every 10 ms, for up to 30 s)."""
-    for _ in range(3000):
-        if condition():
-            return
-        await asyncio.sleep(0.01)
-    raise AssertionError("still not the case after 30 s")
 
 
 def recording(server: ModelServer) -> Recording:
@@ -252,7 +244,7 @@ async def test_a_server_that_is_not_up_yet_is_retried_until_it_is(
     client = OpenAIEngine(f"http://127.0.0.1:{port}/v1", model=MODEL_ID, max_retries=8)
     caplog.set_level(logging.WARNING, logger="bot.llm.remote")
     reply = asyncio.create_task(collect(client, make_prompt(tiny_llama), GREEDY))
-    await until(lambda: "cannot reach the model server" in caplog.text)
+    await eventually(lambda: "cannot reach the model server" in caplog.text)
     await serve(tiny_llama, port=port)
     assert "".join(await reply)
     await client.aclose()
@@ -270,10 +262,10 @@ async def test_a_restarting_server_answers_503_and_the_client_retries_on_the_new
     long_reply = other.stream(prompt, LONG)
     await anext(long_reply)  # a reply in progress keeps the old server draining
     stopping = asyncio.create_task(old.stop(grace_seconds=60))
-    await until(lambda: old.draining)
+    await eventually(lambda: old.draining)
     caplog.set_level(logging.WARNING, logger="bot.llm.remote")
     reply = asyncio.create_task(collect(client, prompt, GREEDY))
-    await until(lambda: "answered 503" in caplog.text)
+    await eventually(lambda: "answered 503" in caplog.text)
     assert "in 1.0 s" in caplog.text  # the server's Retry-After, not the client's own backoff
     await long_reply.aclose()
     await other.aclose()
@@ -294,7 +286,7 @@ async def test_a_busy_engine_answers_429_retried_then_engine_busy(
     for busy in (lambda: engine.generating == 1, lambda: engine.inner.pending == 1):
         client = OpenAIEngine(url, model=MODEL_ID)  # the first generates, the second fills the queue
         holders.append((client, asyncio.create_task(collect(client, prompt, LONG))))
-        await until(busy)
+        await eventually(busy)
     impatient = OpenAIEngine(url, model=MODEL_ID, max_retries=0)
     with pytest.raises(EngineBusy, match="429"):
         await collect(impatient, prompt, GREEDY)
@@ -306,7 +298,7 @@ async def test_a_busy_engine_answers_429_retried_then_engine_busy(
     caplog.set_level(logging.WARNING, logger="bot.llm.remote")
     patient = OpenAIEngine(url, model=MODEL_ID, max_retries=5)
     retried = asyncio.create_task(collect(patient, prompt, GREEDY))
-    await until(lambda: "answered 429" in caplog.text)
+    await eventually(lambda: "answered 429" in caplog.text)
     for client, task in holders:  # free the engine while `patient` waits for Retry-After
         task.cancel()
         with contextlib.suppress(asyncio.CancelledError):
@@ -324,7 +316,7 @@ async def test_timeout_raises_and_stops_the_server_side_generation(
     with pytest.raises(GenerationTimeout):
         await collect(client, make_prompt(endless), dataclasses.replace(LONG, timeout_seconds=0.3))
     await client.aclose()
-    await until(lambda: bool(recording(server).ended))
+    await eventually(lambda: bool(recording(server).ended))
     how, pieces = recording(server).ended[0]
     assert how != "finished" and pieces < LONG.max_new_tokens
 
@@ -338,7 +330,7 @@ async def test_closing_the_stream_early_stops_the_server_side_generation(
     await anext(stream)
     await anext(stream)
     await stream.aclose()
-    await until(lambda: bool(recording(server).ended))
+    await eventually(lambda: bool(recording(server).ended))
     how, pieces = recording(server).ended[0]
     assert how != "finished" and pieces < LONG.max_new_tokens
     assert server.active == 0

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import signal
 import subprocess
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -12,6 +11,7 @@ import pytest
 import redis
 
 from tests.conftest import free_port
+from tests.helpers import eventually_sync
 
 
 class RedisProcess:
@@ -50,14 +50,9 @@ class RedisProcess:
             ],
             stdout=subprocess.DEVNULL,
         )
-        deadline = time.monotonic() + 10
-        while time.monotonic() < deadline:
-            try:
-                if self.client().ping():
-                    return
-            except redis.ConnectionError:
-                time.sleep(0.05)
-        raise RuntimeError("redis-server did not start")
+        eventually_sync(
+            lambda: self.client().ping(), ignoring=(redis.ConnectionError,), what="redis-server answers"
+        )
 
     def kill(self) -> None:
         """SIGKILL: no shutdown, no final save; only what AOF already holds survives."""

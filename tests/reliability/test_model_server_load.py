@@ -12,7 +12,7 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections.abc import AsyncIterator, Callable, Iterator
+from collections.abc import AsyncIterator, Iterator
 
 import httpx
 import pytest
@@ -22,6 +22,7 @@ from bot.llm.local.engine import TransformersEngine
 from bot.llm.local.loader import LoadedModel, load_model
 from bot.prompt.builder import ChatFormat
 from bot.transports.openai_server.server import ModelServer
+from tests.helpers import eventually
 from tests.tiny_models import build_tiny_llama
 
 TIMEOUT = 3.0  # GENERATION_TIMEOUT_SECONDS of this server
@@ -66,15 +67,6 @@ def token_never_logged() -> Iterator[None]:
     yield
 
 
-async def until(condition: Callable[[], bool]) -> None:
-    """Wait for something the server does (polled every 10 ms, for up to 30 s)."""
-    for _ in range(3000):
-        if condition():
-            return
-        await asyncio.sleep(0.01)
-    raise AssertionError("still not the case after 30 s")
-
-
 async def test_fifty_concurrent_requests_are_each_answered_200_429_or_503_within_the_bound(
     server: tuple[ModelServer, TransformersEngine, str], caplog: pytest.LogCaptureFixture
 ) -> None:
@@ -99,7 +91,7 @@ async def test_fifty_concurrent_requests_are_each_answered_200_429_or_503_within
     for response in responses:  # a stream that started ends properly: done, or an error event
         if response.status_code == 200 and response.headers["content-type"].startswith("text/event-stream"):
             assert response.text.endswith("data: [DONE]\n\n") or '"error"' in response.text.splitlines()[-2]
-    await until(lambda: engine.pending == 0 and model_server.active == 0)
+    await eventually(lambda: engine.pending == 0 and model_server.active == 0)
     logged = [
         r.getMessage() for r in caplog.records if r.getMessage().startswith("POST /v1/chat/completions")
     ]
@@ -115,13 +107,13 @@ async def test_a_client_that_goes_away_frees_its_place_and_is_logged_as_such(
     caplog.set_level(logging.INFO, logger="bot.transports.openai_server")
     async with httpx.AsyncClient(base_url=url, timeout=BOUND) as client:
         busy = [asyncio.create_task(client.post("/chat/completions", json=REQUEST)) for _ in range(2)]
-        await until(lambda: engine.pending == 0 and model_server.active == 2)  # both generating
+        await eventually(lambda: engine.pending == 0 and model_server.active == 2)  # both generating
         waiting = asyncio.create_task(client.post("/chat/completions", json=REQUEST))
-        await until(lambda: engine.pending == 1)  # queued behind them
+        await eventually(lambda: engine.pending == 1)  # queued behind them
         waiting.cancel()  # the client gives up and closes its connection
         with contextlib.suppress(asyncio.CancelledError):
             await waiting
-        await until(lambda: engine.pending == 0 and bool(gone_requests(caplog)))
+        await eventually(lambda: engine.pending == 0 and bool(gone_requests(caplog)))
         for task in busy:
             assert (await task).status_code in (200, 503)
     gone = gone_requests(caplog)

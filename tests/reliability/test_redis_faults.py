@@ -28,6 +28,7 @@ from bot.storage.redis.desk import RedisHandoffs
 from bot.storage.redis.store import connect
 from bot.transports.telegram.handlers import Texts
 from bot_dev.fakes.bot_api import FakeBotApi
+from tests.helpers import HANG_SECONDS
 from tests.reliability.conftest import RedisProcess
 from tests.reliability.proxy import Command, RedisFaultProxy
 
@@ -84,7 +85,12 @@ def record_appends(store: ConversationStore, monkeypatch: pytest.MonkeyPatch) ->
     return seen
 
 
-async def answered(api: FakeBotApi, chat_id: int, count: int, timeout: float = 20) -> list[str]:  # noqa: ASYNC109
+async def answered(
+    api: FakeBotApi,
+    chat_id: int,
+    count: int,
+    timeout: float = HANG_SECONDS,  # noqa: ASYNC109 (it bounds a hang; the fake's wait_for polls)
+) -> list[str]:
     await api.wait_for(lambda: len(api.messages_in(chat_id)) >= count, timeout)
     return api.messages_in(chat_id)
 
@@ -221,25 +227,27 @@ async def test_client_pause_delays_every_chat_but_nobody_goes_unanswered(
 
     commands_before, connections_before = len(proxy.commands), proxy.connections
     admin = redis_process.client()
+    paused_at = time.monotonic()  # no later than the pause began: lower bounds measured from it hold
     try:
         await asyncio.to_thread(admin.execute_command, "CLIENT", "PAUSE", PAUSE_SECONDS * 1000, "ALL")
     finally:
         admin.close()
-    paused_at = time.monotonic()
     # the chat whose Redis calls hit the pause first
     fake_api.send_text(ANNA, ANNA, "are you still there?")
-    await asyncio.sleep(1)
-    others_at = time.monotonic()
+    anna_id = str(ANNA).encode()
+    await fake_api.wait_for(
+        lambda: any(anna_id in b" ".join(c) for c in proxy.commands[commands_before:]), HANG_SECONDS
+    )
     fake_api.send_text(BEN, BEN, "where is my parcel?")
     fake_api.send_text(CARL, CARL, "can I change my address?")
 
-    anna = await answered(fake_api, ANNA, 2, timeout=PAUSE_SECONDS + 20)
-    ben = await answered(fake_api, BEN, 1, timeout=PAUSE_SECONDS + 20)
-    carl = await answered(fake_api, CARL, 1, timeout=PAUSE_SECONDS + 20)
+    anna = await answered(fake_api, ANNA, 2)
+    ben = await answered(fake_api, BEN, 1)
+    carl = await answered(fake_api, CARL, 1)
     waits = {
         "anna": replied_at(fake_api, ANNA, paused_at),
-        "ben": replied_at(fake_api, BEN, others_at),
-        "carl": replied_at(fake_api, CARL, others_at),
+        "ben": replied_at(fake_api, BEN, paused_at),
+        "carl": replied_at(fake_api, CARL, paused_at),
     }
     log.info("reply latencies under a %d s CLIENT PAUSE: %s", PAUSE_SECONDS, waits)
     log.info(
@@ -254,9 +262,8 @@ async def test_client_pause_delays_every_chat_but_nobody_goes_unanswered(
     # (three tries), then the bot goes on without that call (no duplicate check, no rate limit, no
     # history). Nobody is answered while Redis is paused (a lower bound: a busy machine only adds to it),
     # and everyone is answered once it resumes (the `answered` waits above; how soon is the log's figure).
-    resumed_after = {"anna": PAUSE_SECONDS, "ben": PAUSE_SECONDS - 1, "carl": PAUSE_SECONDS - 1}
-    for chat, wait in waits.items():
-        assert wait >= resumed_after[chat] - 2, (chat, waits)
+    for wait in waits.values():
+        assert wait >= PAUSE_SECONDS - 2, waits
     # every exchange was stored once, after the pause
     await fake_api.wait_for(lambda: len(history(redis_process, key_prefix, ANNA)) == 4)
     assert [t["content"] for t in history(redis_process, key_prefix, ANNA)][::2] == [
@@ -307,8 +314,6 @@ async def test_out_of_memory_still_replies_and_warns_once_per_unsaved_exchange(
             ]
 
         await fake_api.wait_for(lambda: len(not_saved()) >= 2)
-        await asyncio.sleep(0.3)
-        assert len(not_saved()) == 2, [r.getMessage() for r in not_saved()]
         for record in not_saved():
             assert f"chat {ANNA}:" in record.getMessage() and "maxmemory" in record.getMessage()
         assert len(history(redis_process, key_prefix, ANNA)) == 2
@@ -320,7 +325,9 @@ async def test_out_of_memory_still_replies_and_warns_once_per_unsaved_exchange(
     fake_api.send_text(ANNA, ANNA, "and now that there is room again?")
     await answered(fake_api, ANNA, 4)
     await fake_api.wait_for(lambda: len(history(redis_process, key_prefix, ANNA)) == 4)
-    assert len(not_saved()) == 2
+    # the chat's exchanges run in turn: this one was stored after the full ones had finished, warnings
+    # included, so a second warning for either of them would be here by now
+    assert len(not_saved()) == 2, [r.getMessage() for r in not_saved()]
     questions = [t["content"] for t in history(redis_process, key_prefix, ANNA)][::2]
     assert questions == ["hello while there is room", "and now that there is room again?"]
 
@@ -423,7 +430,7 @@ async def test_twenty_messages_at_once_are_answered_and_stored_in_order(
     )
     appends = record_appends(bot.app.store, monkeypatch)
 
-    replies = await answered(fake_api, ANNA, 20, timeout=25)
+    replies = await answered(fake_api, ANNA, 20, timeout=3 * HANG_SECONDS)
     await fake_api.wait_for(lambda: len(appends) == 20)
     polled = fake_api.calls_of("getUpdates")[0].at
     sent = [call.at - polled for call in fake_api.calls_of("sendMessage")]

@@ -252,7 +252,10 @@ async def test_two_replicas_answer_every_message_once_in_order_even_when_one_is_
         victim.process.wait(10)
         both = {chat: first[chat] + second[chat] for chat in first}
         await all_answered(fake_api, both, within=240)
-        await asyncio.sleep(1)  # a duplicate would show up now
+        # every update acknowledged, and so handled to the end: a duplicate would show by now
+        await fake_api.wait_for(
+            lambda: not fake_api.pending_updates() and not delivery.in_flight(), timeout=240
+        )
         assert_once_and_in_order(fake_api, redis_client, key_prefix, both)
 
     redelivered = [a for a in delivery.attempts if a.update_id in held and a.url == survivor.url]

@@ -2,11 +2,9 @@
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import shutil
 import subprocess
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -19,6 +17,7 @@ from bot.core.domain import Role, Turn
 from bot.core.errors import ConfigError, StoreUnavailable
 from bot.storage.redis.store import RedisChatLocks, RedisStore, connect, parse_sentinel_url
 from tests.conftest import free_port
+from tests.helpers import eventually, eventually_sync
 from tests.reliability.conftest import RedisProcess
 
 PASSWORD = "s3ntinel-pw"
@@ -42,14 +41,11 @@ class SentinelProcess:
             ["redis-server", str(config), "--sentinel"], stdout=subprocess.DEVNULL
         )
         self.client = redis.Redis(port=self.port, decode_responses=True, socket_timeout=5)
-        deadline = time.monotonic() + 10
-        while time.monotonic() < deadline:
-            try:
-                if self.client.sentinel_master("mymaster"):
-                    return
-            except redis.RedisError:
-                time.sleep(0.05)
-        raise RuntimeError("redis sentinel did not start")
+        eventually_sync(
+            lambda: self.client.sentinel_master("mymaster"),
+            ignoring=(redis.RedisError,),
+            what="the sentinel knows the master",
+        )
 
     def master_port(self) -> int:
         return int(self.client.sentinel_get_master_addr_by_name("mymaster")[1])
@@ -76,10 +72,10 @@ def cluster(tmp_path: Path) -> Iterator[tuple[RedisProcess, RedisProcess, Sentin
         port=replica.port, password=PASSWORD, decode_responses=True, socket_timeout=5
     )
     replica.start()
-    deadline = time.monotonic() + 20
-    while replica.client().info("replication")["master_link_status"] != "up":
-        assert time.monotonic() < deadline, "the replica did not sync with the master"
-        time.sleep(0.05)
+    eventually_sync(
+        lambda: replica.client().info("replication")["master_link_status"] == "up",
+        what="the replica synced with the master",
+    )
     sentinel = SentinelProcess(tmp_path, master)
     try:
         yield master, replica, sentinel
@@ -106,24 +102,19 @@ async def test_the_store_finds_the_master_through_a_sentinel_and_follows_it_when
     assert await locks.try_acquire(1, "token", 1, 5)
     assert master.client().llen(f"{key_prefix}:{{chat:1}}:history") == 2
 
-    for _ in range(300):  # the sentinel learns of the replica from the master's INFO
-        if sentinel.client.sentinel_slaves("mymaster"):
-            break
-        await asyncio.sleep(0.1)
+    # the sentinel learns of the replica from the master's INFO
+    await eventually(lambda: sentinel.client.sentinel_slaves("mymaster"), interval=0.1)
     master.kill()  # SIGKILL: the sentinel sees it down after a second and promotes the replica
-    for _ in range(300):
-        if sentinel.master_port() == replica.port:
-            break
-        await asyncio.sleep(0.1)
-    assert sentinel.master_port() == replica.port, "the sentinel promoted the replica"
-    appended = False
-    for _ in range(100):  # the client finds the old master gone and asks the sentinels again
-        try:
-            appended = await store.append(1, [Turn(Role.USER, "after"), Turn(Role.ASSISTANT, "ok")], "m2")
-            break
-        except StoreUnavailable:  # while the roles change
-            await asyncio.sleep(0.1)
-    assert appended
+    await eventually(
+        lambda: sentinel.master_port() == replica.port, interval=0.1, what="the sentinel promoted the replica"
+    )
+    # the client finds the old master gone and asks the sentinels again (unavailable while roles change)
+    await eventually(
+        lambda: store.append(1, [Turn(Role.USER, "after"), Turn(Role.ASSISTANT, "ok")], "m2"),
+        interval=0.1,
+        ignoring=(StoreUnavailable,),
+        what="an append to the new master",
+    )
     assert [turn.content for turn in await store.load(1)] == ["before", "ok", "after", "ok"]
     assert replica.client().llen(f"{key_prefix}:{{chat:1}}:history") == 4, "written to the new master"
     await store.aclose()

@@ -14,8 +14,11 @@ from bot.core.errors import DuplicateDelivery
 from bot.storage.base import ChatLocks, LeaseState, Limits, chat_lock_keys
 from bot.storage.inprocess.store import InProcessChatLocks, InProcessLimits
 from bot.storage.redis.store import RedisChatLocks, RedisLimits, connect
+from tests.helpers import eventually
 
 LEASE = 5.0
+# a lease that must hold across the next few calls, then lapse: long enough for a busy machine's calls
+BRIEF = 1.0
 
 
 class Clock:
@@ -89,10 +92,10 @@ async def test_a_dead_holders_lease_and_a_dead_waiters_place_expire(
     backend: tuple[ChatLocks, Limits], clock: Clock
 ) -> None:
     locks, _ = backend
-    assert await locks.try_acquire(1, "dead holder", 1, 0.2)
-    assert not await locks.try_acquire(1, "dead waiter", 2, 0.2)
+    assert await locks.try_acquire(1, "dead holder", 1, BRIEF)
+    assert not await locks.try_acquire(1, "dead waiter", 2, BRIEF)
     assert not await locks.try_acquire(1, "live", 3, 30)
-    await expire(backend, clock, 0.2)
+    await expire(backend, clock, BRIEF)
     assert not await locks.renew(1, "dead holder", LEASE)
     assert await locks.try_acquire(1, "live", 3, LEASE)
 
@@ -155,10 +158,8 @@ async def test_two_replicas_answer_a_chat_oldest_message_first(
     arrivals = [5, 3, 4, 2]  # later messages reach the replicas first
     waiting = [asyncio.create_task(answer(replicas[i % 2], m)) for i, m in enumerate(arrivals)]
     queue = chat_lock_keys(key_prefix, 42)[1]
-    for _ in range(1000):  # every waiter has queued (in Redis) before the holder lets go
-        if redis_client.zcard(queue) == len(arrivals):
-            break
-        await asyncio.sleep(0.01)
+    # every waiter has queued (in Redis) before the holder lets go
+    await eventually(lambda: redis_client.zcard(queue) == len(arrivals))
     release.set()
     await asyncio.gather(first, *waiting)
     assert order == [1, 2, 3, 4, 5]
@@ -173,8 +174,18 @@ async def test_the_lease_is_renewed_while_the_reply_takes_longer_than_it(
     redis_url: str, key_prefix: str, redis_client: redis.Redis
 ) -> None:
     client = connect(redis_url)
-    turns = ChatTurns(RedisChatLocks(client, prefix=key_prefix), None, lease_seconds=0.3)
-    other = ChatTurns(RedisChatLocks(client, prefix=key_prefix), None, lease_seconds=0.3)
+    locks = RedisChatLocks(client, prefix=key_prefix)
+    renewals = [0]
+    renew = locks.renew
+
+    async def counted_renew(chat_id: int | str, token: str, lease_seconds: float) -> bool:
+        renewals[0] += 1
+        return await renew(chat_id, token, lease_seconds)
+
+    locks.renew = counted_renew  # type: ignore[method-assign]
+    # renewed every third of a lease: a busy machine may stall the loop for most of a lease unharmed
+    turns = ChatTurns(locks, None, lease_seconds=BRIEF)
+    other = ChatTurns(RedisChatLocks(client, prefix=key_prefix), None, lease_seconds=BRIEF)
     entered: list[str] = []
     inside = asyncio.Event()
 
@@ -182,7 +193,8 @@ async def test_the_lease_is_renewed_while_the_reply_takes_longer_than_it(
         async with turns.chat(9, 1):
             entered.append("slow in")
             inside.set()
-            await asyncio.sleep(1.0)  # three leases long
+            # four renewals, a third of a lease apart: the reply has outlasted its first lease
+            await eventually(lambda: renewals[0] >= 4)
             entered.append("slow out")
 
     async def next_message() -> None:
@@ -266,7 +278,7 @@ async def test_a_store_that_is_down_degrades_to_the_local_lock_and_says_so(
 
 
 async def test_a_chat_can_stay_held_until_the_reply_is_sent_and_the_same_task_may_answer_again(
-    redis_url: str, key_prefix: str
+    redis_url: str, key_prefix: str, redis_client: redis.Redis
 ) -> None:
     client = connect(redis_url)
     replica, other = (ChatTurns(RedisChatLocks(client, prefix=key_prefix), None) for _ in range(2))
@@ -289,7 +301,9 @@ async def test_a_chat_can_stay_held_until_the_reply_is_sent_and_the_same_task_ma
             events.append("generated 3")
 
     first, second = asyncio.create_task(answer_and_send()), asyncio.create_task(next_message())
-    await asyncio.sleep(0.3)
+    queue = chat_lock_keys(key_prefix, 3)[1]
+    # the next message has asked for the chat (it queues in Redis) or, wrongly, got it
+    await eventually(lambda: redis_client.zcard(queue) == 1 or "generated 3" in events)
     assert events == ["generated 1"], "the next message waits while the reply is still being sent"
     sent.set()
     await asyncio.gather(first, second)

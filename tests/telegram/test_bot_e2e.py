@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import time
 from pathlib import Path
 from typing import Any
 
@@ -15,23 +16,35 @@ from bot.storage import history_key
 from bot.transports.telegram.handlers import CONFLICT, Texts
 from bot.transports.telegram.split import utf16_len
 from bot_dev.fakes.bot_api import FakeBotApi
-from tests.conftest import free_port
+from tests.conftest import RunningBot, free_port
+from tests.helpers import HANG_SECONDS, eventually, stalled_forward
 from tests.tiny_models import build_tiny_llama
 
 ANNA, BEN = 1001, 1002
 GROUP = -100500
 
 
-async def replies_in(api: FakeBotApi, chat_id: int, count: int) -> list[str]:
+async def replies_in(
+    api: FakeBotApi,
+    chat_id: int,
+    count: int,
+    timeout: float = HANG_SECONDS,  # noqa: ASYNC109 (it bounds a hang; the fake's wait_for polls)
+) -> list[str]:
     """Wait until `count` bot messages in the chat show their final text (no streaming cursor)."""
     await api.wait_for(
         lambda: (
             len(api.messages_in(chat_id)) >= count
             and not any(t.endswith(" …") for t in api.messages_in(chat_id))
         ),
-        timeout=30,
+        timeout=timeout,
     )
     return api.messages_in(chat_id)
+
+
+async def drained(bot: RunningBot) -> None:
+    """Stop the bot the graceful way, which first finishes every reply in hand: after this nothing more
+    is sent, so what the fake Bot API holds is final (no waiting a while for late edits or duplicates)."""
+    assert await bot.shutdown() == 0
 
 
 async def test_two_users_at_once_keep_apart_histories(
@@ -122,10 +135,13 @@ async def test_five_quick_messages_are_answered_in_order(
 
 async def test_a_long_reply_is_split_in_order(fake_api: FakeBotApi, start_bot: Any, tmp_path: Path) -> None:
     model = build_tiny_llama(tmp_path / "tiny-4k", context=4096, endless=True)
-    # the tiny model's random text is no support answer: only its length matters here
-    await start_bot(
+    # the tiny model's random text is no support answer: only its length matters here. 3000 tokens (about
+    # 5,000 characters) take seconds on a quiet machine and minutes on a busy one: no limit here may
+    # stand in for the machine's speed, they only bound a hang
+    bot = await start_bot(
         MODEL_NAME=str(model),
         GENERATION_MAX_NEW_TOKENS="3000",
+        GENERATION_TIMEOUT_SECONDS="3600",
         TELEGRAM_STREAM_INTERVAL_SECONDS="0.5",
         SAFETY_OUTPUT_PROFANITY="false",
         SAFETY_REDACT_PII="false",
@@ -134,14 +150,15 @@ async def test_a_long_reply_is_split_in_order(fake_api: FakeBotApi, start_bot: A
     )
     fake_api.send_text(ANNA, ANNA, "tell me everything")
     await fake_api.wait_for(
-        lambda: any(call.params.get("chat_id") == ANNA for call in fake_api.calls_of("sendMessage")), 30
+        lambda: any(call.params.get("chat_id") == ANNA for call in fake_api.calls_of("sendMessage")),
+        HANG_SECONDS,
     )
-    bot = fake_api.calls_of("getMe")
-    assert bot
+    assert fake_api.calls_of("getMe")
     await fake_api.wait_for(
-        lambda: len(fake_api.messages_in(ANNA)) >= 2 and not fake_api.messages_in(ANNA)[-1].endswith(" …"), 60
+        lambda: len(fake_api.messages_in(ANNA)) >= 2 and not fake_api.messages_in(ANNA)[-1].endswith(" …"),
+        10 * HANG_SECONDS,
     )
-    await asyncio.sleep(1)  # let the final edits land
+    await drained(bot)  # the final edits have landed
     parts = fake_api.messages_in(ANNA)
     assert len(parts) >= 2 and all(utf16_len(p) <= 4096 for p in parts)
     assert sum(utf16_len(p) for p in parts) > 4096
@@ -150,11 +167,11 @@ async def test_a_long_reply_is_split_in_order(fake_api: FakeBotApi, start_bot: A
 async def test_a_429_storm_while_streaming_delivers_each_reply_once(
     fake_api: FakeBotApi, start_bot: Any
 ) -> None:
-    await start_bot(GENERATION_MAX_NEW_TOKENS="60", TELEGRAM_STREAM_INTERVAL_SECONDS="0.01")
+    bot = await start_bot(GENERATION_MAX_NEW_TOKENS="60", TELEGRAM_STREAM_INTERVAL_SECONDS="0.01")
     fake_api.fail_next("editMessageText", 5, retry_after=1)
     fake_api.send_text(ANNA, ANNA, "hello")
     (reply,) = await replies_in(fake_api, ANNA, 1)
-    await asyncio.sleep(1.5)
+    await drained(bot)  # a duplicate, or an edit still retrying, would be out by now
     assert fake_api.messages_in(ANNA) == [reply] and reply
     edits = fake_api.calls_of("editMessageText")
     refused = [c for c in edits if c.status == 429]
@@ -163,18 +180,18 @@ async def test_a_429_storm_while_streaming_delivers_each_reply_once(
     assert all(c.at >= refused[0].at + 1 for c in later), "an edit was sent before retry_after had passed"
 
 
-async def start_webhook_bot(fake_api: FakeBotApi, start_bot: Any) -> str:
-    """Start the bot in webhook mode on a free loopback port; return the URL to POST updates to."""
+async def start_webhook_bot(fake_api: FakeBotApi, start_bot: Any) -> tuple[RunningBot, str]:
+    """Start the bot in webhook mode on a free loopback port; return it and the URL to POST updates to."""
     port = free_port()
     url = f"http://127.0.0.1:{port}/telegram"
-    await start_bot(
+    bot = await start_bot(
         TELEGRAM_WEBHOOK_URL=url,
         TELEGRAM_WEBHOOK_SECRET="s3cret",
         TELEGRAM_WEBHOOK_LISTEN="127.0.0.1",
         TELEGRAM_WEBHOOK_PORT=str(port),
     )
-    await fake_api.wait_for(lambda: bool(fake_api.calls_of("setWebhook")))
-    return url
+    await fake_api.wait_for(lambda: bool(fake_api.calls_of("setWebhook")), HANG_SECONDS)
+    return bot, url
 
 
 async def test_a_redelivered_update_is_answered_once(
@@ -182,26 +199,35 @@ async def test_a_redelivered_update_is_answered_once(
 ) -> None:
     update_id = fake_api.send_text(ANNA, ANNA, "only once please")
     (original,) = [u for u in fake_api.pending_updates() if u["update_id"] == update_id]
-    url = await start_webhook_bot(fake_api, start_bot)
-    for _ in range(2):
+    bot, url = await start_webhook_bot(fake_api, start_bot)
+    for _ in range(2):  # each acknowledged (200) once the update has been handled
         assert await asyncio.to_thread(fake_api.webhook_post, url, original, "s3cret") == 200
     await replies_in(fake_api, ANNA, 1)
-    await asyncio.sleep(1)
+    await drained(bot)
     assert len(fake_api.messages_in(ANNA)) == 1
     assert redis_client.llen(history_key(key_prefix, ANNA)) == 2
 
 
-async def test_webhook_refuses_a_missing_or_wrong_secret(fake_api: FakeBotApi, start_bot: Any) -> None:
-    url = await start_webhook_bot(fake_api, start_bot)
+async def test_webhook_refuses_a_missing_or_wrong_secret(
+    fake_api: FakeBotApi, start_bot: Any, redis_client: redis.Redis, key_prefix: str
+) -> None:
+    _bot, url = await start_webhook_bot(fake_api, start_bot)
     assert fake_api.calls_of("setWebhook")[0].params["secret_token"] == "s3cret"
-    update_id = fake_api.send_text(ANNA, ANNA, "hi over webhook")
-    (update,) = [u for u in fake_api.pending_updates() if u["update_id"] == update_id]
-    assert await asyncio.to_thread(fake_api.webhook_post, url, update, None) == 403
-    assert await asyncio.to_thread(fake_api.webhook_post, url, update, "wrong") == 403
-    await asyncio.sleep(0.5)
-    assert fake_api.messages_in(ANNA) == []
-    assert await asyncio.to_thread(fake_api.webhook_post, url, update, "s3cret") == 200
-    assert len(await replies_in(fake_api, ANNA, 1)) == 1
+    refused_id = fake_api.send_text(ANNA, ANNA, "hi over webhook")
+    signed_id = fake_api.send_text(ANNA, ANNA, "and this one is signed")
+    updates = {u["update_id"]: u for u in fake_api.pending_updates()}
+    refused, signed = updates[refused_id], updates[signed_id]
+    assert await asyncio.to_thread(fake_api.webhook_post, url, refused, None) == 403
+    assert await asyncio.to_thread(fake_api.webhook_post, url, refused, "wrong") == 403
+    # the chat's next update is acknowledged (200) once handled, and a chat is answered in order: had a
+    # refused request been taken in, its reply would be out by then too
+    assert await asyncio.to_thread(fake_api.webhook_post, url, signed, "s3cret") == 200
+    assert len(fake_api.messages_in(ANNA)) == 1
+    stored = [json.loads(t) for t in redis_client.lrange(history_key(key_prefix, ANNA), 0, -1)]
+    assert [t["content"] for t in stored if t["role"] == "user"] == ["and this one is signed"]
+    # Telegram delivers a refused update again: with the right secret, it is answered
+    assert await asyncio.to_thread(fake_api.webhook_post, url, refused, "s3cret") == 200
+    assert len(await replies_in(fake_api, ANNA, 2)) == 2
 
 
 async def test_a_stranger_is_turned_away_by_the_allow_list(
@@ -215,8 +241,18 @@ async def test_a_stranger_is_turned_away_by_the_allow_list(
     assert redis_client.exists(history_key(key_prefix, BEN)) == 0
 
 
-async def test_the_rate_limit_says_when_to_write_again(fake_api: FakeBotApi, start_bot: Any) -> None:
-    await start_bot(RATE_LIMIT_PER_MINUTE="2", TELEGRAM_STREAM_INTERVAL_SECONDS="0")
+def within_one_minute(bot: RunningBot, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Hold the gate's clock in the middle of a minute: the per-minute limit counts in windows of whole
+    minutes, and a burst that arrives slowly (a busy machine) must not straddle two of them."""
+    now = time.time()
+    monkeypatch.setattr(bot.app.gate, "_clock", lambda: now - now % 60 + 30)
+
+
+async def test_the_rate_limit_says_when_to_write_again(
+    fake_api: FakeBotApi, start_bot: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    bot = await start_bot(RATE_LIMIT_PER_MINUTE="2", TELEGRAM_STREAM_INTERVAL_SECONDS="0")
+    within_one_minute(bot, monkeypatch)
     for n in range(3):
         fake_api.send_text(ANNA, ANNA, f"message {n}")
     texts = await replies_in(fake_api, ANNA, 3)
@@ -225,20 +261,27 @@ async def test_the_rate_limit_says_when_to_write_again(fake_api: FakeBotApi, sta
 
 
 async def test_a_burst_gets_its_notices_at_once_and_nothing_is_lost_or_sent_twice(
-    fake_api: FakeBotApi, start_bot: Any, redis_client: redis.Redis, key_prefix: str
+    fake_api: FakeBotApi,
+    start_bot: Any,
+    redis_client: redis.Redis,
+    key_prefix: str,
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     """30 messages at once with a limit of 20 a minute: the ten over it are told while the first
     answers are still being written; every message gets exactly one reply."""
     bot = await start_bot(
         RATE_LIMIT_PER_MINUTE="20", TELEGRAM_STREAM_INTERVAL_SECONDS="0", HISTORY_MAX_TURNS="100"
     )
+    within_one_minute(bot, monkeypatch)
     for n in range(30):
         fake_api.send_text(ANNA, ANNA, f"question number {n}")
-    texts = await replies_in(fake_api, ANNA, 30)
+    texts = await replies_in(fake_api, ANNA, 30, timeout=3 * HANG_SECONDS)
     notices = [n for n, t in enumerate(texts) if "too fast" in t or t == QUEUE_FULL]
     assert len(notices) >= 10
     expected = 2 * (30 - len(notices))
-    await fake_api.wait_for(lambda: redis_client.llen(history_key(key_prefix, ANNA)) >= expected, 120)
+    await fake_api.wait_for(
+        lambda: redis_client.llen(history_key(key_prefix, ANNA)) >= expected, HANG_SECONDS
+    )
     assert len(fake_api.messages_in(ANNA)) == 30, "one reply per message, none twice"
     answered = [t for t in fake_api.messages_in(ANNA) if "too fast" not in t and t != QUEUE_FULL]
     stored = [json.loads(t) for t in redis_client.lrange(history_key(key_prefix, ANNA), 0, -1)]
@@ -345,12 +388,7 @@ async def test_redis_stopped_mid_conversation_still_gets_answers(
     )
     try:
         client = redis.Redis(port=port)
-        for _ in range(100):
-            try:
-                client.ping()
-                break
-            except redis.ConnectionError:
-                await asyncio.sleep(0.05)
+        await eventually(client.ping, ignoring=(redis.ConnectionError,), what="the Redis server answers")
         await start_bot(REDIS_URL=f"redis://127.0.0.1:{port}/0")
         fake_api.send_text(ANNA, ANNA, "first")
         await replies_in(fake_api, ANNA, 1)
@@ -370,7 +408,7 @@ async def test_a_second_poller_conflict_stops_the_bot(
 ) -> None:
     fake_api.fail_next_with("getUpdates", 1, 409, "Conflict: terminated by other getUpdates request")
     bot = await start_bot()
-    assert await asyncio.wait_for(bot.task, 30) == 1
+    assert await asyncio.wait_for(bot.task, HANG_SECONDS) == 1
     assert CONFLICT in caplog.messages
 
 
@@ -384,10 +422,16 @@ async def test_chats_writing_at_once_are_decoded_in_one_batch(
         TELEGRAM_STREAM_INTERVAL_SECONDS="0.05",
         SAFETY_OUTPUT_PROFANITY="false",
         SAFETY_CHECK_DEGENERATE="false",
+        GENERATION_STALL_SECONDS="300",  # the first reply is held below until the others have asked
     )
     chats = range(3001, 3007)
-    for chat in chats:
-        fake_api.send_text(chat, chat, f"hello from chat {chat}")
+    # the first prefill waits until every chat waits for the model: a fast machine cannot answer one
+    # chat before the next one asks
+    with stalled_forward(bot.app.engine._loaded.model, once=True) as first:
+        for chat in chats:
+            fake_api.send_text(chat, chat, f"hello from chat {chat}")
+        await fake_api.wait_for(first.is_set, HANG_SECONDS)
+        await fake_api.wait_for(lambda: bot.app.engine.pending == len(chats) - 1, HANG_SECONDS)
     for chat in chats:
         assert len(await replies_in(fake_api, chat, 1)) == 1
     registry = bot.app.metrics.registry

@@ -18,6 +18,7 @@ from bot.llm.local.loader import resolve_source
 from bot.llm.remote import OpenAIEngine
 from bot_dev.fakes.bot_api import FakeBotApi
 from tests.conftest import env_without_bot_settings, free_port
+from tests.helpers import HANG_SECONDS
 from tests.llm.test_remote import _llama_cpp_command
 
 SERVER_KEY = "serve-key-abcdef123456"
@@ -77,17 +78,19 @@ async def test_a_bot_replica_answers_with_replies_from_bot_serve_model(
     assert isinstance(bot.app.engine, OpenAIEngine), "the replica must not load model weights itself"
 
     fake_api.send_text(7, 7, "Where is my order?")
-    await fake_api.wait_for(lambda: "POST /v1/chat/completions 200" in server_log.read_text(), timeout=60)
-    await fake_api.wait_for(lambda: bool(fake_api.messages_in(7)), timeout=30)
+    await fake_api.wait_for(
+        lambda: "POST /v1/chat/completions 200" in server_log.read_text(), timeout=HANG_SECONDS
+    )
+    await fake_api.wait_for(lambda: bool(fake_api.messages_in(7)), timeout=HANG_SECONDS)
     reply = fake_api.messages_in(7)
     assert len(reply) == 1 and reply[0].strip()
 
     # A second message in the same chat: its prompt now carries the first exchange, read from Redis.
     fake_api.send_text(7, 7, "Thanks!")
     await fake_api.wait_for(
-        lambda: server_log.read_text().count("POST /v1/chat/completions 200") == 2, timeout=60
+        lambda: server_log.read_text().count("POST /v1/chat/completions 200") == 2, timeout=HANG_SECONDS
     )
-    await fake_api.wait_for(lambda: len(fake_api.messages_in(7)) == 2, timeout=30)
+    await fake_api.wait_for(lambda: len(fake_api.messages_in(7)) == 2, timeout=HANG_SECONDS)
     assert SERVER_KEY not in server_log.read_text()
 
 
@@ -102,7 +105,7 @@ async def test_a_wrong_key_gets_the_user_an_apology_and_the_log_a_clear_reason(
     monkeypatch.delenv("LLM_MODEL", raising=False)
     await start_bot(LLM_BACKEND="openai", LLM_BASE_URL=url, LLM_API_KEY="not-the-key-987")
     fake_api.send_text(8, 8, "Hello?")
-    await fake_api.wait_for(lambda: bool(fake_api.messages_in(8)), timeout=60)
+    await fake_api.wait_for(lambda: bool(fake_api.messages_in(8)), timeout=HANG_SECONDS)
     assert "POST /v1/chat/completions 401" in server_log.read_text()
     assert "refused the API key (LLM_API_KEY)" in caplog.text
     assert "not-the-key-987" not in caplog.text and "not-the-key-987" not in server_log.read_text()

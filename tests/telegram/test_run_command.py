@@ -10,6 +10,7 @@ from pathlib import Path
 
 from bot_dev.fakes.bot_api import FakeBotApi
 from tests.conftest import TOKEN, env_without_bot_settings
+from tests.helpers import HANG_SECONDS
 
 
 async def test_bot_run_answers_and_stops_on_sigterm_without_leaking_the_token(
@@ -35,9 +36,9 @@ async def test_bot_run_answers_and_stops_on_sigterm_without_leaking_the_token(
     )
     try:
         fake_api.send_text(7, 7, "hello bot")
-        await fake_api.wait_for(lambda: len(fake_api.messages_in(7)) == 1, timeout=60)
+        await fake_api.wait_for(lambda: len(fake_api.messages_in(7)) == 1, timeout=HANG_SECONDS)
         process.send_signal(signal.SIGTERM)
-        out, err = await asyncio.to_thread(process.communicate, timeout=60)
+        out, err = await asyncio.to_thread(process.communicate, timeout=HANG_SECONDS)
     finally:
         if process.poll() is None:
             process.kill()
