@@ -138,7 +138,8 @@ class GenerationSettings(Section):
     rank_embeddings: Literal["auto", "on", "off"] = Field(
         "auto",
         description="Rank best-of-n candidates by MiniLM similarity to the question (the process's one "
-        "all-MiniLM-L6-v2, shared with KB_EMBEDDINGS); auto: when installed; off: by word overlap",
+        "all-MiniLM-L6-v2, shared with KB_EMBEDDINGS); auto: when installed and "
+        "GENERATION_NUM_CANDIDATES > 1; off: by word overlap",
     )
 
     def params(self) -> GenerationParams:

@@ -58,6 +58,10 @@ def chat_deps(
 
 
 def _ranking_embed(settings: Settings) -> Embed | None:
-    """The process's shared MiniLM for best-of-n relevance, when GENERATION_RANK_EMBEDDINGS allows it."""
-    embedder = shared_embedder("GENERATION_RANK_EMBEDDINGS", settings.generation.rank_embeddings)
+    """The process's shared MiniLM for best-of-n relevance, when GENERATION_RANK_EMBEDDINGS allows it
+    (`auto`: only when there are candidates to rank; one reply is not worth loading a model for)."""
+    mode = settings.generation.rank_embeddings
+    if mode == "auto" and settings.generation.num_candidates <= 1:
+        return None
+    embedder = shared_embedder("GENERATION_RANK_EMBEDDINGS", mode)
     return embedder.embed if embedder is not None else None

@@ -28,6 +28,7 @@ async def test_the_knowledge_base_safety_and_ranking_share_one_embedder(
     monkeypatch.setenv("KB_PATH", str(clean_env / "kb"))
     monkeypatch.setenv("KB_INDEX_DIR", str(clean_env / "index"))
     monkeypatch.setenv("SAFETY_SEMANTIC", "auto")
+    monkeypatch.setenv("GENERATION_NUM_CANDIDATES", "2")  # auto ranks by embeddings only with candidates
     settings = load_settings(None)
     knowledge = await build_knowledge(settings)
     safety, _prompt = build_safety(settings)
@@ -50,3 +51,17 @@ def test_off_means_none_and_on_without_the_package_is_a_config_error(monkeypatch
     assert shared_embedder("KB_EMBEDDINGS", "auto") is None
     with pytest.raises(ConfigError, match="GENERATION_RANK_EMBEDDINGS=on"):
         shared_embedder("GENERATION_RANK_EMBEDDINGS", "on")
+
+
+async def test_one_candidate_loads_no_embedder_for_ranking(clean_env: Path) -> None:
+    settings = load_settings(None)
+    assert settings.generation.num_candidates == 1 and settings.generation.rank_embeddings == "auto"
+    safety, _prompt = build_safety(settings)
+    state = await open_state(settings, default_url="memory://")
+    base = fake_deps(FakeEngine(), state.store)
+    deps = chat_deps(
+        settings, state, base.engine, base.prompts, build_gate(settings, state.limits), safety, None,
+        Metrics(), None,
+    )  # fmt: skip
+    assert deps.embed is None
+    await state.aclose()
