@@ -42,18 +42,21 @@ def _groups(weight: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Ten
 
 def on_4bit_grid(weight: torch.Tensor) -> bool:
     """Whether every group of GROUP weights is exactly a minimum plus 0..15 steps (a Q4_1 block)."""
-    codes, groups, low, step = _groups(weight)
+    return _on_grid(*_groups(weight))
+
+
+def _on_grid(codes: torch.Tensor, groups: torch.Tensor, low: torch.Tensor, step: torch.Tensor) -> bool:
     return bool(((codes * step + low - groups).abs() / step).max() <= _ON_GRID)
 
 
-def _pack_int4(weight: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    codes, _, low, step = _groups(weight)
-    rows = weight.shape[0]
+def _pack_int4(
+    shape: torch.Size, codes: torch.Tensor, low: torch.Tensor, step: torch.Tensor, dtype: torch.dtype
+) -> tuple[torch.Tensor, torch.Tensor]:
+    rows = shape[0]
     # the kernel computes (code - 8) * scale + offset, so the offset is the group's minimum plus 8 steps
     scales = torch.stack([step.reshape(rows, -1), (low + 8 * step).reshape(rows, -1)], dim=-1)
-    codes = codes.to(torch.int32).reshape(weight.shape)
-    packed = torch.ops.aten._convert_weight_to_int4pack_for_cpu(codes, 1)
-    return packed, scales.transpose(0, 1).contiguous().to(weight.dtype)
+    packed = torch.ops.aten._convert_weight_to_int4pack_for_cpu(codes.to(torch.int32).reshape(shape), 1)
+    return packed, scales.transpose(0, 1).contiguous().to(dtype)
 
 
 def _pack_int8(weight: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -65,11 +68,17 @@ def _pack_int8(weight: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
 class PackedLinear(nn.Module):
     """A bias-free linear layer with bfloat16 weights and a packed copy; few rows use the packed one."""
 
-    def __init__(self, linear: nn.Linear, kind: str, max_rows: int = 1 << 30) -> None:
+    def __init__(self, linear: nn.Linear, max_rows: int = 1 << 30) -> None:
+        """4 bits where the weights lie on a 4-bit grid (checked and packed from one pass), else 8."""
         super().__init__()
-        self.weight = linear.weight
-        self.kind, self.max_rows = kind, max_rows
-        packed, scales = (_pack_int4 if kind == "int4" else _pack_int8)(linear.weight.data)
+        self.weight, self.max_rows = linear.weight, max_rows
+        weight = linear.weight.data
+        codes, groups, low, step = _groups(weight)
+        self.kind = "int4" if _on_grid(codes, groups, low, step) else "int8"
+        if self.kind == "int4":
+            packed, scales = _pack_int4(weight.shape, codes, low, step, weight.dtype)
+        else:
+            packed, scales = _pack_int8(weight)
         self.register_buffer("packed", packed, persistent=False)
         self.register_buffer("scales", scales, persistent=False)
 
@@ -117,7 +126,7 @@ def pack_linears(model: nn.Module, dtype: torch.dtype = torch.bfloat16) -> dict[
     layers: list[PackedLinear] = []
     for name, module in list(model.named_modules()):
         if isinstance(module, nn.Linear) and module.bias is None and module.in_features % GROUP == 0:
-            packed = PackedLinear(module, "int4" if on_4bit_grid(module.weight.data) else "int8")
+            packed = PackedLinear(module)
             parent_name, _, child = name.rpartition(".")
             setattr(model.get_submodule(parent_name) if parent_name else model, child, packed)
             layers.append(packed)
