@@ -4,11 +4,13 @@ are handed the same instance by the wiring (a second copy would cost its memory 
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 from bot.app import build_gate, build_knowledge, build_safety, open_state
-from bot.config import load_settings
+from bot.chat.deps import ChatDeps
+from bot.config import Settings, load_settings
 from bot.core.errors import ConfigError
 from bot.llm.embeddings import bundled_minilm_dir
 from bot.metrics import Metrics
@@ -17,6 +19,13 @@ from bot.wiring.embeddings import shared_embedder
 from tests.chat.fakes import FakeEngine, fake_deps
 
 INSTALLED = bundled_minilm_dir() is not None
+
+
+def deps_for(settings: Settings, state: Any, safety: Any, knowledge: Any) -> ChatDeps:
+    """The chat service's collaborators as the wiring builds them, around a fake engine."""
+    base = fake_deps(FakeEngine(), state.store)
+    gate = build_gate(settings, state.limits)
+    return chat_deps(settings, state, base.engine, base.prompts, gate, safety, knowledge, Metrics(), None)
 
 
 @pytest.mark.skipif(not INSTALLED, reason="the optional embedding model is not installed")
@@ -33,11 +42,7 @@ async def test_the_knowledge_base_safety_and_ranking_share_one_embedder(
     knowledge = await build_knowledge(settings)
     safety, _prompt = build_safety(settings)
     state = await open_state(settings, default_url="memory://")
-    base = fake_deps(FakeEngine(), state.store)
-    deps = chat_deps(
-        settings, state, base.engine, base.prompts, build_gate(settings, state.limits), safety, knowledge,
-        Metrics(), None,
-    )  # fmt: skip
+    deps = deps_for(settings, state, safety, knowledge)
     assert knowledge is not None and knowledge.embedder is not None and deps.embed is not None
     assert deps.embed.__self__ is knowledge.embedder  # type: ignore[attr-defined]
     detector = safety._semantic
@@ -58,10 +63,5 @@ async def test_one_candidate_loads_no_embedder_for_ranking(clean_env: Path) -> N
     assert settings.generation.num_candidates == 1 and settings.generation.rank_embeddings == "auto"
     safety, _prompt = build_safety(settings)
     state = await open_state(settings, default_url="memory://")
-    base = fake_deps(FakeEngine(), state.store)
-    deps = chat_deps(
-        settings, state, base.engine, base.prompts, build_gate(settings, state.limits), safety, None,
-        Metrics(), None,
-    )  # fmt: skip
-    assert deps.embed is None
+    assert deps_for(settings, state, safety, None).embed is None
     await state.aclose()
