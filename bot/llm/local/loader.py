@@ -24,6 +24,7 @@ from transformers.utils import logging as hf_logging
 
 from bot.core.errors import ModelLoadError
 from bot.llm.local.formats import Calibration, apply_format, cached_calibration, load_or_calibrate
+from bot.llm.threads import on_fresh_thread
 
 __all__ = [
     "BUNDLED_MODELS",
@@ -132,10 +133,20 @@ def load_model(
     """Load tokenizer and model, converting a GGUF file into the cache on first use.
 
     `dtype="auto"` on CPU measures which format runs fastest here (alone and at `batch` chats) the first
-    time, and reads that choice from the cache afterwards.
+    time, and reads that choice from the cache afterwards. The work runs on a thread of its own that ends
+    with it, so that it leaves no OpenMP team behind to slow the engine's decode steps (threads.py).
     """
     if threads:
         torch.set_num_threads(threads)
+    return on_fresh_thread(
+        lambda: _load(name, dtype=dtype, device=device, cache_dir=cache_dir, progress=progress, batch=batch),
+        name="load-model",
+    )
+
+
+def _load(
+    name: str, *, dtype: str, device: str, cache_dir: Path | None, progress: Progress | None, batch: int
+) -> LoadedModel:
     source = resolve_source(name)
     target = _resolve_device(device)
     torch_dtype = resolve_dtype(dtype, target)

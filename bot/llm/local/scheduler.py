@@ -4,8 +4,9 @@ A request waits in a bounded queue until a slot is free; it is then prefilled on
 the longest cached prefix of its prompt, see kvcache.PrefixCache) and joins the running batch
 (slots.Slots). Between two decode steps finished sequences leave and waiting ones join, so a short reply
 never waits for a long one. Each sequence samples with its own settings and random generator
-(sampling.Sampler). torch is only entered from this thread. What happens to a request is told through
-its `emit` callback as typed events (events.py).
+(sampling.Sampler). torch is only entered from this thread: other torch work of the process (query
+embeddings) is handed to it with `call` and runs between two steps (jobs.py). What happens to a request
+is told through its `emit` callback as typed events (events.py).
 """
 
 from __future__ import annotations
@@ -16,20 +17,25 @@ import threading
 import time
 from collections import deque
 from collections.abc import Callable
-from typing import Any
+from concurrent.futures import Future
+from typing import Any, TypeVar
 
 import torch
 
 from bot.core.errors import GenerationError
 from bot.llm.local.events import Failed, Finished, Released, Request, Started, Token
 from bot.llm.local.hf_cache import as_hf_cache
+from bot.llm.local.jobs import Jobs
 from bot.llm.local.kvcache import BatchCache, PrefixCache
+from bot.llm.local.pacing import Pacer
 from bot.llm.local.sampling import Sampler
 from bot.llm.local.slots import Row, Slots
 
 __all__ = ["Request", "Scheduler"]
 
 log = logging.getLogger(__name__)
+
+T = TypeVar("T")
 
 
 def _failure(exc: Exception) -> GenerationError:
@@ -44,19 +50,23 @@ class Scheduler:
         eos_ids: set[int],
         max_batch: int,
         cache_bytes: int,
+        threads: int = 1,
         on_step: Callable[[int], None] | None = None,
         on_prefill: Callable[[int, int], None] | None = None,
         name: str = "generate",
     ) -> None:
-        """`on_step(batch_size)` is told about every decode step, `on_prefill(reused, computed)` about every
+        """`threads`: the most torch threads a forward pass may use (pacing.py picks per pass);
+        `on_step(batch_size)` is told about every decode step, `on_prefill(reused, computed)` about every
         prompt: how many of its tokens came from the cache and how many were computed."""
         self._model = model
         self._layers = int(model.config.get_text_config(decoder=True).num_hidden_layers)
         self._eos = eos_ids
         self.max_batch = max_batch
         self.prefixes = PrefixCache(cache_bytes)
+        self.pacer = Pacer(threads)
         self._on_step, self._on_prefill = on_step, on_prefill
         self._waiting: deque[Request] = deque()
+        self._jobs = Jobs()
         self._wake = threading.Condition()
         self._retired = False
         self._slots = Slots(self._layers)
@@ -90,26 +100,47 @@ class Scheduler:
             self._waiting.append(request)
             self._wake.notify()
 
+    def call(self, work: Callable[[], T]) -> Future[T]:
+        """Run `work` on this scheduler's thread between two decode steps (at once when called from it)."""
+        if threading.current_thread() is self._thread:
+            return Jobs.now(work)
+        with self._wake:
+            if self._retired:
+                raise GenerationError("the engine stopped")
+            future = self._jobs.add(work)
+            self._wake.notify()
+        return future
+
     def retire(self) -> deque[Request]:
-        """Stop this thread (it may be stuck in a forward pass) and hand over the requests still waiting."""
+        """Stop this thread (it may be stuck in a forward pass) and hand over the requests still waiting;
+        jobs not yet run fail (`abandon` hands them over instead)."""
+        waiting, jobs = self._stop()
+        jobs.fail(GenerationError("the engine stopped"))
+        return waiting
+
+    def abandon(self) -> tuple[deque[Request], list[Request], Jobs]:
+        """Retire a hung scheduler: the requests still waiting (for another scheduler), those it holds,
+        and the jobs it has not run."""
+        waiting, jobs = self._stop()
+        return waiting, [request for request, _open in list(self._live.values())], jobs
+
+    def _stop(self) -> tuple[deque[Request], Jobs]:
         with self._wake:
             self._retired = True
             waiting, self._waiting = self._waiting, deque()
+            jobs = self._jobs.take()
             self._wake.notify()
-        return waiting
-
-    def abandon(self) -> tuple[deque[Request], list[Request]]:
-        """Retire a hung scheduler: the requests still waiting (for another scheduler) and those it holds."""
-        waiting = self.retire()
-        return waiting, [request for request, _open in list(self._live.values())]
+        return waiting, jobs
 
     def join(self, timeout: float) -> None:
         """Wait for a retired scheduler's thread to finish (it may be stuck: then give up after `timeout`)."""
         self._thread.join(timeout)
 
-    def adopt(self, waiting: deque[Request]) -> None:
+    def adopt(self, waiting: deque[Request], jobs: Jobs | None = None) -> None:
         with self._wake:
             self._waiting.extend(waiting)
+            if jobs is not None:
+                self._jobs.extend(jobs)
             self._wake.notify()
 
     # ---- the scheduler thread ----
@@ -118,11 +149,13 @@ class Scheduler:
         with torch.inference_mode():
             while True:
                 with self._wake:
-                    while not self._retired and not self._waiting and not self._live:
+                    while not (self._retired or self._waiting or self._live or self._jobs):
                         self._wake.wait()
                     if self._retired:
                         self._fail_all(GenerationError("the engine stopped"))
                         return
+                    jobs = self._jobs.take()
+                jobs.run()
                 try:
                     self._admit()
                     if self._live and not self._retired:
@@ -153,10 +186,11 @@ class Scheduler:
             if self._live:
                 return
 
-    def _forward(self, **inputs: Any) -> Any:
+    def _forward(self, kind: str, tokens: int, forward: Callable[[], T]) -> T:
+        """One forward pass on the thread count the pacer picks; `forward_since` shows a hang meanwhile."""
         self.forward_since = time.monotonic()
         try:
-            return self._model(use_cache=True, logits_to_keep=1, **inputs)
+            return self.pacer.run(kind, tokens, forward)
         finally:
             self.forward_since = None
 
@@ -166,12 +200,15 @@ class Scheduler:
         reused, prefix = self.prefixes.lookup(request.session, ids)
         cache = BatchCache(self._layers, 1, prefix, reserve=len(ids) - reused)
         positions = torch.arange(reused, len(ids), dtype=torch.long).unsqueeze(0)
-        out = self._forward(
-            input_ids=torch.tensor([ids[reused:]], dtype=torch.long),
-            position_ids=positions,
-            cache_position=positions[0],
-            cache=as_hf_cache(cache, self._layers),
-        )
+        inputs = {
+            "input_ids": torch.tensor([ids[reused:]], dtype=torch.long),
+            "position_ids": positions,
+            "cache_position": positions[0],
+            "cache": as_hf_cache(cache, self._layers),
+            "use_cache": True,
+            "logits_to_keep": 1,
+        }
+        out = self._forward("prefill", len(ids) - reused, lambda: self._model(**inputs))
         if self._on_prefill is not None:
             self._on_prefill(reused, len(ids) - reused)
         logits = out.logits[0, -1]
@@ -202,7 +239,7 @@ class Scheduler:
             log.debug("decoding a batch of %d sequences", size)
             self._last_size = size
         try:
-            logits = self._forward_batch()
+            logits = self._forward("decode", size, lambda: self._slots.forward(self._model))
         except Exception as exc:
             log.exception("decode step failed")
             self._fail_all(_failure(exc))
@@ -228,13 +265,6 @@ class Scheduler:
             if done:
                 self._finish(row, slot)
         self._slots.compact()
-
-    def _forward_batch(self) -> torch.Tensor:
-        self.forward_since = time.monotonic()
-        try:
-            return self._slots.forward(self._model)
-        finally:
-            self.forward_since = None
 
     def _finish(self, row: Row, slot: int | None) -> None:
         """Row `row` (in batch slot `slot`, or None when it ended at its prefill) is done."""

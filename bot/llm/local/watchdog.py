@@ -65,8 +65,8 @@ class Watchdog:
             "a forward pass has run for %.0f s (the model is hung?); continuing on a fresh thread", seconds
         )
         self.scheduler = self._make()
-        waiting, live = stuck.abandon()
-        self.scheduler.adopt(waiting)
+        waiting, live, jobs = stuck.abandon()
+        self.scheduler.adopt(waiting, jobs)
         for request in live:
             request.emit(Failed(GenerationError("the model stopped responding")))
             request.emit(Released())
