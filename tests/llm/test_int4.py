@@ -4,10 +4,13 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import pytest
 import torch
 from torch import nn
 
-from bot.llm.local.int4 import GROUP, PackedLinear, on_4bit_grid, pack_linears
+from bot.llm.local import int4
+from bot.llm.local.formats import apply_format
+from bot.llm.local.int4 import GROUP, PackedLinear, PackedWeights, on_4bit_grid, pack_linears
 from bot.llm.local.loader import load_model
 from tests.llm.test_formats import streams_what_its_own_generate_gives
 
@@ -35,10 +38,10 @@ def test_weights_on_a_4bit_grid_are_packed_in_4_bits_others_in_8() -> None:
     assert not on_4bit_grid(grid + 1e-4 * torch.randn(96, 128))  # finer than 4 bits: never rounded to 4
     # not a chain: each layer is packed on its own (30 inputs are not whole groups of 32: left as it is)
     model = nn.ModuleList([linear_with(grid), linear_with(torch.randn(64, 96)), nn.Linear(30, 8, bias=False)])
-    crossovers = pack_linears(model, torch.bfloat16)
+    packed = pack_linears(model, torch.bfloat16)
     assert [getattr(m, "kind", None) for m in model] == ["int4", "int8", None]
     assert isinstance(model[0], PackedLinear) and type(model[2]) is nn.Linear
-    assert set(crossovers) == {"int4 96x128", "int8 64x96"}
+    assert set(packed.crossovers) == {"int4 96x128", "int8 64x96"} and set(packed.layers) == {"0", "1"}
     assert all(m.weight.dtype == torch.bfloat16 for m in model)
 
 
@@ -57,6 +60,37 @@ def test_packed_layers_multiply_like_the_plain_layer_and_many_rows_use_the_plain
             many = layer(torch.cat([x, x]))  # 6 rows: the plain bfloat16 product
         assert torch.allclose(few.float(), exact, rtol=0.03, atol=0.03), layer.kind
         assert torch.equal(many, nn.functional.linear(torch.cat([x, x]), layer.weight))
+
+
+def test_packed_weights_saved_once_are_read_back_without_packing_or_timing_again(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    weights = [q4_1_weight(96, 128), torch.randn(64, 96) * 0.05]
+    first = nn.ModuleList([linear_with(w) for w in weights])
+    apply_format(first, "int4", keep_original=False, saved=tmp_path / "packed.safetensors")
+    assert (tmp_path / "packed.safetensors").is_file()
+
+    def never(*_args: object) -> object:
+        raise AssertionError("packed or timed again")
+
+    monkeypatch.setattr(int4, "crossover", never)
+    monkeypatch.setattr(int4, "_pack", never)
+    second = nn.ModuleList([linear_with(w) for w in weights])
+    apply_format(second, "int4", keep_original=False, saved=tmp_path / "packed.safetensors")
+    x = torch.randn(1, 128, dtype=torch.bfloat16)
+    with torch.inference_mode():
+        assert torch.equal(first[0](x), second[0](x)) and torch.equal(
+            first[1](x[:, :96]), second[1](x[:, :96])
+        )
+    assert [(m.kind, m.max_rows) for m in first] == [(m.kind, m.max_rows) for m in second]
+
+
+def test_an_unreadable_saved_file_is_packed_again_and_replaced(tmp_path: Path) -> None:
+    saved = tmp_path / "packed.safetensors"
+    saved.write_bytes(b"not safetensors")
+    model = nn.ModuleList([linear_with(q4_1_weight(96, 128))])
+    apply_format(model, "int4", keep_original=False, saved=saved)
+    assert model[0].kind == "int4" and PackedWeights.load(saved) is not None
 
 
 async def test_an_int4_model_streams_what_its_own_generate_gives(tiny_llama_dir: Path) -> None:

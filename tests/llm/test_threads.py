@@ -39,9 +39,14 @@ def test_on_fresh_thread_returns_the_result_of_another_thread_and_raises_its_err
 
 def test_jobs_run_in_order_and_hand_results_and_errors_to_their_futures() -> None:
     jobs, ran = Jobs(), []
-    first = jobs.add(lambda: ran.append(1) or "one")
+
+    def note(n: int, result: str) -> str:
+        ran.append(n)
+        return result
+
+    first = jobs.add(lambda: note(1, "one"))
     second = jobs.add(lambda: 1 / 0)
-    third = jobs.add(lambda: ran.append(3) or "three")
+    third = jobs.add(lambda: note(3, "three"))
     taken = jobs.take()
     assert len(jobs) == 0 and len(taken) == 3
     taken.run()

@@ -29,7 +29,7 @@ from typing import Any
 
 import torch
 
-from bot.llm.local.int4 import pack_linears
+from bot.llm.local.int4 import PackedWeights, pack_linears
 
 __all__ = [
     "FORMATS",
@@ -138,16 +138,23 @@ def calibration_key(weights: Path, *, batch: int, threads: int) -> str:
     return digest.hexdigest()[:20]
 
 
-def apply_format(model: Any, name: str, *, keep_original: bool = True) -> Any:
-    """`model` (float32) converted to format `name`: a copy, or in place when not `keep_original`."""
+def apply_format(model: Any, name: str, *, keep_original: bool = True, saved: Path | None = None) -> Any:
+    """`model` (float32) converted to format `name`: a copy, or in place when not `keep_original`.
+
+    `saved`: for int4, a file that keeps the packed weights between starts (read when it is there and
+    readable, written otherwise); it must belong to these weights on this machine (`calibration_key`).
+    """
     if name == "float32":
         return model
     source = copy.deepcopy(model) if keep_original else model
     if name in ("bfloat16", "float16"):
         return source.to(getattr(torch, name))
     if name == "int4":  # bfloat16, packed 4-bit (or 8-bit) weights for the few rows of a step (int4.py)
-        crossovers = pack_linears(source, torch.bfloat16)
-        log.debug("packed weights are used up to these row counts: %s", crossovers)
+        earlier = PackedWeights.load(saved) if saved is not None and saved.is_file() else None
+        packed = pack_linears(source, torch.bfloat16, earlier)
+        if saved is not None and earlier is None:
+            packed.save(saved)
+        log.debug("packed weights are used up to these row counts: %s", packed.crossovers)
         return source
     if name == "int8":
         with warnings.catch_warnings():  # torch.ao's deprecation notice: it still works and is measured

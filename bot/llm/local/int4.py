@@ -18,12 +18,17 @@ that `MODEL_DTYPE=auto` measures, and is kept only where it is faster and stays 
 
 from __future__ import annotations
 
+import json
 import time
+from dataclasses import dataclass, field
+from pathlib import Path
 
 import torch
+from safetensors import SafetensorError, safe_open
+from safetensors.torch import save_file
 from torch import nn
 
-__all__ = ["GROUP", "PackedLinear", "pack_linears"]
+__all__ = ["GROUP", "PackedLinear", "PackedWeights", "pack_linears"]
 
 GROUP = 32  # weights per scale and offset, as in GGUF's Q4_1 blocks
 _ROWS = (1, 2, 4, 8, 16, 32)
@@ -65,20 +70,65 @@ def _pack_int8(weight: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     return codes, scale.to(weight.dtype)
 
 
+@dataclass
+class PackedWeights:
+    """Every packed layer of a model by name (kind, codes, scales) and the crossover of each shape.
+
+    Packing checks and converts every weight and times both kernels per shape: about 1.5 s of a start
+    on 2 cores. Saved next to the format calibration (same key: CPU, torch, threads, weights), a later
+    start reads them back instead.
+    """
+
+    layers: dict[str, tuple[str, torch.Tensor, torch.Tensor]] = field(default_factory=dict)
+    crossovers: dict[str, int] = field(default_factory=dict)
+
+    def save(self, path: Path) -> None:
+        tensors = {f"{name}.codes": codes for name, (_, codes, _) in self.layers.items()}
+        tensors |= {f"{name}.scales": scales for name, (_, _, scales) in self.layers.items()}
+        kinds = {name: kind for name, (kind, _, _) in self.layers.items()}
+        metadata = {"kinds": json.dumps(kinds), "crossovers": json.dumps(self.crossovers)}
+        path.parent.mkdir(parents=True, exist_ok=True)
+        partial = path.with_suffix(".tmp")
+        save_file({k: t.contiguous() for k, t in tensors.items()}, str(partial), metadata=metadata)
+        partial.replace(path)
+
+    @classmethod
+    def load(cls, path: Path) -> PackedWeights | None:
+        """What `save` wrote at `path`; None when there is nothing readable there."""
+        try:
+            with safe_open(str(path), "pt") as file:
+                tensors = {key: file.get_tensor(key) for key in file.keys()}  # noqa: SIM118 (keys() is its API)
+                metadata = file.metadata()
+            kinds: dict[str, str] = json.loads(metadata["kinds"])
+            layers = {
+                name: (kind, tensors[f"{name}.codes"], tensors[f"{name}.scales"])
+                for name, kind in kinds.items()
+            }
+            return cls(layers, json.loads(metadata["crossovers"]))
+        except (OSError, ValueError, KeyError, SafetensorError):
+            return None
+
+
 class PackedLinear(nn.Module):
     """A bias-free linear layer with bfloat16 weights and a packed copy; few rows use the packed one."""
 
-    def __init__(self, linear: nn.Linear, max_rows: int = 1 << 30) -> None:
-        """4 bits where the weights lie on a 4-bit grid (checked and packed from one pass), else 8."""
+    packed: torch.Tensor  # buffers: the codes and their scales (and offsets, for int4)
+    scales: torch.Tensor
+
+    def __init__(
+        self,
+        linear: nn.Linear,
+        max_rows: int = 1 << 30,
+        saved: tuple[str, torch.Tensor, torch.Tensor] | None = None,
+    ) -> None:
+        """4 bits where the weights lie on a 4-bit grid (checked and packed from one pass), else 8;
+        `saved`: (kind, codes, scales) packed before from these same weights."""
         super().__init__()
         self.weight, self.max_rows = linear.weight, max_rows
-        weight = linear.weight.data
-        codes, groups, low, step = _groups(weight)
-        self.kind = "int4" if _on_grid(codes, groups, low, step) else "int8"
-        if self.kind == "int4":
-            packed, scales = _pack_int4(weight.shape, codes, low, step, weight.dtype)
+        if saved is not None:
+            self.kind, packed, scales = saved
         else:
-            packed, scales = _pack_int8(weight)
+            self.kind, packed, scales = _pack(linear.weight.data)
         self.register_buffer("packed", packed, persistent=False)
         self.register_buffer("scales", scales, persistent=False)
 
@@ -92,6 +142,13 @@ class PackedLinear(nn.Module):
         else:
             out = ops._weight_int8pack_mm(flat, self.packed, self.scales)
         return out.reshape(*x.shape[:-1], out.shape[-1])
+
+
+def _pack(weight: torch.Tensor) -> tuple[str, torch.Tensor, torch.Tensor]:
+    codes, groups, low, step = _groups(weight)
+    if _on_grid(codes, groups, low, step):
+        return ("int4", *_pack_int4(weight.shape, codes, low, step, weight.dtype))
+    return ("int8", *_pack_int8(weight))
 
 
 def crossover(layer: PackedLinear) -> int:
@@ -116,25 +173,33 @@ def _seconds(layer: nn.Module, x: torch.Tensor, repeats: int) -> float:
     return time.perf_counter() - started
 
 
-def pack_linears(model: nn.Module, dtype: torch.dtype = torch.bfloat16) -> dict[str, int]:
+def pack_linears(
+    model: nn.Module, dtype: torch.dtype = torch.bfloat16, saved: PackedWeights | None = None
+) -> PackedWeights:
     """Convert `model` (float32, in place) to `dtype` with a packed copy of every eligible linear layer.
 
     Eligible: no bias and an input size divisible by GROUP (the projections and output head of the
     supported decoders). 4 bits where the float32 weights lie on a 4-bit grid, 8 bits elsewhere. Returns
-    the crossover in rows per kind and shape, as {"int4 1536x576": 8}, each measured once in `dtype`.
+    the packed layers and the crossover in rows per kind and shape, as {"int4 1536x576": 8}, each
+    measured once in `dtype`. `saved`: what an earlier call returned for these weights on this machine;
+    its layers and crossovers are used as they are (a layer it lacks is packed and measured).
     """
-    layers: list[PackedLinear] = []
+    layers: dict[str, PackedLinear] = {}
     for name, module in list(model.named_modules()):
         if isinstance(module, nn.Linear) and module.bias is None and module.in_features % GROUP == 0:
-            packed = PackedLinear(module)
+            earlier = saved.layers.get(name) if saved else None
+            if earlier is not None and earlier[1].shape[0] != module.out_features:
+                earlier = None  # not these weights after all
+            packed = PackedLinear(module, saved=earlier)
             parent_name, _, child = name.rpartition(".")
             setattr(model.get_submodule(parent_name) if parent_name else model, child, packed)
-            layers.append(packed)
+            layers[name] = packed
     model.to(dtype)  # the weights and the scales; the packed codes are integers and stay as they are
-    crossovers: dict[str, int] = {}
-    for layer in layers:
+    result = PackedWeights(crossovers=dict(saved.crossovers) if saved else {})
+    for name, layer in layers.items():
+        result.layers[name] = (layer.kind, layer.packed, layer.scales)
         shape = f"{layer.kind} {layer.weight.shape[0]}x{layer.weight.shape[1]}"
-        if shape not in crossovers:
-            crossovers[shape] = crossover(layer)
-        layer.max_rows = crossovers[shape]
-    return crossovers
+        if shape not in result.crossovers:
+            result.crossovers[shape] = crossover(layer)
+        layer.max_rows = result.crossovers[shape]
+    return result

@@ -23,7 +23,13 @@ from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer
 from transformers.utils import logging as hf_logging
 
 from bot.core.errors import ModelLoadError
-from bot.llm.local.formats import Calibration, apply_format, cached_calibration, load_or_calibrate
+from bot.llm.local.formats import (
+    Calibration,
+    apply_format,
+    cached_calibration,
+    calibration_key,
+    load_or_calibrate,
+)
 from bot.llm.threads import on_fresh_thread
 
 __all__ = [
@@ -197,7 +203,9 @@ def _choose_format(loaded: LoadedModel, dtype: str, weights: Path, cache_dir: Pa
         dtype = loaded.calibration.choice
     if dtype in ("int8", "int4") and loaded.device.type != "cpu":
         raise ModelLoadError(f"MODEL_DTYPE={dtype}: its kernels run on CPU only")
-    loaded.model = apply_format(loaded.model, dtype, keep_original=False)
+    key = calibration_key(weights, batch=batch, threads=torch.get_num_threads())
+    saved = cache_dir / "formats" / f"{key}.{dtype}.safetensors" if dtype == "int4" else None
+    loaded.model = apply_format(loaded.model, dtype, keep_original=False, saved=saved)
     loaded.format = dtype
     loaded.dtype = {"int8": torch.float32, "int4": torch.bfloat16}.get(dtype) or getattr(torch, dtype)
 
