@@ -50,7 +50,9 @@ class ModelSettings(Section):
         None, description="Where converted models are cached (default: the user cache directory)"
     )
     threads: Annotated[int, Field(ge=1)] | None = Field(
-        None, description="torch CPU threads (default: torch's choice, the number of cores)"
+        None,
+        description="Most torch CPU threads a forward pass may use (default: the number of cores); "
+        "each pass uses the count measured fastest at the time, up to this",
     )
     max_context: Annotated[int, Field(ge=64)] | None = Field(
         None, description="Context window in tokens (default: the model's own maximum)"
