@@ -265,6 +265,9 @@ def _gguf_for(model_name: str, runner: str) -> tuple[str | None, str]:
             import llama_cpp  # noqa: F401
         except ImportError:
             return None, "llama-cpp-python is not installed (pip install -e .[bench], see docs/benchmarks.md)"
+        except OSError as exc:  # installed over a separate llama.cpp build that it cannot find
+            why = f"llama-cpp-python cannot load llama.cpp ({exc})"
+            return None, f"{why}: set LLAMA_CPP_LIB_PATH to its build's bin folder (docs/benchmarks.md)"
     source = resolve_source(model_name)
     if source.kind != "gguf":
         return None, f"MODEL_NAME={model_name} is not a GGUF file, so llama.cpp cannot run the same model"
