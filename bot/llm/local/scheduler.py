@@ -111,26 +111,19 @@ class Scheduler:
             self._wake.notify()
         return future
 
-    def retire(self) -> deque[Request]:
-        """Stop this thread (it may be stuck in a forward pass) and hand over the requests still waiting;
-        jobs not yet run fail (`abandon` hands them over instead)."""
-        waiting, jobs = self._stop()
-        jobs.fail(GenerationError("the engine stopped"))
-        return waiting
-
-    def abandon(self) -> tuple[deque[Request], list[Request], Jobs]:
-        """Retire a hung scheduler: the requests still waiting (for another scheduler), those it holds,
-        and the jobs it has not run."""
-        waiting, jobs = self._stop()
-        return waiting, [request for request, _open in list(self._live.values())], jobs
-
-    def _stop(self) -> tuple[deque[Request], Jobs]:
+    def retire(self) -> tuple[deque[Request], Jobs]:
+        """Stop this thread (it may be stuck in a forward pass); the requests and jobs still waiting."""
         with self._wake:
             self._retired = True
             waiting, self._waiting = self._waiting, deque()
             jobs = self._jobs.take()
             self._wake.notify()
         return waiting, jobs
+
+    def abandon(self) -> tuple[deque[Request], list[Request], Jobs]:
+        """Retire a hung scheduler: what still waits (for another scheduler) and the requests it holds."""
+        waiting, jobs = self.retire()
+        return waiting, [request for request, _open in list(self._live.values())], jobs
 
     def join(self, timeout: float) -> None:
         """Wait for a retired scheduler's thread to finish (it may be stuck: then give up after `timeout`)."""

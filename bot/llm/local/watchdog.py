@@ -73,7 +73,9 @@ class Watchdog:
 
     async def aclose(self) -> None:
         self.closed = True
-        for request in self.scheduler.retire():
+        waiting, jobs = self.scheduler.retire()
+        for request in waiting:
             request.emit(Failed(GenerationError("the engine is shutting down")))
+        jobs.fail(GenerationError("the engine is shutting down"))
         # let a running step finish, so the process never exits while torch is mid-call
         await asyncio.to_thread(self.scheduler.join, STUCK_AFTER_SECONDS)
