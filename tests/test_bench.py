@@ -15,6 +15,7 @@ from transformers import AutoTokenizer
 from bot.core.domain import Prompt, Role
 from bot.llm.local.loader import resolve_source
 from bot_dev.bench.llama_server import LlamaServerRunner, llama_server_binary
+from bot_dev.bench.workload import LONG_OPENING, user_turn
 from tests.conftest import env_without_bot_settings
 
 
@@ -80,3 +81,9 @@ async def test_the_llama_server_peer_starts_answers_from_the_gguf_and_stops(tiny
         await runner.aclose()
     assert timing.text and timing.tokens > 0 and 0 < timing.ttft <= timing.total
     assert not runner.running  # the server process is gone
+
+
+def test_the_long_conversation_opens_with_a_message_no_other_chat_sends() -> None:
+    """Its turn 1 must compute its prompt like any first turn, not find it cached from an earlier phase."""
+    openings = {user_turn(chat, 0) for chat in [*range(64), *range(1000, 1010)]}
+    assert LONG_OPENING not in openings and len(openings) > 1

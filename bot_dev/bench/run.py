@@ -29,7 +29,7 @@ from bot.llm.local.loader import LoadedModel, resolve_source
 from bot.prompt.builder import ChatFormat, PromptBuilder
 from bot_dev.bench.llama_server import LlamaServerRunner, llama_server_binary
 from bot_dev.bench.runners import EngineRunner, LlamaCppRunner, NaiveRunner, Runner, Timing
-from bot_dev.bench.workload import SYSTEM_PROMPT, user_turn
+from bot_dev.bench.workload import LONG_OPENING, SYSTEM_PROMPT, user_turn
 
 __all__ = ["BenchOptions", "cold_start_seconds", "run_bench"]
 
@@ -74,12 +74,17 @@ class RunnerResult:
 class _Conversation:
     """One scripted chat: its history grows with the replies the runner actually gave."""
 
-    def __init__(self, prompts: PromptBuilder, chat: int, max_new_tokens: int) -> None:
+    def __init__(
+        self, prompts: PromptBuilder, chat: int, max_new_tokens: int, opening: str | None = None
+    ) -> None:
+        """`opening`: the first message, instead of the scripted one (see LONG_OPENING)."""
         self._prompts, self._chat, self._max_new = prompts, chat, max_new_tokens
+        self._opening = opening
         self.history: list[Turn] = []
 
     def prompt(self, turn: int, runner: str) -> Prompt:
-        question = Turn(Role.USER, user_turn(self._chat, turn))
+        text = self._opening if turn == 0 and self._opening else user_turn(self._chat, turn)
+        question = Turn(Role.USER, text)
         built = self._prompts.build(self.history, question, max_new_tokens=self._max_new)
         self._question = question
         return replace(built, session=f"{runner}-{self._chat}")  # ids for local runners, messages for servers
@@ -128,7 +133,9 @@ async def _long(
     runners: dict[str, Runner], prompts: PromptBuilder, options: BenchOptions, tick: Tick
 ) -> dict[str, tuple[list[float], list[int]]]:
     """One conversation of `long_turns` turns per runner, turn by turn in step."""
-    conversations = {name: _Conversation(prompts, 7, options.max_new_tokens) for name in runners}
+    conversations = {
+        name: _Conversation(prompts, 7, options.max_new_tokens, opening=LONG_OPENING) for name in runners
+    }
     found: dict[str, tuple[list[float], list[int]]] = {name: ([], []) for name in runners}
     for turn in range(options.long_turns):
         for name, runner in runners.items():

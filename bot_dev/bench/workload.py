@@ -5,7 +5,7 @@ Deterministic (no randomness), so two runs ask exactly the same things in the sa
 
 from __future__ import annotations
 
-__all__ = ["SYSTEM_PROMPT", "USER_TURNS", "user_turn"]
+__all__ = ["LONG_OPENING", "SYSTEM_PROMPT", "USER_TURNS", "user_turn"]
 
 SYSTEM_PROMPT = (
     "You are the customer-support assistant of Northwind Outdoor, an online shop for hiking and camping "
@@ -36,6 +36,13 @@ USER_TURNS = (
     "Do you repair trekking poles, or do I have to buy new ones?",
     "Thanks! One last thing: are you open on Saturdays?",
 )
+
+
+# The long conversation's first message: one no other chat of the run sends. Its turn 1 then computes its
+# new tokens as every chat's first turn does (only the system prompt is shared), instead of finding the
+# whole prompt cached from an earlier phase's chat that opened the same way (that made turn 1 a cache hit
+# and the turn 20 / turn 1 ratio a measure of the cache, not of the history's length).
+LONG_OPENING = "Hello! I have a few questions about my account and an order I placed last week."
 
 
 def user_turn(chat: int, turn: int) -> str:
