@@ -157,6 +157,22 @@ def test_each_size_of_work_is_measured_on_its_own() -> None:
     assert Pacer(8).choices == [8, 4, 1] and Pacer(1).choices == [1]
 
 
+def test_while_decode_steps_run_best_on_fewer_threads_a_prefill_uses_no_more() -> None:
+    pacer = Pacer(2)
+    busy = {2: 0.09, 1: 0.02}  # decode steps: two threads stall on a busy machine
+    for _ in range(20):
+        _step(pacer, busy)
+    assert pacer.threads("prefill", 500) == 1  # not tried on two threads while the machine is busy
+    quiet = {2: 0.01, 1: 0.02}
+    for _ in range(PROBE_EVERY * 4):
+        _step(pacer, quiet)
+    used = []
+    for _ in range(10):  # its own measurement again
+        used.append(pacer.threads("prefill", 500))
+        pacer.record("prefill", 500, used[-1], 500 * quiet[used[-1]])
+    assert used[-1] == 2 and 1 in used
+
+
 def _step(pacer: Pacer, speed: dict[int, float]) -> int:
     threads = pacer.threads("decode", 1)
     pacer.record("decode", 1, threads, speed[threads])

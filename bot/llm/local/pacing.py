@@ -56,6 +56,7 @@ class Pacer:
         self.choices = sorted({most, max(1, most // 2), 1}, reverse=True)
         self._work: dict[tuple[str, int], _Work] = {}
         self._current = 0  # the thread count torch was last set to on this thread (0: not yet)
+        self._decode_best = most  # the best count of the latest decode step's work
 
     def run(self, kind: str, tokens: int, forward: Callable[[], T]) -> T:
         """`forward()` on the thread count chosen for this work, timed for the next choices."""
@@ -69,7 +70,13 @@ class Pacer:
         return result
 
     def threads(self, kind: str, tokens: int) -> int:
-        """The thread count for a pass of `kind` ("decode", "prefill") over `tokens` tokens."""
+        """The thread count for a pass of `kind` ("decode", "prefill") over `tokens` tokens.
+
+        Decode steps are many and short, so they tell first when the machine is busy; while they run best
+        on fewer threads, other passes use no more (a prefill tried on two threads then would stall long).
+        """
+        if kind != "decode" and self._decode_best < self.choices[0]:
+            return self._decode_best
         work = self._entry(kind, tokens)
         work.passes += 1
         if not work.probe_left:
@@ -100,6 +107,8 @@ class Pacer:
         measured = {n: o.seconds_per_token for n, o in work.options.items() if o.seconds_per_token}
         if measured:
             work.best = min(measured, key=lambda n: measured[n])
+        if kind == "decode":
+            self._decode_best = work.best
         if threads == work.probe and not work.probe_left:  # the try is over: did it win?
             won = work.best == threads
             option.probe_every = PROBE_EVERY if won else min(2 * option.probe_every, MOST_PROBE_EVERY)
