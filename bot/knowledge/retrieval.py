@@ -74,7 +74,7 @@ SYNONYMS = (
     "invoice receipt bill",
     "discount coupon promo",
     "install installation setup",
-    "parcel package",
+    "parcel",
     "person human agent representative operator",
 )
 # phrases first, before single words: "how much" asks for a cost, "send back" means return
