@@ -22,6 +22,7 @@ import snowballstemmer
 from bot.knowledge.base import Hit, Passage, Retrieval
 
 __all__ = [
+    "CORROBORATION",
     "PHRASES",
     "QUESTION_WEIGHT",
     "RRF_K",
@@ -35,6 +36,9 @@ __all__ = [
     "terms",
 ]
 
+# a lexical match on a minority of the question's words ("help me write a poem" shares only "help") is
+# believed only as far as the passage's meaning agrees: its coverage is scaled by cosine / CORROBORATION
+CORROBORATION = 0.4
 QUESTION_WEIGHT = 0.25  # a word of a passage's doc2query questions counts a quarter of a word of its text
 RRF_K = 60  # the constant of reciprocal rank fusion (Cormack et al.): damps the weight of the top ranks
 
@@ -70,7 +74,7 @@ SYNONYMS = (
     "invoice receipt bill",
     "discount coupon promo",
     "install installation setup",
-    "parcel package",
+    "parcel",
     "person human agent representative operator",
 )
 # phrases first, before single words: "how much" asks for a cost, "send back" means return
@@ -243,7 +247,10 @@ class Retriever:
             for i in best
         )
         semantic = known > 0 or not weights  # a name alone is not rescued by its embedding either
-        confidence = max((max(h.coverage, (h.similarity or 0.0) * semantic) for h in hits), default=0.0)
+        minority = 2 * len(weights) < len(set(query))
+        lexical_evidence = [_corroborated(h) if minority else h.coverage for h in hits]
+        semantic_evidence = [(h.similarity or 0.0) * semantic for h in hits]
+        confidence = max(map(max, lexical_evidence, semantic_evidence), default=0.0)
         confident = bool(hits) and confidence >= min_score
         return Retrieval(hits, confidence=round(confidence, 4), confident=confident)
 
@@ -262,6 +269,17 @@ class Retriever:
             return ()
         rows = self.sentence_vectors[index]
         return tuple(float(x) for x in rows @ np.asarray(query_vector, dtype=np.float32)) if len(rows) else ()
+
+
+def _corroborated(hit: Hit) -> float:
+    """The hit's coverage, scaled down when its meaning (the closer of the passage's cosine and its best
+    sentence's) is far from the question's: most of the question's words are foreign to the documents,
+    so the few shared ones may be generic ("help", "fix") rather than the subject. Without embeddings
+    there is nothing to corroborate with, and the coverage stands."""
+    if hit.similarity is None:
+        return hit.coverage
+    meaning = max(hit.similarity, *hit.sentence_similarity)
+    return hit.coverage * min(1.0, max(meaning, 0.0) / CORROBORATION)
 
 
 def names(text: str) -> set[str]:

@@ -114,6 +114,8 @@ def test_sentences_split_at_sentence_ends_and_list_items() -> None:
 def test_terms_stem_and_map_synonyms_both_ways() -> None:
     assert set(terms("How much does shipping cost?")) == set(terms("price of delivery")) == {"cost", "ship"}
     assert terms("Can I send it back?") == ["return"]
+    # "package" stems like "packaging" (and means a plan at a service company): not read as "parcel"
+    assert not set(terms("in its original packaging")) & set(terms("parcel"))
     assert is_small_talk("Hi there, thanks!") and not is_small_talk("hi, where is my parcel?")
 
 
