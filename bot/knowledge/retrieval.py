@@ -278,7 +278,7 @@ def _corroborated(hit: Hit) -> float:
     there is nothing to corroborate with, and the coverage stands."""
     if hit.similarity is None:
         return hit.coverage
-    meaning = max(hit.similarity, *hit.sentence_similarity)
+    meaning = max((hit.similarity, *hit.sentence_similarity))  # no sentences: the passage alone
     return hit.coverage * min(1.0, max(meaning, 0.0) / CORROBORATION)
 
 

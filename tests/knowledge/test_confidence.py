@@ -48,6 +48,13 @@ def test_a_match_on_a_minority_of_words_needs_the_meaning_to_agree() -> None:
     assert near.search(POEM, top_k=2, min_score=0.35, query_vector=question).confident
 
 
+def test_passage_vectors_without_sentence_vectors_are_corroborated_by_the_passage_alone() -> None:
+    passages = split_markdown(SourceFile("power.md", GUIDE), max_chars=500)
+    far = Retriever(passages, np.tile(np.array([0.1, np.sqrt(0.99)], dtype=np.float32), (len(passages), 1)))
+    declined = far.search(POEM, top_k=2, min_score=0.35, query_vector=[1.0, 0.0])
+    assert declined.hits and not declined.hits[0].sentence_similarity and not declined.confident
+
+
 def test_without_embeddings_the_word_match_stands() -> None:
     plain = Retriever(split_markdown(SourceFile("power.md", GUIDE), max_chars=500))
     found = plain.search(POEM, top_k=2, min_score=0.35)
