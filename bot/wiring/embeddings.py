@@ -10,6 +10,7 @@ local engine runs, `embed_on` moves its work onto the engine's thread (bot/llm/t
 from __future__ import annotations
 
 import logging
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -23,8 +24,16 @@ __all__ = ["embed_on", "shared_embedder"]
 
 log = logging.getLogger(__name__)
 
-_embedders: dict[Path, MiniLmEmbedder] = {}  # one per model location: in practice, the one
-_compute: dict[str, Submit] = {}  # "engine": where they run their torch work, while a local engine runs
+
+@dataclass
+class _Process:
+    """The process's embedders (one per model location: in practice, the one) and where they compute."""
+
+    embedders: dict[Path, MiniLmEmbedder] = field(default_factory=dict)
+    submit: Submit | None = None  # the local engine's compute thread, while one runs
+
+
+_PROCESS = _Process()
 
 
 def shared_embedder(setting: str, mode: str) -> MiniLmEmbedder | None:
@@ -49,19 +58,16 @@ def shared_embedder(setting: str, mode: str) -> MiniLmEmbedder | None:
 def embed_on(submit: Submit | None) -> None:
     """Run the process's embedder (loaded now or later) on the compute thread `submit` feeds; None: on
     threads of its own (no local engine, or it closed)."""
-    if submit is None:
-        _compute.clear()
-    else:
-        _compute["engine"] = submit
-    for embedder in _embedders.values():
+    _PROCESS.submit = submit
+    for embedder in _PROCESS.embedders.values():
         embedder.run_on(submit)
 
 
 def _load(location: Path) -> MiniLmEmbedder:
     from bot.llm.embeddings import MiniLmEmbedder
 
-    if location not in _embedders:
+    if location not in _PROCESS.embedders:
         embedder = MiniLmEmbedder(location)
-        embedder.run_on(_compute.get("engine"))
-        _embedders[location] = embedder
-    return _embedders[location]
+        embedder.run_on(_PROCESS.submit)
+        _PROCESS.embedders[location] = embedder
+    return _PROCESS.embedders[location]
