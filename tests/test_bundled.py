@@ -59,14 +59,17 @@ def test_smollm2_answers_on_topic_through_the_terminal(bundled_cache: Path, tmp_
     assert "with 2 history turns" in done.stderr
 
 
-def test_int4_keeps_the_bundled_models_quality_within_the_stated_tolerance(bundled_cache: Path) -> None:
+@pytest.mark.parametrize("name", ["int4", "int4-float32"])
+def test_int4_keeps_the_bundled_models_quality_within_the_stated_tolerance(
+    bundled_cache: Path, name: str
+) -> None:
     import torch
 
     from bot.llm.local.formats import MAX_PERPLEXITY_RATIO, MIN_AGREEMENT, QUALITY_TEXT, apply_format, quality
     from bot.llm.local.int4 import PackedLinear
 
     loaded = load_model(BUNDLED, dtype="float32", device="cpu", cache_dir=bundled_cache)
-    packed = apply_format(loaded.model, "int4")
+    packed = apply_format(loaded.model, name)
     kinds = [layer.kind for layer in packed.modules() if isinstance(layer, PackedLinear)]
     assert kinds.count("int4") == 210 and kinds.count("int8") == 1  # the GGUF: Q4_1, and a Q8_0 head
     for layer in packed.modules():

@@ -39,11 +39,12 @@ class ModelSettings(Section):
         min_length=1,
         description="bundled:smollm2-135m-instruct, a local model directory, a .gguf file or a Hub model id",
     )
-    dtype: Literal["auto", "float32", "bfloat16", "float16", "int8", "int4"] = Field(
+    dtype: Literal["auto", "float32", "bfloat16", "float16", "int8", "int4", "int4-float32"] = Field(
         "auto",
         description="auto: on CPU the fastest format that keeps float32's quality, measured once and cached "
         "(int8 = dynamic quantisation of the linear layers; int4 = bfloat16 with 4-bit weights for the "
-        "few rows of a decode step); bfloat16 (or float16) on CUDA",
+        "few rows of a decode step; int4-float32 = the same with float32 activations, for CPUs without "
+        "bfloat16 arithmetic); bfloat16 (or float16) on CUDA",
     )
     device: Literal["auto", "cpu", "cuda"] = Field("auto", description="Where the model runs")
     cache_dir: Path | None = Field(

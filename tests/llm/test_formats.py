@@ -36,7 +36,8 @@ def test_calibration_chooses_a_format_within_tolerance_and_caches_it(
     assert set(first.figures) == set(FORMATS)
     assert first.figures[first.choice].within_tolerance
     assert all(
-        f.single_tokens_per_second > 0 and f.batch_tokens_per_second > 0 for f in first.figures.values()
+        f.single_tokens_per_second > 0 and f.batch_tokens_per_second > 0 and f.prefill_tokens_per_second > 0
+        for f in first.figures.values()
     )
     assert first.choice in first.summary() and "tok/s" in first.summary()
     (cached,) = (tmp_path / "formats").iterdir()
@@ -57,18 +58,22 @@ def test_calibration_chooses_a_format_within_tolerance_and_caches_it(
     assert cached.is_file()
 
 
-def test_the_choice_is_never_far_off_the_best_at_either_load() -> None:
+def test_the_choice_is_never_far_off_the_best_at_any_load() -> None:
     figures = {
-        "float32": FormatFigures(9.6, 38.9),
-        "bfloat16": FormatFigures(18.1, 24.6),  # the AVX2 box: fast alone, slow in a batch
-        "int8": FormatFigures(20.0, 60.0, agreement=0.38, perplexity_ratio=4.5, within_tolerance=False),
+        "float32": FormatFigures(9.6, 38.9, 250.0),
+        "bfloat16": FormatFigures(18.1, 24.6, 240.0),  # the AVX2 box: fast alone, slow in a batch
+        "int8": FormatFigures(20, 60, 300, agreement=0.38, perplexity_ratio=4.5, within_tolerance=False),
     }
     # float32 is 0.53 of the best alone, bfloat16 0.63 of the best at 16 chats: bfloat16 is never as far off
     assert choose(figures) == "bfloat16"
-    figures["bfloat16"] = FormatFigures(18.1, 14.0)
+    figures["bfloat16"] = FormatFigures(18.1, 14.0, 240.0)
     assert choose(figures) == "float32"
     figures["int8"].within_tolerance = True
-    assert choose(figures) == "int8"  # the fastest at both loads, once its quality is acceptable
+    assert choose(figures) == "int8"  # the fastest at every load, once its quality is acceptable
+    # measured on the AVX2 EPYC: int4 decodes fastest, but its bfloat16 prefill is emulated and 4x slower
+    figures["int4"] = FormatFigures(22.1, 93.4, 60.0)
+    figures["int4-float32"] = FormatFigures(21.4, 83.5, 243.0)
+    assert choose(figures) == "int4-float32"
 
 
 def test_quantised_output_stays_within_the_stated_tolerance_of_float32(tiny_llama: LoadedModel) -> None:

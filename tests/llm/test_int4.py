@@ -1,4 +1,5 @@
-"""MODEL_DTYPE=int4: bfloat16 activations, packed weights for the few rows of a decode step."""
+"""MODEL_DTYPE=int4 / int4-float32: packed weights for the few rows of a decode step, bfloat16 or float32
+activations."""
 
 from __future__ import annotations
 
@@ -45,20 +46,24 @@ def test_weights_on_a_4bit_grid_are_packed_in_4_bits_others_in_8() -> None:
     assert all(m.weight.dtype == torch.bfloat16 for m in model)
 
 
-def test_packed_layers_multiply_like_the_plain_layer_and_many_rows_use_the_plain_product() -> None:
+@pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float32])
+def test_packed_layers_multiply_like_the_plain_layer_and_many_rows_use_the_plain_product(
+    dtype: torch.dtype,
+) -> None:
     for weight in (q4_1_weight(96, 128), torch.randn(96, 128) * 0.05):
         plain = linear_with(weight)
         model = nn.Sequential(linear_with(weight))
-        pack_linears(model, torch.bfloat16)
+        pack_linears(model, dtype)
         layer = model[0]
-        assert isinstance(layer, PackedLinear)
+        assert isinstance(layer, PackedLinear) and layer.weight.dtype == dtype
+        assert layer.scales.dtype == torch.bfloat16  # what the packed kernels take, whatever the model's
         layer.max_rows = 4
-        x = torch.randn(3, 128, dtype=torch.bfloat16)
+        x = torch.randn(3, 128, dtype=dtype)
         with torch.inference_mode():
             exact = plain(x.float())
             few = layer(x)  # 3 rows: the packed kernel
-            many = layer(torch.cat([x, x]))  # 6 rows: the plain bfloat16 product
-        assert torch.allclose(few.float(), exact, rtol=0.03, atol=0.03), layer.kind
+            many = layer(torch.cat([x, x]))  # 6 rows: the plain product in the model's dtype
+        assert few.dtype == dtype and torch.allclose(few.float(), exact, rtol=0.03, atol=0.03), layer.kind
         assert torch.equal(many, nn.functional.linear(torch.cat([x, x]), layer.weight))
 
 
@@ -93,9 +98,13 @@ def test_an_unreadable_saved_file_is_packed_again_and_replaced(tmp_path: Path) -
     assert model[0].kind == "int4" and PackedWeights.load(saved) is not None
 
 
-async def test_an_int4_model_streams_what_its_own_generate_gives(tiny_llama_dir: Path) -> None:
-    loaded = load_model(str(tiny_llama_dir), dtype="int4", device="cpu")
-    assert loaded.format == "int4" and loaded.dtype == torch.bfloat16
+@pytest.mark.parametrize(("name", "dtype"), [("int4", torch.bfloat16), ("int4-float32", torch.float32)])
+async def test_an_int4_model_streams_what_its_own_generate_gives(
+    tiny_llama_dir: Path, name: str, dtype: torch.dtype
+) -> None:
+    loaded = load_model(str(tiny_llama_dir), dtype=name, device="cpu")
+    assert loaded.format == name and loaded.dtype == dtype
+    assert {p.dtype for p in loaded.model.parameters()} == {dtype}
     layers = [m for m in loaded.model.modules() if isinstance(m, PackedLinear)]
     assert layers and not [m for m in loaded.model.modules() if type(m) is nn.Linear]
     for layer in layers:

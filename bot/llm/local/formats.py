@@ -3,9 +3,11 @@
 Which format is fastest depends on the machine: on an AVX-512-BF16/AMX Xeon bfloat16 doubles the speed of
 float32; on an AVX2-only EPYC bfloat16 is emulated (fast at one chat, slow at sixteen) and int8 weights
 (dynamic quantisation of the linear layers) win at every batch size, but change the small model's
-answers; 4-bit weights with bfloat16 activations (int4.py) make one chat several times faster where
-torch has a fast kernel for them. So `MODEL_DTYPE=auto` times each
-candidate at first start, at one sequence and at a full batch, checks that its output stays close to
+answers; 4-bit weights (int4.py) make one chat several times faster where torch has a fast kernel for
+them, with the rest of the model in bfloat16 (`int4`) or, where bfloat16 is emulated and a prefill in it
+takes four times as long, in float32 (`int4-float32`). So `MODEL_DTYPE=auto` times each candidate at
+first start, decoding at one sequence and at a full batch and reading a prompt (the prefill that sets
+a reply's first-token latency), checks that its output stays close to
 float32's on a fixed text, and keeps the result in the model cache directory, keyed by everything that
 could change the answer: the CPU model and flags, the torch version, the thread count and the weights.
 Later starts read the choice back in milliseconds.
@@ -47,12 +49,15 @@ __all__ = [
 
 log = logging.getLogger(__name__)
 
-FORMATS = ("float32", "bfloat16", "int8", "int4")
+FORMATS = ("float32", "bfloat16", "int8", "int4", "int4-float32")
+# the dtype the model's activations (and its unpacked weights) have in each format
+ACTIVATIONS = {"int8": torch.float32, "int4": torch.bfloat16, "int4-float32": torch.float32}
 # A quantised format is kept only when, on QUALITY_TEXT, the model's next-token choice agrees with
 # float32's at this share of positions or more, and its perplexity is at most this factor above float32's.
 MIN_AGREEMENT = 0.90
 MAX_PERPLEXITY_RATIO = 1.05
 DECODE_STEPS = 4
+PREFILL_TOKENS = 96  # a short prompt's worth; a reply's prompt reuses the cached system prompt
 
 QUALITY_TEXT = (
     "Thank you for contacting our support team. Your order number 48213 was shipped on Monday and should "
@@ -65,10 +70,12 @@ QUALITY_TEXT = (
 
 @dataclass
 class FormatFigures:
-    """One format's measurement: decode tokens/s alone and at a full batch, and its closeness to float32."""
+    """One format's measurement: decode tokens/s alone and at a full batch, prompt tokens/s read at once,
+    and its closeness to float32."""
 
     single_tokens_per_second: float
     batch_tokens_per_second: float
+    prefill_tokens_per_second: float
     agreement: float = 1.0  # share of positions where the greedy next token equals float32's
     perplexity_ratio: float = 1.0  # perplexity on QUALITY_TEXT over float32's
     within_tolerance: bool = True
@@ -89,7 +96,8 @@ class Calibration:
     def summary(self) -> str:
         """One line for the start-up log and `bot config`: the choice and every figure behind it."""
         parts = [
-            f"{name} {f.single_tokens_per_second:.1f} tok/s alone, {f.batch_tokens_per_second:.1f} batched"
+            f"{name} {f.single_tokens_per_second:.1f} tok/s alone, {f.batch_tokens_per_second:.1f} batched, "
+            f"{f.prefill_tokens_per_second:.0f} prompt"
             + ("" if name == "float32" else f" agree {f.agreement:.0%} ppl x{f.perplexity_ratio:.3f}")
             + ("" if f.within_tolerance else " (rejected: quality)")
             for name, f in self.figures.items()
@@ -149,9 +157,9 @@ def apply_format(model: Any, name: str, *, keep_original: bool = True, saved: Pa
     source = copy.deepcopy(model) if keep_original else model
     if name in ("bfloat16", "float16"):
         return source.to(getattr(torch, name))
-    if name == "int4":  # bfloat16, packed 4-bit (or 8-bit) weights for the few rows of a step (int4.py)
+    if name in ("int4", "int4-float32"):  # packed 4-bit (or 8-bit) weights for the few rows of a step
         earlier = PackedWeights.load(saved) if saved is not None and saved.is_file() else None
-        packed = pack_linears(source, torch.bfloat16, earlier)
+        packed = pack_linears(source, ACTIVATIONS[name], earlier)
         if saved is not None and earlier is None:
             packed.save(saved)
         log.debug("packed weights are used up to these row counts: %s", packed.crossovers)
@@ -193,26 +201,38 @@ def _decode_rate(model: Any, ids: torch.Tensor, rows: int) -> float:
     return rows * DECODE_STEPS / max(elapsed, 1e-9)
 
 
+def _prefill_rate(model: Any, ids: torch.Tensor) -> float:
+    """Prompt tokens/s: the best of two forward passes over `ids` after a warm-up pass."""
+    with torch.inference_mode():
+        model(input_ids=ids, logits_to_keep=1)
+        best = float("inf")
+        for _ in range(2):
+            started = time.perf_counter()
+            model(input_ids=ids, logits_to_keep=1)
+            best = min(best, time.perf_counter() - started)
+    return ids.shape[1] / max(best, 1e-9)
+
+
 def calibrate(model: Any, tokenizer: Any, *, batch: int, formats: tuple[str, ...] = FORMATS) -> Calibration:
     """Time every format on `model` (float32) and choose the fastest that keeps float32's quality.
 
     Formats are measured back to back in one process (a few decode steps each after a warm-up step, so
-    the whole calibration stays short on a small machine). The choice maximises the worse of its two
-    ratios to the fastest format at one chat and at `batch` chats: the format that is never far off.
+    the whole calibration stays short on a small machine). The choice maximises the worst of its three
+    ratios to the fastest format (one chat, `batch` chats, reading a prompt): the format never far off.
     """
     started = time.perf_counter()
     ids = torch.tensor([tokenizer.encode(QUALITY_TEXT)])
-    prompt = ids[:, :8]
-    variants = {name: apply_format(model, name) for name in formats}
-    figures = {
-        name: FormatFigures(_decode_rate(variant, prompt, 1), _decode_rate(variant, prompt, batch))
-        for name, variant in variants.items()
-    }
-    for name, variant in variants.items():
+    prompt, text = ids[:, :8], ids[:, :PREFILL_TOKENS]
+    figures = {}
+    for name in formats:  # one copy at a time: several float32 copies of a bigger model would not fit
+        variant = apply_format(model, name)
+        decode = _decode_rate(variant, prompt, 1), _decode_rate(variant, prompt, batch)
+        figures[name] = FormatFigures(*decode, _prefill_rate(variant, text))
         if name != "float32":
             f = figures[name]
             f.agreement, f.perplexity_ratio = quality(model, variant, ids)
             f.within_tolerance = f.agreement >= MIN_AGREEMENT and f.perplexity_ratio <= MAX_PERPLEXITY_RATIO
+        del variant
     cpu, _flags = cpu_description()
     return Calibration(
         choice=choose(figures),
@@ -226,15 +246,18 @@ def calibrate(model: Any, tokenizer: Any, *, batch: int, formats: tuple[str, ...
 
 
 def choose(figures: dict[str, FormatFigures]) -> str:
-    """The format whose worse ratio to the best (alone, and at a full batch) is highest; float32 on ties."""
+    """The format whose worst ratio to the best (alone, at a full batch, reading a prompt) is highest;
+    float32 on ties."""
     usable = {name: f for name, f in figures.items() if f.within_tolerance}
-    best_single = max(f.single_tokens_per_second for f in usable.values()) or 1.0
-    best_batch = max(f.batch_tokens_per_second for f in usable.values()) or 1.0
+
+    def rates(f: FormatFigures) -> tuple[float, float, float]:
+        return f.single_tokens_per_second, f.batch_tokens_per_second, f.prefill_tokens_per_second
+
+    best = [max(column) or 1.0 for column in zip(*map(rates, usable.values()), strict=True)]
 
     def score(name: str) -> tuple[float, bool]:
-        f = usable[name]
-        worse = min(f.single_tokens_per_second / best_single, f.batch_tokens_per_second / best_batch)
-        return round(worse, 2), name == "float32"
+        worst = min(rate / top for rate, top in zip(rates(usable[name]), best, strict=True))
+        return round(worst, 2), name == "float32"
 
     return max(usable, key=score)
 

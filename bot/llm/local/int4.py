@@ -10,10 +10,14 @@ CPU kernels that multiply bfloat16 rows by packed weights without unpacking the 
 - 8 bits with a scale per output row (`_weight_int8pack_mm`) for every other layer, such as the output
   head, which the GGUF keeps in 8 bits (Q8_0).
 
-With many rows (a prefill, or a batch of many chats) the plain bfloat16 product is faster again, so each
-layer keeps both and picks by the number of rows: up to `max_rows`, measured for each kind and shape by
-timing both kernels on this CPU, the packed one; above it, bfloat16. The format is one of the candidates
-that `MODEL_DTYPE=auto` measures, and is kept only where it is faster and stays close to float32.
+With many rows (a prefill, or a batch of many chats) the plain product is faster again, so each layer
+keeps both and picks by the number of rows: up to `max_rows`, measured for each kind and shape by timing
+both kernels on this CPU, the packed one; above it, the plain weights. The kernels take bfloat16 rows
+only; the rest of the model runs in bfloat16 (format `int4`) or in float32 (`int4-float32`: rows are cast
+to bfloat16 for the packed product). CPUs without bfloat16 arithmetic (AVX2) emulate it: there a prefill
+in bfloat16 takes four times as long as in float32 (measured on an AVX2 EPYC: 100 tokens 1.66 s against
+0.41 s). Both are candidates that `MODEL_DTYPE=auto` measures; each is kept only where it is faster and
+stays close to float32.
 """
 
 from __future__ import annotations
@@ -31,6 +35,7 @@ from torch import nn
 __all__ = ["GROUP", "PackedLinear", "PackedWeights", "pack_linears"]
 
 GROUP = 32  # weights per scale and offset, as in GGUF's Q4_1 blocks
+KERNEL_DTYPE = torch.bfloat16  # what the packed kernels multiply (rows and scales); fast on every x86 CPU
 _ROWS = (1, 2, 4, 8, 16, 32)
 _ON_GRID = 1e-3  # a weight this close (in grid steps) to its group's 4-bit grid is on it
 
@@ -67,7 +72,7 @@ def _pack_int4(
 def _pack_int8(weight: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     scale = (weight.float().abs().amax(1) / 127).clamp(min=1e-10)
     codes = (weight.float() / scale[:, None]).round().clamp(-127, 127).to(torch.int8)
-    return codes, scale.to(weight.dtype)
+    return codes, scale.to(KERNEL_DTYPE)
 
 
 @dataclass
@@ -110,7 +115,7 @@ class PackedWeights:
 
 
 class PackedLinear(nn.Module):
-    """A bias-free linear layer with bfloat16 weights and a packed copy; few rows use the packed one."""
+    """A bias-free linear layer with plain weights and a packed copy; few rows use the packed one."""
 
     packed: torch.Tensor  # buffers: the codes and their scales (and offsets, for int4)
     scales: torch.Tensor
@@ -136,18 +141,18 @@ class PackedLinear(nn.Module):
         flat = x.reshape(-1, x.shape[-1]).contiguous()  # the kernels read rows in place
         if flat.shape[0] > self.max_rows:
             return nn.functional.linear(x, self.weight)
-        ops = torch.ops.aten
+        ops, rows = torch.ops.aten, flat.to(KERNEL_DTYPE)
         if self.kind == "int4":
-            out: torch.Tensor = ops._weight_int4pack_mm_for_cpu(flat, self.packed, GROUP, self.scales)
+            out: torch.Tensor = ops._weight_int4pack_mm_for_cpu(rows, self.packed, GROUP, self.scales)
         else:
-            out = ops._weight_int8pack_mm(flat, self.packed, self.scales)
-        return out.reshape(*x.shape[:-1], out.shape[-1])
+            out = ops._weight_int8pack_mm(rows, self.packed, self.scales)
+        return out.to(x.dtype).reshape(*x.shape[:-1], out.shape[-1])
 
 
 def _pack(weight: torch.Tensor) -> tuple[str, torch.Tensor, torch.Tensor]:
     codes, groups, low, step = _groups(weight)
     if _on_grid(codes, groups, low, step):
-        return ("int4", *_pack_int4(weight.shape, codes, low, step, weight.dtype))
+        return ("int4", *_pack_int4(weight.shape, codes, low, step, KERNEL_DTYPE))
     return ("int8", *_pack_int8(weight))
 
 
@@ -176,7 +181,8 @@ def _seconds(layer: nn.Module, x: torch.Tensor, repeats: int) -> float:
 def pack_linears(
     model: nn.Module, dtype: torch.dtype = torch.bfloat16, saved: PackedWeights | None = None
 ) -> PackedWeights:
-    """Convert `model` (float32, in place) to `dtype` with a packed copy of every eligible linear layer.
+    """Convert `model` (float32, in place) to `dtype` (bfloat16 or float32) with a packed copy of every
+    eligible linear layer.
 
     Eligible: no bias and an input size divisible by GROUP (the projections and output head of the
     supported decoders). 4 bits where the float32 weights lie on a 4-bit grid, 8 bits elsewhere. Returns
@@ -194,7 +200,9 @@ def pack_linears(
             parent_name, _, child = name.rpartition(".")
             setattr(model.get_submodule(parent_name) if parent_name else model, child, packed)
             layers[name] = packed
-    model.to(dtype)  # the weights and the scales; the packed codes are integers and stay as they are
+    model.to(dtype)  # the packed codes are integers and stay as they are; the scales go back to the kernels'
+    for layer in layers.values():
+        layer.scales = layer.scales.to(KERNEL_DTYPE)
     result = PackedWeights(crossovers=dict(saved.crossovers) if saved else {})
     for name, layer in layers.items():
         result.layers[name] = (layer.kind, layer.packed, layer.scales)

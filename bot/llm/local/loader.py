@@ -24,6 +24,7 @@ from transformers.utils import logging as hf_logging
 
 from bot.core.errors import ModelLoadError
 from bot.llm.local.formats import (
+    ACTIVATIONS,
     Calibration,
     apply_format,
     cached_calibration,
@@ -64,7 +65,7 @@ class LoadedModel:
     name: str
     device: torch.device
     dtype: torch.dtype  # of the activations (and of the weights, but for int8)
-    format: str = ""  # float32 | bfloat16 | float16 | int8 | int4: what the weights run in
+    format: str = ""  # float32 | bfloat16 | float16 | int8 | int4 | int4-float32: what the model runs in
     calibration: Calibration | None = None  # the measurement behind MODEL_DTYPE=auto, on CPU
 
     @property
@@ -107,8 +108,8 @@ def resolve_source(name: str) -> ModelSource:
 
 
 def resolve_dtype(dtype: str, device: torch.device) -> torch.dtype:
-    """The dtype to load the weights in: float32 for int8/int4 (quantised after loading) and for `auto` on CPU
-    (the format is then chosen by measuring, see formats.py)."""
+    """The dtype to load the weights in: float32 for the int8/int4 formats (quantised after loading) and
+    for `auto` on CPU (the format is then chosen by measuring, see formats.py)."""
     if dtype != "auto":
         return {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}.get(
             dtype, torch.float32
@@ -168,7 +169,7 @@ def _load(
     model = model.to(target).eval()  # type: ignore[arg-type]
     loaded = LoadedModel(model=model, tokenizer=tokenizer, name=name, device=target, dtype=torch_dtype)
     loaded.format = str(torch_dtype).removeprefix("torch.")
-    if dtype in ("int8", "int4") or (dtype == "auto" and target.type == "cpu"):
+    if dtype in ACTIVATIONS or (dtype == "auto" and target.type == "cpu"):
         _choose_format(loaded, dtype, Path(location), cache_dir or default_cache_dir(), batch)
     log.info("model %s loaded (%s, %s)", name, target, loaded.format)
     return loaded
@@ -194,20 +195,20 @@ def describe_format(name: str, dtype: str, *, cache_dir: Path | None = None, bat
 
 
 def _choose_format(loaded: LoadedModel, dtype: str, weights: Path, cache_dir: Path, batch: int) -> None:
-    """Convert the float32 model to MODEL_DTYPE=int8/int4, or to the format calibration picks for `auto`."""
+    """Convert the float32 model to MODEL_DTYPE=int8/int4/int4-float32, or to what `auto` measured best."""
     if dtype == "auto":
         loaded.calibration = load_or_calibrate(
             loaded.model, loaded.tokenizer, weights=weights, cache_dir=cache_dir, batch=batch
         )
         log.info("numeric format: %s", loaded.calibration.summary())
         dtype = loaded.calibration.choice
-    if dtype in ("int8", "int4") and loaded.device.type != "cpu":
+    if dtype in ACTIVATIONS and loaded.device.type != "cpu":
         raise ModelLoadError(f"MODEL_DTYPE={dtype}: its kernels run on CPU only")
     key = calibration_key(weights, batch=batch, threads=torch.get_num_threads())
-    saved = cache_dir / "formats" / f"{key}.{dtype}.safetensors" if dtype == "int4" else None
+    saved = cache_dir / "formats" / f"{key}.{dtype}.safetensors" if dtype.startswith("int4") else None
     loaded.model = apply_format(loaded.model, dtype, keep_original=False, saved=saved)
     loaded.format = dtype
-    loaded.dtype = {"int8": torch.float32, "int4": torch.bfloat16}.get(dtype) or getattr(torch, dtype)
+    loaded.dtype = ACTIVATIONS.get(dtype) or getattr(torch, dtype)
 
 
 def load_tokenizer(name: str, *, cache_dir: Path | None = None) -> tuple[Any, int]:
