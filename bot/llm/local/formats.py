@@ -50,8 +50,7 @@ __all__ = [
 log = logging.getLogger(__name__)
 
 FORMATS = ("float32", "bfloat16", "int8", "int4", "int4-float32")
-# the dtype the model's activations (and its unpacked weights) have in each format
-ACTIVATIONS = {"int8": torch.float32, "int4": torch.bfloat16, "int4-float32": torch.float32}
+ACTIVATIONS = {"int8": torch.float32, "int4": torch.bfloat16, "int4-float32": torch.float32}  # activations
 # A quantised format is kept only when, on QUALITY_TEXT, the model's next-token choice agrees with
 # float32's at this share of positions or more, and its perplexity is at most this factor above float32's.
 MIN_AGREEMENT = 0.90

@@ -108,8 +108,7 @@ def resolve_source(name: str) -> ModelSource:
 
 
 def resolve_dtype(dtype: str, device: torch.device) -> torch.dtype:
-    """The dtype to load the weights in: float32 for the int8/int4 formats (quantised after loading) and
-    for `auto` on CPU (the format is then chosen by measuring, see formats.py)."""
+    """The dtype to load the weights in: float32 for int8/int4* (quantised later) and `auto` on CPU."""
     if dtype != "auto":
         return {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}.get(
             dtype, torch.float32
