@@ -18,7 +18,7 @@ from dataclasses import dataclass, replace
 from bot.chat import ranking
 from bot.chat.deps import Safety
 from bot.chat.facts import Recall
-from bot.chat.identity import claims_name, without_name_claim
+from bot.chat.identity import claims_identity, unsigned, without_false_identity
 from bot.chat.likeness import HOLD_SHARE, copied_share, copies
 from bot.chat.refusals import looks_like_refusal, without_refusal
 from bot.core.domain import GenerationParams, Prompt, Verdict
@@ -89,13 +89,15 @@ class Answers:
 
         The last HOLD_BACK_CHARS characters stay unshown until more text (or the end) arrives, so a card
         number or the canary is caught before any of it is sent; so does all of it while it still copies
-        one of the chat's `earlier` replies or a worked example, refuses, or takes the customer's name
-        (`facts`) as the bot's own (such a reply is never shown as it is: it is generated once more, see
-        `_another`).
+        one of the chat's `earlier` replies or a worked example, refuses, or gives the bot a name or says
+        it is a person (`bot.chat.identity`; such a reply is never shown as it is: it is generated once
+        more, see `_another`). The engine is asked not to copy phrases of those texts in the first place
+        (`GenerationParams.avoid`), and a closing "Best regards, [Your Name]" is left out.
         """
         raw, shown, safety = "", "", self._safety
         others, stated = (*earlier, *self._examples), facts or {}
-        async with aclosing(self._engine.stream(prompt, self._params)) as stream:
+        params = replace(self._params, avoid=others)
+        async with aclosing(self._engine.stream(prompt, params)) as stream:
             async for piece in stream:
                 raw = (raw + piece).lstrip()  # leading blanks never count as shown text
                 if len(raw) - len(shown) < 2 * HOLD_BACK_CHARS:
@@ -110,29 +112,46 @@ class Answers:
                 if cut > len(shown) and draft.text.startswith(shown) and not held:
                     yield draft.text[len(shown) : cut]
                     shown = draft.text[:cut]
-        final = safety.check_output(raw.strip())
+        async with aclosing(self._ending(chat_id, prompt, raw.strip(), shown, others, stated)) as ending:
+            async for item in ending:
+                yield item
+
+    async def _ending(
+        self,
+        chat_id: int | str,
+        prompt: Prompt,
+        raw: str,
+        shown: str,
+        others: Sequence[str],
+        stated: Mapping[str, str],
+    ) -> AsyncGenerator[str | Generated, None]:
+        """The rest of a streamed reply once the model is done: what was not shown yet, checked as a whole."""
+        final = self._safety.check_output(raw)
         await self._audit(chat_id, "out", final)
         if final.blocked:
-            yield Generated(safety.message_for(final), replaced=True)
+            yield Generated(self._safety.message_for(final), replaced=True)
         elif not final.text.startswith(shown):  # a redaction reached text already shown
             yield Generated(final.text, replaced=True)
         elif not shown and _unfit(final.text, others, stated):
             # advice wrapped in a needless refusal is kept, unwrapped; an echoed greeting loses that sentence
-            text = without_name_claim(without_refusal(final.text), stated)
+            text = _cleaned(final.text, stated)
             if _unfit(text, others, stated):
                 text = await self._another(chat_id, prompt, others, final.text, stated)
             yield text
             yield Generated(text)
         else:
-            if final.text[len(shown) :]:
-                yield final.text[len(shown) :]
-            yield Generated(final.text)
+            text = unsigned(final.text)  # a "Best regards, [Your Name]" not shown yet is left out
+            text = text if text.startswith(shown) else final.text
+            if text[len(shown) :]:
+                yield text[len(shown) :]
+            yield Generated(text)
 
     async def ranked(self, chat_id: int | str, question: str, prompt: Prompt, context: RankContext) -> str:
         """n candidates in one batch, ranked by `bot.chat.ranking` (answers the question, uses the stated
         facts, no refusal, no repetition, then likelihood); the best that passes the output checks wins.
         A fact the customer asks back opens the reply when no candidate states it."""
-        candidates = await self._engine.candidates(prompt, self._params)
+        params = replace(self._params, avoid=(*context.earlier, *self._examples))
+        candidates = await self._engine.candidates(prompt, params)
         recalled = context.recalled
         asked = recalled.values if recalled is not None else ()
         ranked = await asyncio.to_thread(  # embedding the candidates is CPU work: off the event loop
@@ -149,7 +168,7 @@ class Answers:
         )
         sentence, passed = recalled.sentence if recalled is not None else None, []
         for candidate in ranked:
-            body = without_name_claim(without_refusal(candidate.text.strip()), context.facts)
+            body = _cleaned(candidate.text.strip(), context.facts)
             if sentence is not None and looks_like_refusal(body):  # the fact asked back is the answer
                 body = ""
             text = ranking.with_recall(body, sentence, asked)
@@ -173,9 +192,9 @@ class Answers:
         too: a refusal stands, else the less alike of the two, and an honest short text rather than the
         same words twice."""
         seed = (self._params.seed or 0) + 1
-        params = replace(
-            self._params, do_sample=True, temperature=max(self._params.temperature, 0.7), seed=seed
-        )
+        temperature = max(self._params.temperature, 0.7)
+        others = tuple(others)
+        params = replace(self._params, do_sample=True, temperature=temperature, seed=seed, avoid=others)
         async with aclosing(self._engine.stream(prompt, params)) as stream:
             text = "".join([piece async for piece in stream]).strip()
         verdict = self._safety.check_output(text)
@@ -187,21 +206,25 @@ class Answers:
         chosen = _least_copied(options, others)
         if chosen is None:
             log.info("chat %s: the model repeated an earlier reply; sent a short note instead", chat_id)
-        return without_name_claim(without_refusal(chosen), stated) if chosen is not None else REPEATED_REPLY
+        return _cleaned(chosen, stated) if chosen is not None else REPEATED_REPLY
 
 
 def _unfit(text: str, others: Sequence[str], stated: Mapping[str, str]) -> bool:
     """Not to be sent as it is: it refuses an ordinary request, copies the last reply or an example, or
-    gives the customer's name as the bot's own."""
-    return looks_like_refusal(text) or copies(text, others) or claims_name(text, stated)
+    names the bot or says it is a person."""
+    return looks_like_refusal(text) or copies(text, others) or claims_identity(text, stated)
+
+
+def _cleaned(text: str, stated: Mapping[str, str]) -> str:
+    """Advice without the needless refusal around it, without the bot naming itself, signed properly."""
+    return unsigned(without_false_identity(without_refusal(text), stated))
 
 
 def _held(text: str, shown_part: str, others: Sequence[str], stated: Mapping[str, str]) -> bool:
     """Not to start showing yet: it may turn out unfit (a refusal is looked for in all of it, the
     held-back end too; a copy in what would be shown, at a lower share)."""
-    return (
-        looks_like_refusal(text) or claims_name(text, stated) or copies(shown_part, others, share=HOLD_SHARE)
-    )
+    copied = copies(shown_part, others, share=HOLD_SHARE)
+    return looks_like_refusal(text) or claims_identity(text, stated) or copied
 
 
 def _least_copied(texts: Sequence[str], others: Sequence[str]) -> str | None:

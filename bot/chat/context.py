@@ -7,6 +7,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 
 from bot.chat.facts import Recall, extract_facts, merge_facts, recall
+from bot.chat.identity import disclosure
 from bot.core.domain import ChatKind, Prompt, Role, Turn
 from bot.core.errors import StoreUnavailable
 from bot.knowledge.base import Knowledge, Retrieval
@@ -69,7 +70,9 @@ class ContextBuilder:
             prompt.history_dropped,
         )
         earlier = tuple(t.content for t in reversed(history) if t.role is Role.ASSISTANT)
-        return Context(prompt, found, earlier, facts, recall(question.content, facts))
+        return Context(
+            prompt, found, earlier, facts, disclosure(question.content) or recall(question.content, facts)
+        )
 
     async def _history(self, chat_id: int | str) -> list[Turn]:
         """The chat's turns; if the store is down the bot still answers, without them, and says so."""

@@ -1,8 +1,15 @@
-"""A reply that gives the customer's name as the bot's own.
+"""Who the bot says it is: a virtual assistant, never a person, never the customer, never "[Your Name]".
 
-Told "Hi, I am Anna", a 135M model often answers "Hi, I'm Anna. How can I help you today?": it echoes the
-greeting instead of answering it. The customer's name comes from the facts they stated
-(`bot.chat.facts`); that sentence is dropped, and a reply that was nothing else is generated again.
+A 135M model echoes greetings ("Hi, I'm Anna" to Anna), gives itself a human name ("I'm Emily. How can I
+assist you today?"), answers "Are you a real person or a bot?" with "I'm a real person", and signs chat
+replies like letters ("Best regards, [Your Name]"). A customer must never be told a bot is a person, and
+a placeholder signature reads as broken. So:
+
+- sentences in which the bot names itself or says it is human are dropped (`without_false_identity`), and
+  a reply that was nothing else is generated again (`claims_identity` makes it unfit);
+- a customer who asks whether they talk to a bot gets `BOT_DISCLOSURE` first (`disclosure`, used like a
+  recalled fact by the ranking);
+- a letter-style sign-off with a placeholder name is removed (`unsigned`).
 """
 
 from __future__ import annotations
@@ -10,28 +17,80 @@ from __future__ import annotations
 import re
 from collections.abc import Mapping
 
-__all__ = ["claims_name", "without_name_claim"]
+from bot.chat.facts import Recall
+from bot.core.texts import BOT_DISCLOSURE
+
+__all__ = ["claims_identity", "disclosure", "unsigned", "without_false_identity"]
+
+_SELF = r"\b(?i:i['\u2019]m|i am|my name is|my name's|this is)\s+"
+# a capitalised word after "I'm" that is not a name ("I'm Sorry", "I'm Here to help")
+_NOT_NAMES = frozenset(
+    {
+        "sorry", "glad", "happy", "here", "not", "so", "just", "really", "afraid", "unable", "able",
+        "available", "an", "a", "the", "always", "still", "very", "excited", "thrilled", "delighted",
+        "pleased", "ready", "sure",
+    }
+)  # fmt: skip
+_SELF_NAMED = re.compile(_SELF + r"(?P<name>[A-Z][a-z]+)\b(?=\s*(?:[.,!]|$|and\b|from\b|here\b))")
+_HUMAN = re.compile(
+    r"\b(?:i['\u2019]m|i am)\s+(?:(?:a|an)\s+)?(?:real|actual|live)\s+(?:person|human|agent|people)\b"
+    r"|\b(?:i['\u2019]m|i am)\s+(?:a\s+)?human(?:\s+being)?\b"
+    r"|\b(?:i['\u2019]m|i am)\s+not\s+(?:a\s+|an\s+)?(?:bot|robot|ai|machine|computer|chatbot|program)\b",
+    re.IGNORECASE,
+)
+_ASKS_IF_BOT = re.compile(
+    r"\b(?:are|r)\s+(?:you|u)\s+(?:(?:a|an)\s+)?(?:real|human|person|bot|robot|ai|machine|computer|chatbot|"
+    r"automated|actual|live)\b"
+    r"|\b(?:talking|speaking|chatting|writing)\s+(?:to|with)\s+(?:(?:a|an)\s+)?(?:bot|robot|ai|machine|"
+    r"computer|human|real|person|chatbot)\b"
+    r"|\bis\s+this\s+(?:(?:a|an)\s+)?(?:bot|robot|ai|human|real person|chatbot|automated)\b",
+    re.IGNORECASE,
+)
+# what a reply that already discloses the bot says
+_DISCLOSED = ("virtual assistant", "chatbot", "i'm a bot", "i am a bot", "an ai", "automated assistant")
+_CLOSING = (
+    r"(?:(?:best|kind|warm|warmest|many)\s+(?:regards|wishes)|regards|sincerely|yours(?:\s+truly)?|cheers)"
+)
+_SIGN_OFF = re.compile(
+    rf"(?:(?<=[.!?])\s+|\s*\n\s*|^)\s*{_CLOSING}[,!.]?\s*(?:to\s+[^\n\[]{{0,40}}[,!.]?\s*)?\n?\s*"
+    r"\[?(?:your|my)\s+(?:(?:full|first|last)\s+)?name\]?[.!]?\s*$",
+    re.IGNORECASE,
+)
 
 
-def claims_name(reply: str, facts: Mapping[str, str]) -> bool:
-    """Whether `reply` gives the customer's own name as the bot's ("Hi, I'm Anna" to Anna): a small model
-    echoing a greeting. Such a reply is never shown as it is."""
-    name = facts.get("name", "").strip()
-    if not name:
-        return False
-    return re.search(_claim(name), reply, re.IGNORECASE) is not None
+def claims_identity(reply: str, facts: Mapping[str, str]) -> bool:
+    """Whether `reply` names the bot (the customer's name or any other) or says it is human: never shown as
+    it is."""
+    return any(_false_identity(sentence, facts) for sentence in _sentences(reply))
 
 
-def without_name_claim(reply: str, facts: Mapping[str, str]) -> str:
-    """`reply` without its sentences that give the customer's name as the bot's (unchanged if that would
-    leave nothing)."""
-    name = facts.get("name", "").strip()
-    if not name:
-        return reply
-    sentences = re.split(r"(?<=[.!?])\s+", reply.strip())
-    kept = [s for s in sentences if not re.search(_claim(name), s, re.IGNORECASE)]
+def without_false_identity(reply: str, facts: Mapping[str, str]) -> str:
+    """`reply` without its sentences that name the bot or say it is a person (unchanged if that would leave
+    nothing)."""
+    kept = [s for s in _sentences(reply) if not _false_identity(s, facts)]
     return " ".join(kept) if kept else reply
 
 
-def _claim(name: str) -> str:
-    return rf"\b(?:i['\u2019]m|i am|my name is|this is|it's|it is)\s+{re.escape(name)}\b"
+def disclosure(question: str) -> Recall | None:
+    """The honest answer that opens the reply when the customer asks whether they are talking to a bot."""
+    return Recall(BOT_DISCLOSURE, _DISCLOSED) if _ASKS_IF_BOT.search(question) else None
+
+
+def unsigned(reply: str) -> str:
+    """`reply` without a closing "Best regards, [Your Name]": a chat reply is not a letter, and a drafted
+    message is the customer's to sign."""
+    match = _SIGN_OFF.search(reply)
+    return reply[: match.start()].rstrip() if match is not None and match.start() > 0 else reply
+
+
+def _sentences(reply: str) -> list[str]:
+    return re.split(r"(?<=[.!?])\s+", reply.strip())
+
+
+def _false_identity(sentence: str, facts: Mapping[str, str]) -> bool:
+    if _HUMAN.search(sentence):
+        return True
+    customer = facts.get("name", "").strip()
+    if customer and re.search(_SELF + re.escape(customer) + r"\b(?!['\u2019]s)", sentence, re.IGNORECASE):
+        return True
+    return any(match.group("name").lower() not in _NOT_NAMES for match in _SELF_NAMED.finditer(sentence))

@@ -126,6 +126,13 @@ class GenerationSettings(Section):
     no_repeat_ngram: int = Field(
         4, ge=0, le=32, description="No phrase of this many tokens appears twice within one reply (0 = off)"
     )
+    avoid_ngram: int = Field(
+        6,
+        ge=0,
+        le=32,
+        description="No phrase of this many tokens is copied from the chat's earlier replies or the worked "
+        "examples (local models; 0 = off)",
+    )
     max_new_tokens: int = Field(256, ge=1, le=8192, description="Longest reply, in tokens")
     do_sample: bool = Field(True, description="false = greedy decoding (deterministic)")
     seed: int | None = Field(None, ge=0, description="Fix the sampling seed for reproducible replies")
@@ -154,6 +161,7 @@ class GenerationSettings(Section):
             top_k=self.top_k,
             repetition_penalty=self.repetition_penalty,
             no_repeat_ngram=self.no_repeat_ngram,
+            avoid_ngram=self.avoid_ngram,
             seed=self.seed,
             timeout_seconds=self.timeout_seconds,
             stall_seconds=self.stall_seconds,

@@ -9,6 +9,7 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 
 __all__ = [
+    "BOT_DISCLOSURE",
     "EMPTY_INPUT",
     "EMPTY_REPLY_FALLBACK",
     "QUEUE_FULL",
@@ -30,6 +31,7 @@ REPEATED_REPLY = (
     "I'm afraid I have nothing to add to my last answer. Could you ask in other words, or send /operator "
     "to reach a person?"
 )
+BOT_DISCLOSURE = "I'm a virtual assistant, not a person."
 QUEUE_STATUS = (
     "Many customers are writing right now: you are number {place} in line. Your answer follows here."
 )

@@ -133,9 +133,11 @@ async def test_a_reply_that_takes_the_customers_name_as_its_own_loses_that_sente
     assert await service_over(engine).respond(Message(chat_id=8, text="Hi, I am Anna")).text() == (
         "Hi Anna! How can I help you today?"
     )
-    # a name that is not the customer's, or none stated, is left alone
+    # any other name is a person's too: the bot does not pretend to be one (tests/chat/test_identity.py)
     engine = FakeEngine("Hi, I'm Emily from the support team. How can I help?")
-    assert "Emily" in await service_over(engine).respond(Message(chat_id=10, text="Hi, I am Anna")).text()
+    assert await service_over(engine).respond(Message(chat_id=10, text="Hi, I am Anna")).text() == (
+        "How can I help?"
+    )
     assert len(engine.calls) == 1
 
 
@@ -145,3 +147,13 @@ async def test_asked_for_their_name_the_customer_never_hears_it_as_the_bots() ->
     await service.respond(Message(chat_id=12, text="Hi, my name is Anna.")).text()
     text = await service.respond(Message(chat_id=12, text="What is my name?")).text()
     assert text.startswith("Your name is Anna") and "I'm Anna" not in text
+
+
+async def test_the_engine_is_told_to_avoid_the_chat_replies_so_far_and_the_examples() -> None:
+    engine = FakeEngine("Restart the router first.", ANSWER)
+    service = service_over(engine)
+    await service.respond(Message(chat_id=3, text="my wifi is slow")).text()
+    await service.respond(Message(chat_id=3, text="and what else can I try?")).text()
+    first, second = (params for _, params in engine.calls)
+    assert first.avoid == (EXAMPLE[1],)  # nothing said yet in this chat: the worked example's answer only
+    assert second.avoid == ("Restart the router first.", EXAMPLE[1])

@@ -73,6 +73,18 @@ async def test_stop_strings_end_the_reply(tiny_llama: LoadedModel) -> None:
     await engine.aclose()
 
 
+async def test_a_reply_does_not_say_again_what_it_is_told_to_avoid(tiny_llama: LoadedModel) -> None:
+    engine = TransformersEngine(tiny_llama)
+    ids = prompt_ids(tiny_llama)
+    first = "".join(await collect(engine, ids, GREEDY))
+    avoiding = dataclasses.replace(GREEDY, avoid_ngram=4, avoid=(first,))
+    # the same prompt, greedy: without the block it says `first` again, token for token
+    assert "".join(await collect(engine, ids, dataclasses.replace(avoiding, avoid_ngram=0))) == first
+    second = "".join(await collect(engine, ids, avoiding))
+    assert second and second != first  # which phrases are blocked: tests/llm/test_sampling.py
+    await engine.aclose()
+
+
 async def test_timeout_raises_and_the_engine_is_usable_again(tiny_llama: LoadedModel) -> None:
     engine = TransformersEngine(tiny_llama)
     slow = dataclasses.replace(GREEDY, max_new_tokens=480, timeout_seconds=0.3)

@@ -226,9 +226,15 @@ class TransformersEngine:
             session=prompt.session,
             copies=copies,
             want_logprobs=copies > 1,
+            avoid=self._avoided(params),
         )
         scheduler.submit(request)
         return request, scheduler
+
+    def _avoided(self, params: GenerationParams) -> tuple[tuple[int, ...], ...]:
+        if not params.avoid_ngram:
+            return ()
+        return tuple(tuple(self.tokenizer.encode(text, add_special_tokens=False)) for text in params.avoid)
 
     @staticmethod
     async def _next(events: asyncio.Queue[Event], deadline: float | None, params: GenerationParams) -> Event:

@@ -66,4 +66,5 @@ class Request:
     session: str | None = None
     copies: int = 1  # sequences sampled from the one prompt (best-of-n)
     want_logprobs: bool = False
+    avoid: tuple[tuple[int, ...], ...] = ()  # token ids of the texts whose phrases are not to be copied
     stop: threading.Event = field(default_factory=threading.Event)

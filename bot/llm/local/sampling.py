@@ -7,6 +7,10 @@ and n-gram blocking, then temperature, top-k and top-p, then draw (or argmax whe
 Unlike `generate`, both anti-loop measures look at the reply's own tokens only: HF's repetition penalty
 also punishes every word of the prompt (the customer's name, the product asked about), which is why it
 used to be off; a reply that loops repeats *itself*, so that is what is penalised and blocked.
+
+A small model also parrots what it said earlier in the chat ("I'm sorry for any confusion. Please find it
+on your doorstep!" twice, a "P.S." tacked on every reply) and the worked examples in its prompt: with
+`avoid_ngram` set, no phrase of that many tokens from the `avoid` sequences (their token ids) is copied.
 """
 
 from __future__ import annotations
@@ -17,7 +21,7 @@ import torch
 
 from bot.core.domain import GenerationParams
 
-__all__ = ["Sampler", "blocked_by_ngrams"]
+__all__ = ["Sampler", "blocked_by_ngrams", "ngram_index"]
 
 
 def blocked_by_ngrams(generated: Sequence[int], n: int) -> set[int]:
@@ -31,11 +35,26 @@ def blocked_by_ngrams(generated: Sequence[int], n: int) -> set[int]:
     }
 
 
+def ngram_index(sequences: Sequence[Sequence[int]], n: int) -> dict[tuple[int, ...], set[int]]:
+    """For each (n-1)-token prefix found in `sequences`, the tokens that follow it there: the tokens that
+    would complete one of their n-grams."""
+    index: dict[tuple[int, ...], set[int]] = {}
+    if n <= 0:
+        return index
+    for seq in sequences:
+        for i in range(len(seq) - n + 1):
+            index.setdefault(tuple(seq[i : i + n - 1]), set()).add(seq[i + n - 1])
+    return index
+
+
 class Sampler:
     """The sampling state of one sequence: its settings, its random generator and its reply so far."""
 
-    def __init__(self, params: GenerationParams, *, seed: int | None) -> None:
+    def __init__(
+        self, params: GenerationParams, *, seed: int | None, avoid: Sequence[Sequence[int]] = ()
+    ) -> None:
         self.params = params
+        self._avoid = ngram_index(avoid, params.avoid_ngram)
         self.greedy = not params.do_sample
         self._generator: torch.Generator | None = None
         if not self.greedy:
@@ -58,6 +77,10 @@ class Sampler:
             penalised = torch.where(old < 0, old * p.repetition_penalty, old / p.repetition_penalty)
             scores = scores.scatter(0, seen, penalised)
         blocked = blocked_by_ngrams(self.generated, p.no_repeat_ngram)
+        if self._avoid and len(self.generated) >= p.avoid_ngram - 1:
+            # phrases of the chat's earlier replies and of the worked examples are not copied
+            tail = tuple(self.generated[len(self.generated) - p.avoid_ngram + 1 :])
+            blocked |= self._avoid.get(tail, set())
         if blocked:
             # n-gram blocking: never repeat a phrase of no_repeat_ngram tokens within the reply
             scores = scores.index_fill(0, torch.tensor(sorted(blocked), dtype=torch.long), float("-inf"))

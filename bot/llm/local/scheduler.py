@@ -212,7 +212,7 @@ class Scheduler:
         self._live[id(request)] = (request, request.copies)
         for copy in range(request.copies):
             seed = None if request.params.seed is None else request.params.seed + copy
-            row = Row(request, copy, Sampler(request.params, seed=seed), cached=len(ids))
+            row = Row(request, copy, Sampler(request.params, seed=seed, avoid=request.avoid), cached=len(ids))
             if self._sample(row, logits):
                 self._finish(row, None)
             else:

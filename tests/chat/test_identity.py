@@ -1,0 +1,94 @@
+"""Who the bot says it is: never a person, never the customer, never "[Your Name]"; asked, it says it is a
+virtual assistant. Rules on their own, then through ChatService with a FakeEngine."""
+
+from __future__ import annotations
+
+import pytest
+
+from bot.chat.identity import claims_identity, disclosure, unsigned, without_false_identity
+from bot.chat.service import Message
+from bot.core.texts import BOT_DISCLOSURE
+from tests.chat.fakes import FakeEngine
+from tests.chat.test_copies import service_over
+
+ANNA = {"name": "Anna"}
+
+
+@pytest.mark.parametrize(
+    ("reply", "kept"),
+    [
+        (
+            "Your name is Anna. I'm Emily. How can I assist you today?",
+            "Your name is Anna. How can I assist you today?",
+        ),
+        ("Hi, I'm Anna. How can I help?", "How can I help?"),
+        ("I'm a real person. I can help with any request.", "I can help with any request."),
+        ("I am not a bot, promise. Ask away!", "Ask away!"),
+        (
+            "My name is Tom, and I can help with that.",
+            "My name is Tom, and I can help with that.",
+        ),  # all of it
+    ],
+)
+def test_sentences_that_make_the_bot_a_person_are_dropped(reply: str, kept: str) -> None:
+    assert claims_identity(reply, ANNA)
+    assert without_false_identity(reply, ANNA) == kept
+
+
+@pytest.mark.parametrize(
+    "reply",
+    [
+        "I'm sorry, I can't open the parcel. I'm Here to help with the rest.",
+        "I'm happy to help, Anna. Restart the router first.",
+        "Tell them: this is Anna's order and it is late.",
+        "I'm a virtual assistant, but I can explain how returns usually work.",
+    ],
+)
+def test_ordinary_replies_are_not_identity_claims(reply: str) -> None:
+    assert not claims_identity(reply, ANNA)
+    assert without_false_identity(reply, ANNA) == reply
+
+
+@pytest.mark.parametrize(
+    ("question", "asks"),
+    [
+        ("Are you a real person or a bot?", True),
+        ("am I talking to a human?", True),
+        ("is this a bot", True),
+        ("r u a robot", True),
+        ("Are you open on Sundays?", False),
+        ("Are you able to change my address?", False),
+        ("I'm talking to my landlord tomorrow", False),
+    ],
+)
+def test_the_question_whether_the_customer_talks_to_a_bot(question: str, asks: bool) -> None:
+    assert (disclosure(question) is not None) is asks
+
+
+def test_a_placeholder_signature_is_left_out_and_a_real_one_kept() -> None:
+    assert unsigned("Hello! I'm here to help.\n\nBest regards,\n[Your Name]") == "Hello! I'm here to help."
+    assert unsigned("Thanks!\n\nBest regards to your business,\nYour Name") == "Thanks!"
+    assert unsigned("I'm away until Monday.\nWarm regards, [Your Last Name]") == "I'm away until Monday."
+    assert (
+        unsigned("I'm away until Monday.\n\nBest regards,\nAnna")
+        == "I'm away until Monday.\n\nBest regards,\nAnna"
+    )
+    assert unsigned("Best regards, [Your Name]") == "Best regards, [Your Name]"  # nothing else: kept
+
+
+async def test_asked_whether_it_is_a_bot_the_reply_says_so_whatever_the_model_claims() -> None:
+    engine = FakeEngine("I'm a real person. I can help with orders, returns and delivery questions.")
+    text = (
+        await service_over(engine).respond(Message(chat_id=1, text="Are you a real person or a bot?")).text()
+    )
+    assert text == f"{BOT_DISCLOSURE} I can help with orders, returns and delivery questions."
+    honest = FakeEngine("I'm a virtual assistant, so ask me anything about your order.")
+    text = await service_over(honest).respond(Message(chat_id=2, text="is this a bot?")).text()
+    assert text == "I'm a virtual assistant, so ask me anything about your order."  # said once, not twice
+
+
+async def test_a_streamed_reply_is_sent_without_its_placeholder_signature() -> None:
+    engine = FakeEngine("Hello! Tell me what you need and I will help.\n\nBest regards,\n[Your Name]")
+    reply = service_over(engine).respond(Message(chat_id=3, text="hello"))
+    shown = "".join([piece async for piece in reply])
+    assert shown == (await reply.outcome()).text == "Hello! Tell me what you need and I will help."
