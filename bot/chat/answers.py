@@ -96,7 +96,7 @@ class Answers:
         """
         raw, shown, safety = "", "", self._safety
         others, stated = (*earlier, *self._examples), facts or {}
-        params = replace(self._params, avoid=others)
+        params = replace(self._params, avoid=tuple(earlier))  # the examples' shape is to be followed
         async with aclosing(self._engine.stream(prompt, params)) as stream:
             async for piece in stream:
                 raw = (raw + piece).lstrip()  # leading blanks never count as shown text
@@ -140,7 +140,7 @@ class Answers:
             yield text
             yield Generated(text)
         else:
-            text = unsigned(final.text)  # a "Best regards, [Your Name]" not shown yet is left out
+            text = unsigned(final.text, stated)  # a "Best regards, [Your Name]" not shown yet is left out
             text = text if text.startswith(shown) else final.text
             if text[len(shown) :]:
                 yield text[len(shown) :]
@@ -150,7 +150,7 @@ class Answers:
         """n candidates in one batch, ranked by `bot.chat.ranking` (answers the question, uses the stated
         facts, no refusal, no repetition, then likelihood); the best that passes the output checks wins.
         A fact the customer asks back opens the reply when no candidate states it."""
-        params = replace(self._params, avoid=(*context.earlier, *self._examples))
+        params = replace(self._params, avoid=context.earlier)
         candidates = await self._engine.candidates(prompt, params)
         recalled = context.recalled
         asked = recalled.values if recalled is not None else ()
@@ -193,8 +193,8 @@ class Answers:
         same words twice."""
         seed = (self._params.seed or 0) + 1
         temperature = max(self._params.temperature, 0.7)
-        others = tuple(others)
-        params = replace(self._params, do_sample=True, temperature=temperature, seed=seed, avoid=others)
+        earlier = tuple(text for text in others if text not in self._examples)
+        params = replace(self._params, do_sample=True, temperature=temperature, seed=seed, avoid=earlier)
         async with aclosing(self._engine.stream(prompt, params)) as stream:
             text = "".join([piece async for piece in stream]).strip()
         verdict = self._safety.check_output(text)
@@ -217,7 +217,7 @@ def _unfit(text: str, others: Sequence[str], stated: Mapping[str, str]) -> bool:
 
 def _cleaned(text: str, stated: Mapping[str, str]) -> str:
     """Advice without the needless refusal around it, without the bot naming itself, signed properly."""
-    return unsigned(without_false_identity(without_refusal(text), stated))
+    return unsigned(without_false_identity(without_refusal(text), stated), stated)
 
 
 def _held(text: str, shown_part: str, others: Sequence[str], stated: Mapping[str, str]) -> bool:

@@ -9,7 +9,7 @@ a placeholder signature reads as broken. So:
   a reply that was nothing else is generated again (`claims_identity` makes it unfit);
 - a customer who asks whether they talk to a bot gets `BOT_DISCLOSURE` first (`disclosure`, used like a
   recalled fact by the ranking);
-- a letter-style sign-off with a placeholder name is removed (`unsigned`).
+- a letter-style sign-off with a placeholder or a made-up name is removed (`unsigned`).
 """
 
 from __future__ import annotations
@@ -49,11 +49,15 @@ _ASKS_IF_BOT = re.compile(
 # what a reply that already discloses the bot says
 _DISCLOSED = ("virtual assistant", "chatbot", "i'm a bot", "i am a bot", "an ai", "automated assistant")
 _CLOSING = (
-    r"(?:(?:best|kind|warm|warmest|many)\s+(?:regards|wishes)|regards|sincerely|yours(?:\s+truly)?|cheers)"
+    r"(?:(?:best|kind|warm|warmest|many)\s+(?:regards|wishes)|regards|sincerely|yours(?:\s+truly)?|cheers|"
+    r"best|all the best|thanks|many thanks|thank you|warmly)"
 )
 _SIGN_OFF = re.compile(
-    rf"(?:(?<=[.!?])\s+|\s*\n\s*|^)\s*{_CLOSING}[,!.]?\s*(?:to\s+[^\n\[]{{0,40}}[,!.]?\s*)?\n?\s*"
-    r"\[?(?:your|my)\s+(?:(?:full|first|last)\s+)?name\]?[.!]?\s*$",
+    rf"(?:(?<=[.!?])\s+|\s*\n\s*|^)\s*{_CLOSING}[,!.]?"
+    # a placeholder ("[Your Name]"), or a name on its own line
+    r"(?:\s*(?:to\s+[^\n\[]{0,40}[,!.]?\s*)?\n?\s*\[?(?:your|my)\s+(?:(?:full|first|last)\s+)?name\]?"
+    r"|[ \t]*\n\s*(?P<who>(?-i:[A-Z][a-z]+(?:\s+[A-Z][a-z]+){0,2})))"
+    r"[.!]?\s*$",
     re.IGNORECASE,
 )
 
@@ -76,11 +80,14 @@ def disclosure(question: str) -> Recall | None:
     return Recall(BOT_DISCLOSURE, _DISCLOSED) if _ASKS_IF_BOT.search(question) else None
 
 
-def unsigned(reply: str) -> str:
-    """`reply` without a closing "Best regards, [Your Name]": a chat reply is not a letter, and a drafted
-    message is the customer's to sign."""
+def unsigned(reply: str, facts: Mapping[str, str]) -> str:
+    """`reply` without a closing "Best regards, [Your Name]" or a signature with a made-up name ("Best,
+    Alex"): a chat reply is not a letter, and a drafted message is the customer's to sign (with their own
+    name, which is kept)."""
     match = _SIGN_OFF.search(reply)
-    return reply[: match.start()].rstrip() if match is not None and match.start() > 0 else reply
+    if match is None or match.start() == 0 or match.group("who") == facts.get("name", "").strip():
+        return reply
+    return reply[: match.start()].rstrip()
 
 
 def _sentences(reply: str) -> list[str]:

@@ -130,8 +130,8 @@ class GenerationSettings(Section):
         6,
         ge=0,
         le=32,
-        description="No phrase of this many tokens is copied from the chat's earlier replies or the worked "
-        "examples (local models; 0 = off)",
+        description="No phrase of this many tokens is copied from the chat's earlier replies (local models; "
+        "0 = off)",
     )
     max_new_tokens: int = Field(256, ge=1, le=8192, description="Longest reply, in tokens")
     do_sample: bool = Field(True, description="false = greedy decoding (deterministic)")

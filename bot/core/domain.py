@@ -89,7 +89,7 @@ class GenerationParams:
     repetition_penalty: float = 1.0  # applied to the reply's own tokens only, never the prompt's
     no_repeat_ngram: int = 0  # > 0: no n-gram of this size appears twice within one reply
     avoid_ngram: int = 0  # > 0: no n-gram of this size is copied from one of the `avoid` texts
-    avoid: tuple[str, ...] = ()  # the chat's earlier replies, the worked examples: phrases not to copy
+    avoid: tuple[str, ...] = ()  # the chat's earlier replies: phrases not to copy
     seed: int | None = None
     timeout_seconds: float = 300.0  # longest total time of a reply once its prefill started
     stall_seconds: float = 30.0  # a reply with no new token for this long is given up (the model hangs)

@@ -65,15 +65,26 @@ def test_the_question_whether_the_customer_talks_to_a_bot(question: str, asks: b
     assert (disclosure(question) is not None) is asks
 
 
-def test_a_placeholder_signature_is_left_out_and_a_real_one_kept() -> None:
-    assert unsigned("Hello! I'm here to help.\n\nBest regards,\n[Your Name]") == "Hello! I'm here to help."
-    assert unsigned("Thanks!\n\nBest regards to your business,\nYour Name") == "Thanks!"
-    assert unsigned("I'm away until Monday.\nWarm regards, [Your Last Name]") == "I'm away until Monday."
-    assert (
-        unsigned("I'm away until Monday.\n\nBest regards,\nAnna")
-        == "I'm away until Monday.\n\nBest regards,\nAnna"
-    )
-    assert unsigned("Best regards, [Your Name]") == "Best regards, [Your Name]"  # nothing else: kept
+@pytest.mark.parametrize(
+    ("reply", "sent"),
+    [
+        ("Hello! I'm here to help.\n\nBest regards,\n[Your Name]", "Hello! I'm here to help."),
+        ("Thanks!\n\nBest regards to your business,\nYour Name", "Thanks!"),
+        ("I'm away until Monday.\nWarm regards, [Your Last Name]", "I'm away until Monday."),
+        (
+            "You're welcome. I hope you have a wonderful day!\n\nBest,\nAlex",
+            "You're welcome. I hope you have a wonderful day!",
+        ),
+        (
+            "I'm away until Monday.\n\nBest regards,\nAnna",
+            "I'm away until Monday.\n\nBest regards,\nAnna",
+        ),  # the customer's
+        ("Glad it worked. Thanks, Alex!", "Glad it worked. Thanks, Alex!"),  # addressed, not signed
+        ("Best regards, [Your Name]", "Best regards, [Your Name]"),  # nothing else: kept
+    ],
+)
+def test_a_placeholder_or_made_up_signature_is_left_out(reply: str, sent: str) -> None:
+    assert unsigned(reply, ANNA) == sent
 
 
 async def test_asked_whether_it_is_a_bot_the_reply_says_so_whatever_the_model_claims() -> None:

@@ -9,8 +9,8 @@ also punishes every word of the prompt (the customer's name, the product asked a
 used to be off; a reply that loops repeats *itself*, so that is what is penalised and blocked.
 
 A small model also parrots what it said earlier in the chat ("I'm sorry for any confusion. Please find it
-on your doorstep!" twice, a "P.S." tacked on every reply) and the worked examples in its prompt: with
-`avoid_ngram` set, no phrase of that many tokens from the `avoid` sequences (their token ids) is copied.
+on your doorstep!" twice, a "P.S." tacked on every reply): with `avoid_ngram` set, no phrase of that many
+tokens from the `avoid` sequences (the token ids of the chat's earlier replies) is copied.
 """
 
 from __future__ import annotations
