@@ -21,6 +21,7 @@ from bot.chat.facts import Recall
 from bot.chat.identity import claims_identity, unsigned, without_false_identity
 from bot.chat.likeness import HOLD_SHARE, copied_share, copies
 from bot.chat.refusals import looks_like_refusal, without_refusal
+from bot.chat.tone import misplaced_condolence, without_condolence
 from bot.core.domain import GenerationParams, Prompt, Verdict
 from bot.core.texts import REPEATED_REPLY
 from bot.llm.base import Engine
@@ -84,18 +85,20 @@ class Answers:
         *,
         earlier: Sequence[str] = (),
         facts: Mapping[str, str] | None = None,
+        question: str = "",
     ) -> AsyncGenerator[str | Generated, None]:
         """The engine's stream, shown only once the output checks have passed it.
 
         The last HOLD_BACK_CHARS characters stay unshown until more text (or the end) arrives, so a card
         number or the canary is caught before any of it is sent; so does all of it while it still copies
         one of the chat's `earlier` replies or a worked example, refuses, or gives the bot a name or says
-        it is a person (`bot.chat.identity`; such a reply is never shown as it is: it is generated once
-        more, see `_another`). The engine is asked not to copy phrases of those texts in the first place
-        (`GenerationParams.avoid`), and a closing "Best regards, [Your Name]" is left out.
+        it is a person (`bot.chat.identity`), or offers condolences nobody asked for (`bot.chat.tone`;
+        such a reply is never shown as it is: it is generated once more, see `_another`). The engine is
+        asked not to copy phrases of the earlier replies in the first place (`GenerationParams.avoid`),
+        and a closing "Best regards, [Your Name]" is left out.
         """
         raw, shown, safety = "", "", self._safety
-        others, stated = (*earlier, *self._examples), facts or {}
+        against = _Against((*earlier, *self._examples), facts or {}, question)
         params = replace(self._params, avoid=tuple(earlier))  # the examples' shape is to be followed
         async with aclosing(self._engine.stream(prompt, params)) as stream:
             async for piece in stream:
@@ -108,11 +111,11 @@ class Answers:
                     yield Generated(safety.message_for(draft), replaced=True)
                     return
                 cut = draft.text.rfind(" ", len(shown), len(draft.text) - HOLD_BACK_CHARS)
-                held = _held(draft.text, draft.text[:cut], others, stated)
+                held = against.held(draft.text, draft.text[:cut])
                 if cut > len(shown) and draft.text.startswith(shown) and not held:
                     yield draft.text[len(shown) : cut]
                     shown = draft.text[:cut]
-        async with aclosing(self._ending(chat_id, prompt, raw.strip(), shown, others, stated)) as ending:
+        async with aclosing(self._ending(chat_id, prompt, raw.strip(), shown, against)) as ending:
             async for item in ending:
                 yield item
 
@@ -122,8 +125,7 @@ class Answers:
         prompt: Prompt,
         raw: str,
         shown: str,
-        others: Sequence[str],
-        stated: Mapping[str, str],
+        against: _Against,
     ) -> AsyncGenerator[str | Generated, None]:
         """The rest of a streamed reply once the model is done: what was not shown yet, checked as a whole."""
         final = self._safety.check_output(raw)
@@ -132,15 +134,17 @@ class Answers:
             yield Generated(self._safety.message_for(final), replaced=True)
         elif not final.text.startswith(shown):  # a redaction reached text already shown
             yield Generated(final.text, replaced=True)
-        elif not shown and _unfit(final.text, others, stated):
+        elif not shown and against.unfit(final.text):
             # advice wrapped in a needless refusal is kept, unwrapped; an echoed greeting loses that sentence
-            text = _cleaned(final.text, stated)
-            if _unfit(text, others, stated):
-                text = await self._another(chat_id, prompt, others, final.text, stated)
+            text = against.cleaned(final.text)
+            if against.unfit(text):
+                text = await self._another(chat_id, prompt, against, final.text)
             yield text
             yield Generated(text)
         else:
-            text = unsigned(final.text, stated)  # a "Best regards, [Your Name]" not shown yet is left out
+            text = unsigned(
+                final.text, against.facts
+            )  # a "Best regards, [Your Name]" not shown yet is left out
             text = text if text.startswith(shown) else final.text
             if text[len(shown) :]:
                 yield text[len(shown) :]
@@ -168,7 +172,7 @@ class Answers:
         )
         sentence, passed = recalled.sentence if recalled is not None else None, []
         for candidate in ranked:
-            body = _cleaned(candidate.text.strip(), context.facts)
+            body = _Against((), context.facts, question).cleaned(candidate.text.strip())
             if sentence is not None and looks_like_refusal(body):  # the fact asked back is the answer
                 body = ""
             text = ranking.with_recall(body, sentence, asked)
@@ -184,47 +188,64 @@ class Answers:
             return _least_copied(passed, context.earlier) or REPEATED_REPLY
         return self._safety.refusal_text
 
-    async def _another(
-        self, chat_id: int | str, prompt: Prompt, others: Sequence[str], first: str, stated: Mapping[str, str]
-    ) -> str:
+    async def _another(self, chat_id: int | str, prompt: Prompt, against: _Against, first: str) -> str:
         """The model's `first` reply refused, or said (nearly) what it said earlier in the chat, or
-        parroted an example (`others`): one more try with another seed, sampling. If that one is unfit
+        parroted an example (`against.others`): one more try with another seed, sampling. If that one is unfit
         too: a refusal stands, else the less alike of the two, and an honest short text rather than the
         same words twice."""
         seed = (self._params.seed or 0) + 1
         temperature = max(self._params.temperature, 0.7)
-        earlier = tuple(text for text in others if text not in self._examples)
+        earlier = tuple(text for text in against.others if text not in self._examples)
         params = replace(self._params, do_sample=True, temperature=temperature, seed=seed, avoid=earlier)
         async with aclosing(self._engine.stream(prompt, params)) as stream:
             text = "".join([piece async for piece in stream]).strip()
         verdict = self._safety.check_output(text)
         await self._audit(chat_id, "out", verdict)
-        if not verdict.blocked and verdict.text and not _unfit(verdict.text, others, stated):
+        if not verdict.blocked and verdict.text and not against.unfit(verdict.text):
             log.info("chat %s: the model's reply refused or repeated; sent a regenerated one", chat_id)
             return verdict.text
         options = [verdict.text, first] if not verdict.blocked and verdict.text else [first]
-        chosen = _least_copied(options, others)
+        chosen = _least_copied(options, against.others)
         if chosen is None:
             log.info("chat %s: the model repeated an earlier reply; sent a short note instead", chat_id)
-        return _cleaned(chosen, stated) if chosen is not None else REPEATED_REPLY
+        return against.cleaned(chosen) if chosen is not None else REPEATED_REPLY
 
 
-def _unfit(text: str, others: Sequence[str], stated: Mapping[str, str]) -> bool:
-    """Not to be sent as it is: it refuses an ordinary request, copies the last reply or an example, or
-    names the bot or says it is a person."""
-    return looks_like_refusal(text) or copies(text, others) or claims_identity(text, stated)
+@dataclass(frozen=True, slots=True)
+class _Against:
+    """What a reply is checked against: texts it must not copy (the chat's earlier replies, the worked
+    examples), the facts the customer stated, and the customer's message."""
 
+    others: tuple[str, ...]
+    facts: Mapping[str, str]
+    question: str = ""
 
-def _cleaned(text: str, stated: Mapping[str, str]) -> str:
-    """Advice without the needless refusal around it, without the bot naming itself, signed properly."""
-    return unsigned(without_false_identity(without_refusal(text), stated), stated)
+    def unfit(self, text: str) -> bool:
+        """Not to be sent as it is: it refuses an ordinary request, copies an earlier reply or an example,
+        names the bot or says it is a person, or offers condolences nobody asked for."""
+        return (
+            looks_like_refusal(text)
+            or copies(text, self.others)
+            or claims_identity(text, self.facts)
+            or misplaced_condolence(text, self.question)
+        )
 
+    def cleaned(self, text: str) -> str:
+        """Advice without the needless refusal or condolence around it, without the bot naming itself, and
+        without a placeholder signature."""
+        text = without_condolence(without_refusal(text), self.question)
+        return unsigned(without_false_identity(text, self.facts), self.facts)
 
-def _held(text: str, shown_part: str, others: Sequence[str], stated: Mapping[str, str]) -> bool:
-    """Not to start showing yet: it may turn out unfit (a refusal is looked for in all of it, the
-    held-back end too; a copy in what would be shown, at a lower share)."""
-    copied = copies(shown_part, others, share=HOLD_SHARE)
-    return looks_like_refusal(text) or claims_identity(text, stated) or copied
+    def held(self, text: str, shown_part: str) -> bool:
+        """Not to start showing yet: it may turn out unfit (a refusal, a claimed identity or a condolence is
+        looked for in all of it, the held-back end too; a copy in what would be shown, at a lower share)."""
+        copied = copies(shown_part, self.others, share=HOLD_SHARE)
+        return (
+            copied
+            or looks_like_refusal(text)
+            or claims_identity(text, self.facts)
+            or (misplaced_condolence(text, self.question))
+        )
 
 
 def _least_copied(texts: Sequence[str], others: Sequence[str]) -> str | None:

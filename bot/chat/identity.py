@@ -35,7 +35,11 @@ _SELF_NAMED = re.compile(_SELF + r"(?P<name>[A-Z][a-z]+)\b(?=\s*(?:[.,!]|$|and\b
 _HUMAN = re.compile(
     r"\b(?:i['\u2019]m|i am)\s+(?:(?:a|an)\s+)?(?:real|actual|live)\s+(?:person|human|agent|people)\b"
     r"|\b(?:i['\u2019]m|i am)\s+(?:a\s+)?human(?:\s+being)?\b"
-    r"|\b(?:i['\u2019]m|i am)\s+not\s+(?:a\s+|an\s+)?(?:bot|robot|ai|machine|computer|chatbot|program)\b",
+    r"|\b(?:i['\u2019]m|i am)\s+not\s+(?:a\s+|an\s+)?(?:bot|robot|ai|machine|computer|chatbot|program)\b"
+    # a person of some age, sex or role: "I'm a little girl", "I'm your son's teacher"
+    r"|\b(?:i['\u2019]m|i am)\s+(?:a|an|your)\s+(?:[\w'\u2019-]+\s+){0,2}(?:girl|boy|woman|man|lady|guy|"
+    r"mom|mum|mother|dad|father|wife|husband|sister|brother|son|daughter|kid|child|teenager|student|teacher|"
+    r"nurse|doctor|neighbou?r|friend)\b",
     re.IGNORECASE,
 )
 _ASKS_IF_BOT = re.compile(

@@ -244,7 +244,7 @@ class ChatService:
         else:
             async with aclosing(
                 self._answers.guarded(
-                    chat, context.prompt, earlier=context.earlier_replies, facts=context.facts
+                    chat, context.prompt, earlier=context.earlier_replies, facts=context.facts, question=text
                 )
             ) as stream:
                 async for item in stream:

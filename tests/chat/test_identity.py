@@ -25,6 +25,11 @@ ANNA = {"name": "Anna"}
         ("I'm a real person. I can help with any request.", "I can help with any request."),
         ("I am not a bot, promise. Ask away!", "Ask away!"),
         (
+            "I'm a virtual assistant. I'm a little girl with a special kind of magic.",
+            "I'm a virtual assistant.",
+        ),
+        ("I'm your son's teacher. Blue is a fine colour.", "Blue is a fine colour."),
+        (
             "My name is Tom, and I can help with that.",
             "My name is Tom, and I can help with that.",
         ),  # all of it
