@@ -61,7 +61,9 @@ _SIGN_OFF = re.compile(
     # a placeholder ("[Your Name]"), or a name on its own line
     r"(?:\s*(?:to\s+[^\n\[]{0,40}[,!.]?\s*)?\n?\s*\[?(?:your|my)\s+(?:(?:full|first|last)\s+)?name\]?"
     r"|[ \t]*\n\s*(?P<who>(?-i:[A-Z][a-z]+(?:\s+[A-Z][a-z]+){0,2})))"
-    r"[.!]?\s*$",
+    r"[.!]?\s*$"
+    # any short closing line over a bracketed placeholder ("Wishing you the best,\n[Your Name]")
+    r"|\n[^\n]{1,60},[ \t]*\n\s*\[(?:your|my)\s+(?:(?:full|first|last)\s+)?name\][.!]?\s*$",
     re.IGNORECASE,
 )
 

@@ -85,6 +85,7 @@ def test_the_question_whether_the_customer_talks_to_a_bot(question: str, asks: b
             "I'm away until Monday.\n\nBest regards,\nAnna",
         ),  # the customer's
         ("Glad it worked. Thanks, Alex!", "Glad it worked. Thanks, Alex!"),  # addressed, not signed
+        ("Have a good trip!\n\nWishing you the best of your holiday,\n\n[Your Name]", "Have a good trip!"),
         ("Best regards, [Your Name]", "Best regards, [Your Name]"),  # nothing else: kept
     ],
 )
