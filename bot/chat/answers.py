@@ -142,9 +142,8 @@ class Answers:
             yield text
             yield Generated(text)
         else:
-            text = unsigned(
-                final.text, against.facts
-            )  # a "Best regards, [Your Name]" not shown yet is left out
+            # a closing "Best regards, [Your Name]" not shown yet is left out
+            text = unsigned(final.text, against.facts)
             text = text if text.startswith(shown) else final.text
             if text[len(shown) :]:
                 yield text[len(shown) :]
@@ -171,8 +170,9 @@ class Answers:
             )
         )
         sentence, passed = recalled.sentence if recalled is not None else None, []
+        against = _Against(context.earlier, context.facts, question)
         for candidate in ranked:
-            body = _Against((), context.facts, question).cleaned(candidate.text.strip())
+            body = against.cleaned(candidate.text.strip())
             if sentence is not None and looks_like_refusal(body):  # the fact asked back is the answer
                 body = ""
             text = ranking.with_recall(body, sentence, asked)
@@ -244,7 +244,7 @@ class _Against:
             copied
             or looks_like_refusal(text)
             or claims_identity(text, self.facts)
-            or (misplaced_condolence(text, self.question))
+            or misplaced_condolence(text, self.question)
         )
 
 

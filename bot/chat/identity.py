@@ -18,6 +18,7 @@ import re
 from collections.abc import Mapping
 
 from bot.chat.facts import Recall
+from bot.chat.sentences import sentences, without_sentences
 from bot.core.texts import BOT_DISCLOSURE
 
 __all__ = ["claims_identity", "disclosure", "unsigned", "without_false_identity"]
@@ -71,14 +72,13 @@ _SIGN_OFF = re.compile(
 def claims_identity(reply: str, facts: Mapping[str, str]) -> bool:
     """Whether `reply` names the bot (the customer's name or any other) or says it is human: never shown as
     it is."""
-    return any(_false_identity(sentence, facts) for sentence in _sentences(reply))
+    return any(_false_identity(sentence, facts) for sentence in sentences(reply))
 
 
 def without_false_identity(reply: str, facts: Mapping[str, str]) -> str:
     """`reply` without its sentences that name the bot or say it is a person (unchanged if that would leave
     nothing)."""
-    kept = [s for s in _sentences(reply) if not _false_identity(s, facts)]
-    return " ".join(kept) if kept else reply
+    return without_sentences(reply, lambda sentence: _false_identity(sentence, facts))
 
 
 def disclosure(question: str) -> Recall | None:
@@ -94,10 +94,6 @@ def unsigned(reply: str, facts: Mapping[str, str]) -> str:
     if match is None or match.start() == 0 or match.group("who") == facts.get("name", "").strip():
         return reply
     return reply[: match.start()].rstrip()
-
-
-def _sentences(reply: str) -> list[str]:
-    return re.split(r"(?<=[.!?])\s+", reply.strip())
 
 
 def _false_identity(sentence: str, facts: Mapping[str, str]) -> bool:

@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import re
 
+from bot.chat.sentences import without_sentences
+
 __all__ = ["misplaced_condolence", "without_condolence"]
 
 _CONDOLENCE = re.compile(
@@ -33,6 +35,4 @@ def without_condolence(reply: str, question: str) -> str:
     """`reply` without its misplaced condolence sentences (unchanged if that would leave nothing)."""
     if not misplaced_condolence(reply, question):
         return reply
-    sentences = re.split(r"(?<=[.!?])\s+", reply.strip())
-    kept = [s for s in sentences if not _CONDOLENCE.search(s)]
-    return " ".join(kept) if kept else reply
+    return without_sentences(reply, lambda sentence: _CONDOLENCE.search(sentence) is not None)

@@ -76,13 +76,13 @@ class Sampler:
             old = scores[seen]
             penalised = torch.where(old < 0, old * p.repetition_penalty, old / p.repetition_penalty)
             scores = scores.scatter(0, seen, penalised)
+        # n-gram blocking: never repeat a phrase of no_repeat_ngram tokens within the reply, nor copy one of
+        # avoid_ngram tokens from the chat's earlier replies
         blocked = blocked_by_ngrams(self.generated, p.no_repeat_ngram)
         if self._avoid and len(self.generated) >= p.avoid_ngram - 1:
-            # phrases of the chat's earlier replies and of the worked examples are not copied
             tail = tuple(self.generated[len(self.generated) - p.avoid_ngram + 1 :])
             blocked |= self._avoid.get(tail, set())
         if blocked:
-            # n-gram blocking: never repeat a phrase of no_repeat_ngram tokens within the reply
             scores = scores.index_fill(0, torch.tensor(sorted(blocked), dtype=torch.long), float("-inf"))
         if self.greedy:
             token = int(torch.argmax(scores))
