@@ -42,7 +42,8 @@ class Metrics:
         )
         self.kb_drafts = Counter(
             "bot_kb_drafts_total",
-            "Knowledge-base drafts of the model: used, discarded after verification, stopped while written",
+            "Knowledge-base drafts of the model: used, discarded after verification, stopped while written, "
+            "skipped (the model was busy: the passage answered)",
             ["result"],
             registry=r,
         )

@@ -28,7 +28,7 @@ __all__ = ["DRAFT_RESULTS", "EvalQuestion", "EvalReport", "EvalResult", "evaluat
 
 Answer = Callable[[int, str], Awaitable[Outcome]]
 Drafts = Callable[[], dict[str, float]]  # bot_kb_drafts_total so far, by result
-DRAFT_RESULTS = ("used", "discarded", "stopped")
+DRAFT_RESULTS = ("used", "discarded", "stopped", "skipped")
 
 
 @dataclass(frozen=True, slots=True)

@@ -87,10 +87,12 @@ class NoAudit:
 @dataclass(frozen=True, slots=True)
 class ChatOptions:
     """The service's own settings. `max_queued_per_chat`: messages of one chat that may wait for their
-    turn (0 = no cap); `kb_max_new_tokens`: the budget of a grounded knowledge-base draft."""
+    turn (0 = no cap); `kb_max_new_tokens`: the budget of a grounded knowledge-base draft;
+    `kb_draft_max_load`: a draft is written only while fewer replies than this are in flight."""
 
     max_queued_per_chat: int = 20
     kb_max_new_tokens: int = 96
+    kb_draft_max_load: int = 2
 
 
 @dataclass(frozen=True, slots=True)

@@ -2,7 +2,9 @@
 or the best passage's own sentences; never a figure the passages do not back.
 
 Fast by construction (issue #12): a question a passage answers directly (nearly all of its informative
-words in one passage) gets that passage's sentences at once, without the model; otherwise the draft has
+words in one passage) gets that passage's sentences at once, without the model, and so does every
+question while the model is busy (KB_DRAFT_MAX_LOAD replies in flight: a draft's long prompt would
+delay every waiting customer, and most drafts of a small model are discarded); otherwise the draft has
 its own small budget (KB_MAX_NEW_TOKENS) and is checked each time a sentence ends, so a draft that has
 already failed (an invented figure, a sentence twice, rambling) stops decoding at once.
 """
@@ -53,8 +55,11 @@ class GroundedAnswers:
         audit: Audit,
         metrics: Metrics,
         max_new_tokens: int,
+        max_load: int = 2,
     ) -> None:
+        """`max_load`: drafts are written only while fewer replies than this are in flight."""
         self._engine = engine
+        self._max_load = max_load
         self._params = replace(params, max_new_tokens=min(params.max_new_tokens, max_new_tokens))
         self._knowledge = knowledge
         self._safety = safety
@@ -72,6 +77,9 @@ class GroundedAnswers:
         grounded = self._knowledge.ground(question, "", retrieval)  # "not found", or the extractive answer
         if self.direct(retrieval):
             grounded = replace(grounded, problems=("direct",))  # no draft: the passage answers directly
+        elif retrieval.confident and self._engine.in_flight >= self._max_load:
+            grounded = replace(grounded, problems=("busy",))  # no draft: it would make everyone wait
+            self._metrics.kb_drafts.labels("skipped").inc()
         elif retrieval.confident:
             grounded = await self._from_model(question, prompt, retrieval, grounded)
         verdict = self._safety.check_output(grounded.text)

@@ -91,6 +91,7 @@ class ChatService:
             audit=audit,
             metrics=deps.metrics,
             max_new_tokens=deps.options.kb_max_new_tokens,
+            max_load=deps.options.kb_draft_max_load,
         )
         self._recorder = Recorder(deps.store, deps.desk, deps.metrics)
 

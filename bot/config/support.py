@@ -72,6 +72,16 @@ class KbSettings(Section):
         "sentences; the draft is verified while it is written)",
     )
 
+    draft_max_load: int = Field(
+        2,
+        ge=0,
+        le=1024,
+        description="A knowledge-base answer is drafted by the model only while fewer than this many "
+        "replies are being generated or waiting; busier, the best passage's own sentences go out at once "
+        "(drafts cost every waiting customer seconds, and the grounding check discards most of the "
+        "bundled model's). 0: never draft",
+    )
+
     doc2query: Literal["auto", "on", "off"] = Field(
         "off",
         description="At index time the model writes questions each passage answers, and ranking matches "

@@ -34,6 +34,11 @@ class Engine(Protocol):
         """Sample `params.num_candidates` whole replies in one batch, best (highest mean log-prob) first."""
         ...
 
+    @property
+    def in_flight(self) -> int:
+        """Replies being generated or waiting for the model now (a measure of load)."""
+        ...
+
     def queue_position(self, session: str) -> int | None:
         """Where the reply for `session` waits in line for the model (1 = next), or None when it is not
         waiting (being generated, done, or unknown: a remote server does not say)."""

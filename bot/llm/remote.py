@@ -177,6 +177,10 @@ class OpenAIEngine:
         # A stable sort: a server that gives no log-probabilities keeps its own order.
         return sorted(found, key=lambda c: -c.mean_logprob if not math.isnan(c.mean_logprob) else 0.0)
 
+    @property
+    def in_flight(self) -> int:
+        return self.pending
+
     def queue_position(self, session: str) -> int | None:
         return None  # an OpenAI-compatible server does not say where a request waits
 

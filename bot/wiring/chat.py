@@ -43,6 +43,7 @@ def chat_deps(
     options = ChatOptions(
         max_queued_per_chat=settings.rate_limit.max_queued_per_chat,
         kb_max_new_tokens=settings.kb.max_new_tokens,
+        kb_draft_max_load=settings.kb.draft_max_load,
     )
     deps = ChatDeps(state.store, engine, prompts, settings.generation.params(), gate=gate, safety=safety)
     return replace(

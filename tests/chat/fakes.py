@@ -26,6 +26,7 @@ class FakeEngine:
         self.calls: list[tuple[Prompt, GenerationParams]] = []
         self.pieces_sent = 0
         self.closed_early = 0
+        self.in_flight = 0  # the load the engine reports; set it to play a busy model
         self.release = asyncio.Event()  # set by default; clear it to hold a stream before its first piece
         self.release.set()
 

@@ -28,11 +28,10 @@ def knowledge(tmp_path_factory: pytest.TempPathFactory) -> KnowledgeBase:
     return base
 
 
-def service(engine: FakeEngine, knowledge: KnowledgeBase, metrics: Metrics) -> ChatService:
+def service(engine: FakeEngine, knowledge: KnowledgeBase, metrics: Metrics, max_load: int = 2) -> ChatService:
     store = InProcessStore(max_turns=20, ttl_seconds=600)
-    deps = fake_deps(
-        engine, store, knowledge=knowledge, metrics=metrics, options=ChatOptions(kb_max_new_tokens=40)
-    )
+    options = ChatOptions(kb_max_new_tokens=40, kb_draft_max_load=max_load)
+    deps = fake_deps(engine, store, knowledge=knowledge, metrics=metrics, options=options)
     return ChatService(deps)
 
 
@@ -72,3 +71,18 @@ async def test_a_grounded_draft_that_fails_verification_stops_early(knowledge: K
     assert engine.pieces_sent <= first_sentence_pieces + 2 < 40, f"{engine.pieces_sent} pieces decoded"
     assert "€50" in outcome.text and "75" not in outcome.text, "the passage's own sentence instead"
     assert metrics.kb_drafts.labels("stopped")._value.get() == 1
+
+
+@pytest.mark.parametrize(("in_flight", "max_load", "drafted"), [(1, 2, True), (2, 2, False), (0, 0, False)])
+async def test_no_draft_while_the_model_is_busy(
+    knowledge: KnowledgeBase, in_flight: int, max_load: int, drafted: bool
+) -> None:
+    """KB_DRAFT_MAX_LOAD replies in flight: the passage's own sentences at once, nobody waits for a draft."""
+    metrics = Metrics()
+    engine = FakeEngine("Standard delivery is free for orders of €50 or more.")
+    engine.in_flight = in_flight
+    chat = service(engine, knowledge, metrics, max_load=max_load)
+    outcome = await chat.respond(Message(chat_id=4, text=NOT_DIRECT)).outcome()
+    assert bool(engine.calls) is drafted
+    assert "€50" in outcome.text and outcome.grounded and "Shipping and delivery" in outcome.sources
+    assert metrics.kb_drafts.labels("skipped")._value.get() == (0 if drafted else 1)

@@ -230,6 +230,7 @@ async def test_a_reply_queued_behind_a_full_batch_gets_a_shorter_budget(endless:
         await eventually(lambda: engine.active)
         second = asyncio.ensure_future(collect(engine, prompt_ids(endless, "Hi"), params))
         await eventually(lambda: engine.pending)
+        assert engine.in_flight == 2, "one reply decoding, one waiting: the load a busy model reports"
         go.set()
         assert await first_piece
         await first.aclose()

@@ -103,6 +103,11 @@ class TransformersEngine:
         """Replies waiting for a slot in the batch."""
         return self._scheduler.pending
 
+    @property
+    def in_flight(self) -> int:
+        """Sequences being decoded and replies waiting for a slot."""
+        return self.active + self.pending
+
     def queue_position(self, session: str) -> int | None:
         return self._scheduler.position(session)
 
