@@ -46,6 +46,27 @@ def test_weights_on_a_4bit_grid_are_packed_in_4_bits_others_in_8() -> None:
     assert all(m.weight.dtype == torch.bfloat16 for m in model)
 
 
+def test_each_shape_is_timed_once_over_all_its_layers(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A forward pass reads every layer once, so the crossover is timed over all layers of a shape in
+    turn (one layer timed alone stays in the CPU cache and makes plain weights look cheap)."""
+    timed: list[list[int]] = []
+    real = int4.crossover
+
+    def recording(layers: list[PackedLinear]) -> int:
+        timed.append([id(layer) for layer in layers])
+        assert real(layers) in (0, 1, 2, 4, 8, 16, 32)
+        return 8
+
+    monkeypatch.setattr(int4, "crossover", recording)
+    model = nn.ModuleList(
+        [linear_with(q4_1_weight(96, 128)) for _ in range(3)] + [linear_with(torch.randn(64, 96))]
+    )
+    packed = pack_linears(model, torch.float32)
+    assert sorted(map(len, timed)) == [1, 3] and [id(m) for m in model[:3]] in timed
+    assert packed.crossovers == {"int4 96x128": 8, "int8 64x96": 8}
+    assert all(isinstance(m, PackedLinear) and m.max_rows == 8 for m in model)
+
+
 @pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float32])
 def test_packed_layers_multiply_like_the_plain_layer_and_many_rows_use_the_plain_product(
     dtype: torch.dtype,

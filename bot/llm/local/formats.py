@@ -7,10 +7,9 @@ answers; 4-bit weights (int4.py) make one chat several times faster where torch 
 them, with the rest of the model in bfloat16 (`int4`) or, where bfloat16 is emulated and a prefill in it
 takes four times as long, in float32 (`int4-float32`). So `MODEL_DTYPE=auto` times each candidate at
 first start, decoding at one sequence and at a full batch and reading a prompt (the prefill that sets
-a reply's first-token latency), checks that its output stays close to
-float32's on a fixed text, and keeps the result in the model cache directory, keyed by everything that
-could change the answer: the CPU model and flags, the torch version, the thread count and the weights.
-Later starts read the choice back in milliseconds.
+a reply's first-token latency), checks that its output stays close to float32's on a fixed text, and
+keeps the result in the model cache directory, keyed by everything that could change the answer: the
+CPU model and flags, the torch version, the thread count and the weights. Later starts read it back.
 """
 
 from __future__ import annotations
@@ -55,6 +54,7 @@ ACTIVATIONS = {"int8": torch.float32, "int4": torch.bfloat16, "int4-float32": to
 # float32's at this share of positions or more, and its perplexity is at most this factor above float32's.
 MIN_AGREEMENT = 0.90
 MAX_PERPLEXITY_RATIO = 1.05
+MEASUREMENT = 2  # raised when what is measured changes, so that every machine measures again
 DECODE_STEPS = 4
 PREFILL_TOKENS = 96  # a short prompt's worth; a reply's prompt reuses the cached system prompt
 
@@ -135,8 +135,8 @@ def cpu_description() -> tuple[str, str]:
 def calibration_key(weights: Path, *, batch: int, threads: int) -> str:
     """A key that changes with anything that could change the measurement: CPU, torch, threads, weights."""
     cpu, flags = cpu_description()
-    # the candidates too: a release that adds a format measures again rather than never trying it
-    digest = hashlib.sha256(f"{cpu}|{flags}|{torch.__version__}|{threads}|{batch}|{FORMATS}".encode())
+    setup = f"{torch.__version__}|{threads}|{batch}|{FORMATS}|{MEASUREMENT}"  # new candidates: measure again
+    digest = hashlib.sha256(f"{cpu}|{flags}|{setup}".encode())
     for path in sorted(weights.iterdir()) if weights.is_dir() else [weights]:
         if path.is_file() and path.suffix in (".json", ".safetensors", ".bin", ".gguf"):
             digest.update(f"{path.name}:{path.stat().st_size}".encode())
