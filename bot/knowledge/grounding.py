@@ -140,6 +140,12 @@ def verify(
         key, given = facts(answer), facts(reply)
         if key and not key & given:
             problems.append("missing_key_fact")
+        elif (
+            (kind := asked_figure(question))
+            and _FIGURES[kind].search(answer)
+            and not _FIGURES[kind].search(reply)
+        ):
+            problems.append("missing_asked_figure")  # "when?" answered with an e-mail address but no hours
         # a figure of the passages, but not of the sentences that answer: likely the wrong one (€49 for €29)
         invented = {p.partition(":")[2] for p in problems}
         out_of_context = {f.partition(":")[2] for f in given - key - facts(question)} - invented

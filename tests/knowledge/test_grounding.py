@@ -65,6 +65,16 @@ def test_verify_accepts_a_faithful_paraphrase_and_rejects_inventions() -> None:
     assert verify(question, "", hits) == ["empty"]
 
 
+def test_a_reply_without_the_kind_of_figure_asked_for_is_not_used() -> None:
+    """Some of the answer's figures are not enough: "when?" needs the hours, not only the e-mail address."""
+    mail = Passage(
+        "Contact", "", "Write to help@pedalo.example; we answer from 9:00 to 17:00.", "contact.txt"
+    )
+    hits, question = found(mail).hits, "When do you answer e-mails?"
+    assert verify(question, "Write to help@pedalo.example.", hits) == ["missing_asked_figure"]
+    assert verify(question, "We answer e-mails from 9:00 to 17:00.", hits) == []
+
+
 def test_the_question_may_supply_figures() -> None:
     hits = found(DEPOSIT).hits
     assert (
