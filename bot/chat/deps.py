@@ -92,7 +92,7 @@ class ChatOptions:
 
     max_queued_per_chat: int = 20
     kb_max_new_tokens: int = 96
-    kb_draft_max_load: int = 2
+    kb_draft_max_load: int = 0
 
 
 @dataclass(frozen=True, slots=True)

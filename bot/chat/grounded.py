@@ -3,8 +3,9 @@ or the best passage's own sentences; never a figure the passages do not back.
 
 Fast by construction (issue #12): a question a passage answers directly (nearly all of its informative
 words in one passage) gets that passage's sentences at once, without the model, and so does every
-question while the model is busy (KB_DRAFT_MAX_LOAD replies in flight: a draft's long prompt would
-delay every waiting customer, and most drafts of a small model are discarded); otherwise the draft has
+question unless drafts are on (KB_DRAFT_MAX_LOAD, off by default: the bundled model's drafts were less
+often right than the passages' sentences) and the model is not busy (that many replies in flight: a
+draft's long prompt would delay every waiting customer); otherwise the draft has
 its own small budget (KB_MAX_NEW_TOKENS) and is checked each time a sentence ends, so a draft that has
 already failed (an invented figure, a sentence twice, rambling) stops decoding at once.
 """
@@ -55,7 +56,7 @@ class GroundedAnswers:
         audit: Audit,
         metrics: Metrics,
         max_new_tokens: int,
-        max_load: int = 2,
+        max_load: int = 0,
     ) -> None:
         """`max_load`: drafts are written only while fewer replies than this are in flight."""
         self._engine = engine

@@ -73,13 +73,13 @@ class KbSettings(Section):
     )
 
     draft_max_load: int = Field(
-        2,
+        0,
         ge=0,
         le=1024,
-        description="A knowledge-base answer is drafted by the model only while fewer than this many "
-        "replies are being generated or waiting; busier, the best passage's own sentences go out at once "
-        "(drafts cost every waiting customer seconds, and the grounding check discards most of the "
-        "bundled model's). 0: never draft",
+        description="0: knowledge-base answers are the best passage's own sentences, at once, never a "
+        "draft of the model (with the bundled 135M model they were right more often: 100 % against 94 %, "
+        "docs/knowledge-base.md). N: the model drafts the answer while fewer than N replies are being "
+        "generated or waiting (busier, the passage's sentences), for a larger model worth waiting for",
     )
 
     doc2query: Literal["auto", "on", "off"] = Field(
