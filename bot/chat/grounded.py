@@ -33,6 +33,7 @@ DIRECT_COVERAGE = 0.8
 # problems a longer draft cannot mend: once seen in its complete sentences, the draft is given up
 FATAL_PROBLEMS = ("invented:", "out_of_context:", "repetitive", "rambling")
 _SENTENCE_ENDS = ".!?\n"
+_BY_DESIGN = ("direct", "drafts off")  # answered from the passage without trying a draft
 
 Audit = Callable[[int | str, str, Verdict], Awaitable[None]]
 
@@ -78,6 +79,8 @@ class GroundedAnswers:
         grounded = self._knowledge.ground(question, "", retrieval)  # "not found", or the extractive answer
         if self.direct(retrieval):
             grounded = replace(grounded, problems=("direct",))  # no draft: the passage answers directly
+        elif retrieval.confident and not self._max_load:
+            grounded = replace(grounded, problems=("drafts off",))
         elif retrieval.confident and self._engine.in_flight >= self._max_load:
             grounded = replace(grounded, problems=("busy",))  # no draft: it would make everyone wait
             self._metrics.kb_drafts.labels("skipped").inc()
@@ -90,9 +93,10 @@ class GroundedAnswers:
             grounded = replace(fallback, problems=tuple(f"output:{r}" for r in verdict.reasons))
             verdict = self._safety.check_output(grounded.text)
         text = self._safety.message_for(verdict) if verdict.blocked else verdict.text
-        if grounded.problems and grounded.answered:
+        if grounded.problems and grounded.answered:  # the usual way (direct, drafts off) is not news
+            level = logging.DEBUG if grounded.problems[0] in _BY_DESIGN else logging.INFO
             problems = ",".join(grounded.problems)
-            log.info("chat %s: answered from the passage, not the model (%s)", chat_id, problems)
+            log.log(level, "chat %s: answered from the passage, not the model (%s)", chat_id, problems)
         answered = grounded.answered
         return Generated(
             text,
