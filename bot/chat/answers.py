@@ -21,7 +21,7 @@ from bot.chat.facts import Recall
 from bot.chat.identity import claims_identity, unsigned, without_false_identity
 from bot.chat.likeness import HOLD_SHARE, copied_share, copies
 from bot.chat.refusals import looks_like_refusal, without_refusal
-from bot.chat.tone import misplaced_condolence, without_condolence
+from bot.chat.tone import misplaced_condolence, without_condolence, without_needless_apology
 from bot.core.domain import GenerationParams, Prompt, Verdict
 from bot.core.texts import REPEATED_REPLY
 from bot.llm.base import Engine
@@ -95,7 +95,7 @@ class Answers:
         it is a person (`bot.chat.identity`), or offers condolences nobody asked for (`bot.chat.tone`;
         such a reply is never shown as it is: it is generated once more, see `_another`). The engine is
         asked not to copy phrases of the earlier replies in the first place (`GenerationParams.avoid`),
-        and a closing "Best regards, [Your Name]" is left out.
+        and a closing "Best regards, [Your Name]" and an apology for a confusion nobody had are left out.
         """
         raw, shown, safety = "", "", self._safety
         against = _Against((*earlier, *self._examples), facts or {}, question)
@@ -105,7 +105,7 @@ class Answers:
                 raw = (raw + piece).lstrip()  # leading blanks never count as shown text
                 if len(raw) - len(shown) < 2 * HOLD_BACK_CHARS:
                     continue
-                draft = safety.check_output(raw, final=False)
+                draft = safety.check_output(without_needless_apology(raw, question), final=False)
                 if draft.blocked:
                     await self._audit(chat_id, "out", draft)
                     yield Generated(safety.message_for(draft), replaced=True)
@@ -115,7 +115,8 @@ class Answers:
                 if cut > len(shown) and draft.text.startswith(shown) and not held:
                     yield draft.text[len(shown) : cut]
                     shown = draft.text[:cut]
-        async with aclosing(self._ending(chat_id, prompt, raw.strip(), shown, against)) as ending:
+        text = without_needless_apology(raw.strip(), question)
+        async with aclosing(self._ending(chat_id, prompt, text, shown, against)) as ending:
             async for item in ending:
                 yield item
 
@@ -231,9 +232,11 @@ class _Against:
         )
 
     def cleaned(self, text: str) -> str:
-        """Advice without the needless refusal or condolence around it, without the bot naming itself, and
-        without a placeholder signature."""
-        text = without_condolence(without_refusal(text), self.question)
+        """Advice without the needless refusal, condolence or apology around it, without the bot naming
+        itself, and without a placeholder signature."""
+        text = without_condolence(
+            without_needless_apology(without_refusal(text), self.question), self.question
+        )
         return unsigned(without_false_identity(text, self.facts), self.facts)
 
     def held(self, text: str, shown_part: str) -> bool:

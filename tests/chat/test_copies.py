@@ -72,9 +72,9 @@ async def test_a_streamed_refusal_is_generated_once_more_and_kept_only_when_the_
     assert "".join([piece async for piece in reply]) == (await reply.outcome()).text == ANSWER
     stubborn = FakeEngine(refusal)
     text = await service_over(stubborn).respond(Message(chat_id=5, text="Can you check my order?")).text()
-    assert (
-        text == refusal and len(stubborn.calls) == 2
-    )  # one more try, then its own words (not a canned note)
+    # one more try, then its own words (not a canned note), less the apology for a confusion nobody had
+    own_words = "As a text-based AI I don't have the ability to help with orders."
+    assert text == own_words and len(stubborn.calls) == 2
 
 
 async def test_two_near_copies_send_the_less_alike_not_a_canned_note() -> None:

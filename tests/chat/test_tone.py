@@ -1,11 +1,12 @@
-"""Condolences where nobody died are not sent: the rule on its own, then through ChatService."""
+"""Condolences where nobody died and apologies for a confusion nobody had are not sent: the rules on
+their own, then through ChatService."""
 
 from __future__ import annotations
 
 import pytest
 
 from bot.chat.service import Message
-from bot.chat.tone import misplaced_condolence, without_condolence
+from bot.chat.tone import misplaced_condolence, without_condolence, without_needless_apology
 from tests.chat.fakes import FakeEngine
 from tests.chat.test_copies import ANSWER, service_over
 
@@ -53,3 +54,36 @@ async def test_a_streamed_reply_loses_a_misplaced_condolence_unseen_or_is_genera
         await service_over(engine).respond(Message(chat_id=3, text="My mum died, close her account")).text()
     )
     assert text.startswith("I'm so sorry for your loss.")
+
+
+@pytest.mark.parametrize(
+    ("reply", "kept"),
+    [
+        ("I'm sorry for the confusion, but yes, I can book you in.", "Yes, I can book you in."),
+        (
+            "I'm sorry for any misunderstanding. Hold the button for 10 seconds.",
+            "Hold the button for 10 seconds.",
+        ),
+        ("Thanks! Sorry for any confusion. It takes 2 days.", "Thanks! It takes 2 days."),
+        ("Sure, sorry for the confusion, it opens at 9.", "Sure, it opens at 9."),
+        ("I'm sorry for the delay. It ships tomorrow.", "I'm sorry for the delay. It ships tomorrow."),
+        ("I'm sorry for any confusion.", "I'm sorry for any confusion."),  # nothing else: kept
+    ],
+)
+def test_an_apology_for_a_confusion_nobody_had_is_cut_out(reply: str, kept: str) -> None:
+    assert without_needless_apology(reply, "how do I reset my router?") == kept
+
+
+def test_the_apology_stays_when_the_customer_was_confused_or_corrects_the_bot() -> None:
+    for question in ("I'm confused, which one?", "no, I said green, not blue", "you misunderstood me"):
+        reply = "I'm sorry for the confusion, the coat is green."
+        assert without_needless_apology(reply, question) == reply
+
+
+async def test_a_streamed_reply_never_shows_the_apology() -> None:
+    engine = FakeEngine(f"I'm sorry for the confusion, but {ANSWER[0].lower()}{ANSWER[1:]}", piece_chars=2)
+    reply = service_over(engine).respond(Message(chat_id=3, text="my wifi is slow, what can I try?"))
+    pieces = [piece async for piece in reply]
+    assert "".join(pieces) == (await reply.outcome()).text == ANSWER
+    assert len(pieces) > 1, "still streamed, not held back to the end"
+    assert len(engine.calls) == 1, "cut out, not generated again"
