@@ -19,7 +19,7 @@ from bot.chat import ranking
 from bot.chat.deps import Safety
 from bot.chat.facts import Recall
 from bot.chat.identity import claims_identity, unsigned, without_false_identity
-from bot.chat.likeness import HOLD_SHARE, copied_share, copies
+from bot.chat.likeness import HOLD_SHARE, copied_share, copies, without_echo
 from bot.chat.refusals import looks_like_refusal, without_refusal
 from bot.chat.tone import misplaced_condolence, without_condolence, without_needless_apology
 from bot.core.domain import GenerationParams, Prompt, Verdict
@@ -105,7 +105,7 @@ class Answers:
                 raw = (raw + piece).lstrip()  # leading blanks never count as shown text
                 if len(raw) - len(shown) < 2 * HOLD_BACK_CHARS:
                     continue
-                draft = safety.check_output(without_needless_apology(raw, question), final=False)
+                draft = safety.check_output(_tidied(raw, question), final=False)
                 if draft.blocked:
                     await self._audit(chat_id, "out", draft)
                     yield Generated(safety.message_for(draft), replaced=True)
@@ -115,7 +115,7 @@ class Answers:
                 if cut > len(shown) and draft.text.startswith(shown) and not held:
                     yield draft.text[len(shown) : cut]
                     shown = draft.text[:cut]
-        text = without_needless_apology(raw.strip(), question)
+        text = _tidied(raw.strip(), question)
         async with aclosing(self._ending(chat_id, prompt, text, shown, against)) as ending:
             async for item in ending:
                 yield item
@@ -234,9 +234,7 @@ class _Against:
     def cleaned(self, text: str) -> str:
         """Advice without the needless refusal, condolence or apology around it, without the bot naming
         itself, and without a placeholder signature."""
-        text = without_condolence(
-            without_needless_apology(without_refusal(text), self.question), self.question
-        )
+        text = without_condolence(_tidied(without_refusal(text), self.question), self.question)
         return unsigned(without_false_identity(text, self.facts), self.facts)
 
     def held(self, text: str, shown_part: str) -> bool:
@@ -249,6 +247,12 @@ class _Against:
             or claims_identity(text, self.facts)
             or misplaced_condolence(text, self.question)
         )
+
+
+def _tidied(text: str, question: str) -> str:
+    """`text` without what is cut out of a reply word for word, safe to apply while it streams: an
+    apology for a confusion nobody had, the customer's own sentence said back."""
+    return without_echo(without_needless_apology(text, question), question)
 
 
 def _least_copied(texts: Sequence[str], others: Sequence[str]) -> str | None:

@@ -6,6 +6,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import replace
 
+from bot.chat.likeness import without_echo
 from bot.chat.ranking import Embed
 from bot.chat.service import ChatService, Message
 from bot.prompt import PromptBuilder
@@ -157,3 +158,18 @@ async def test_the_engine_is_told_to_avoid_the_chat_replies_so_far_but_not_the_e
     first, second = (params for _, params in engine.calls)
     assert first.avoid == ()  # nothing said yet in this chat (the worked examples' shape is to be followed)
     assert second.avoid == ("Restart the router first.",)
+
+
+def test_the_customers_own_sentence_said_back_is_left_out() -> None:
+    message = "Hi, I'm moving house next week."
+    assert without_echo("Hi, I'm moving house next week. How can I help?", message) == "How can I help?"
+    assert without_echo("Hi, I'm moving house next week.", message) == "Hi, I'm moving house next week."
+    assert without_echo("Hi! How can I help?", "Hi!") == "Hi! How can I help?"  # two words: a greeting back
+
+
+async def test_a_streamed_reply_never_shows_the_echo() -> None:
+    message = "Hi, I'm doing a Sunday roast for friends this weekend."
+    engine = FakeEngine(f"{message} {ANSWER}")
+    reply = service_over(engine).respond(Message(chat_id=9, text=message))
+    pieces = [piece async for piece in reply]
+    assert "".join(pieces) == (await reply.outcome()).text == ANSWER and len(pieces) > 1
