@@ -121,9 +121,10 @@ def test_an_unreadable_saved_file_is_packed_again_and_replaced(tmp_path: Path) -
 
 @pytest.mark.parametrize(("name", "dtype"), [("int4", torch.bfloat16), ("int4-float32", torch.float32)])
 async def test_an_int4_model_streams_what_its_own_generate_gives(
-    tiny_llama_dir: Path, name: str, dtype: torch.dtype
+    tiny_llama_dir: Path, name: str, dtype: torch.dtype, tmp_path: Path
 ) -> None:
-    loaded = load_model(str(tiny_llama_dir), dtype=name, device="cpu")
+    # its own cache: the packed weights saved for a test model do not belong in the user's cache
+    loaded = load_model(str(tiny_llama_dir), dtype=name, device="cpu", cache_dir=tmp_path)
     assert loaded.format == name and loaded.dtype == dtype
     assert {p.dtype for p in loaded.model.parameters()} == {dtype}
     layers = [m for m in loaded.model.modules() if isinstance(m, PackedLinear)]
