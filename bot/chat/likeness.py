@@ -26,8 +26,12 @@ _MIN_GRAMS = 3  # shorter texts are compared word for word
 _WORD = re.compile(r"[a-z0-9]+(?:['\u2019-][a-z0-9]+)*")
 
 
+def _words(text: str) -> tuple[str, ...]:
+    return tuple(_WORD.findall(text.casefold()))
+
+
 def _grams(text: str) -> list[tuple[str, ...]]:
-    words = _WORD.findall(text.casefold())
+    words = _words(text)
     return [tuple(words[i : i + 3]) for i in range(max(0, len(words) - 2))]
 
 
@@ -35,7 +39,7 @@ def copied_share(text: str, other: str) -> float:
     """The share (0..1) of `text`'s word trigrams that also occur in `other`."""
     grams = _grams(text)
     if len(grams) < _MIN_GRAMS:
-        return 1.0 if _WORD.findall(text.casefold()) == _WORD.findall(other.casefold()) != [] else 0.0
+        return 1.0 if _words(text) == _words(other) != () else 0.0
     theirs = set(_grams(other))
     return sum(gram in theirs for gram in grams) / len(grams)
 
@@ -48,11 +52,7 @@ def copies(text: str, others: Iterable[str], *, share: float = COPY_SHARE) -> bo
 def without_echo(reply: str, message: str) -> str:
     """`reply` without the sentences that say one of the customer's `message` sentences (three words or
     more) back word for word; unchanged if that would leave nothing."""
-    said = {
-        words
-        for sentence in sentences(message)
-        if len(words := tuple(_WORD.findall(sentence.casefold()))) >= 3
-    }
+    said = {words for sentence in sentences(message) if len(words := _words(sentence)) >= 3}
     if not said:
         return reply
-    return without_sentences(reply, lambda sentence: tuple(_WORD.findall(sentence.casefold())) in said)
+    return without_sentences(reply, lambda sentence: _words(sentence) in said)
