@@ -97,6 +97,13 @@ class Stall:
         return self.blocked.is_set()
 
 
+def each_pass(model: Any) -> Any:
+    """The module that every forward pass of `model` runs once, with the token ids ([rows, new tokens]),
+    whether transformers' forward runs it or the engine's own decode step (bot/llm/local/llama.py): the
+    token embedding. Faults and counters hook it."""
+    return model.get_input_embeddings()
+
+
 @contextlib.contextmanager
 def stalled_forward(
     model: Any,
@@ -121,7 +128,7 @@ def stalled_forward(
         release.wait(hold_seconds)
         stall.resumed.set()
 
-    handle = model.register_forward_pre_hook(hook)
+    handle = each_pass(model).register_forward_pre_hook(hook)
     try:
         yield stall
     finally:

@@ -90,6 +90,7 @@ def _local_engine(loaded: LoadedModel, settings: Settings, metrics: Metrics | No
             max_batch=engine.max_batch,
             cache_mb=engine.cache_max_mb,
             min_new_tokens=engine.min_new_tokens,
+            lean_decode=engine.lean_decode,
         )
 
     def prefilled(reused: int, computed: int) -> None:
@@ -103,6 +104,7 @@ def _local_engine(loaded: LoadedModel, settings: Settings, metrics: Metrics | No
         max_batch=engine.max_batch,
         cache_mb=engine.cache_max_mb,
         min_new_tokens=engine.min_new_tokens,
+        lean_decode=engine.lean_decode,
         on_generated=lambda tokens, _sequences: metrics.tokens.inc(tokens),
         on_step=metrics.batch_size.observe,
         on_prefill=prefilled,

@@ -19,7 +19,7 @@ from bot.llm.local.engine import TransformersEngine
 from bot.llm.local.kvcache import PrefixCache, common_prefix
 from bot.llm.local.loader import LoadedModel
 from bot.llm.local.watchdog import STUCK_AFTER_SECONDS
-from tests.helpers import HANG_SECONDS, eventually
+from tests.helpers import HANG_SECONDS, each_pass, eventually
 
 GREEDY = GenerationParams(max_new_tokens=20, do_sample=False, timeout_seconds=60)
 QUESTIONS = [
@@ -86,7 +86,7 @@ async def test_concurrent_chats_decode_together_and_match_generate_alone(model: 
     def wait_for_everyone(*_: Any) -> None:  # a fast model cannot finish one reply alone first
         everyone_asked.wait(HANG_SECONDS)
 
-    hook = model.model.register_forward_pre_hook(wait_for_everyone)
+    hook = each_pass(model.model).register_forward_pre_hook(wait_for_everyone)
     try:
         replies = asyncio.gather(*(engine_text(engine, p, GREEDY) for p in prompts))
         await eventually(lambda: engine.pending == len(prompts) - 1)
@@ -164,11 +164,11 @@ async def test_requests_beyond_the_batch_wait_and_beyond_the_queue_are_refused(
     engine = TransformersEngine(tiny_llama, max_batch=1, max_queue=1)
     go = threading.Event()
 
-    def hold_decoding(_module: Any, _args: Any, kwargs: Any) -> None:  # the first reply keeps its slot
-        if kwargs["input_ids"].shape[1] == 1 and not go.wait(HANG_SECONDS):
+    def hold_decoding(_module: Any, args: Any) -> None:  # the first reply keeps its slot
+        if args[0].shape[1] == 1 and not go.wait(HANG_SECONDS):
             go.set()  # a hung test: let the model go on
 
-    hook = tiny_llama.model.register_forward_pre_hook(hold_decoding, with_kwargs=True)
+    hook = each_pass(tiny_llama.model).register_forward_pre_hook(hold_decoding)
     long = dataclasses.replace(GREEDY, max_new_tokens=200)
     prompt = prompt_for(tiny_llama, QUESTIONS[0])
     try:
@@ -218,10 +218,10 @@ async def test_a_reply_whose_sampling_fails_does_not_stall_the_engine(tiny_llama
     def nan_logits(_module: Any, _args: Any, out: Any) -> Any:  # as a float16 overflow would give
         if poison.is_set():
             poison.clear()
-            out.logits[:] = float("nan")
+            out[:] = float("nan")
         return out
 
-    hook = tiny_llama.model.register_forward_hook(nan_logits)
+    hook = tiny_llama.model.get_output_embeddings().register_forward_hook(nan_logits)  # the logits
     try:
         sampled = GenerationParams(max_new_tokens=8, do_sample=True, seed=1, timeout_seconds=30)
         poison.set()
@@ -243,8 +243,8 @@ async def test_a_slow_prefill_is_not_taken_for_a_hung_model(
     engine = TransformersEngine(tiny_llama)
     slow, in_slow, left = threading.Event(), threading.Event(), threading.Event()
 
-    def long_prefill(_module: Any, _args: Any, kwargs: Any) -> None:
-        if kwargs["input_ids"].shape[1] > 1 and slow.is_set():
+    def long_prefill(_module: Any, args: Any) -> None:
+        if args[0].shape[1] > 1 and slow.is_set():
             slow.clear()
             in_slow.set()
             left.wait(HANG_SECONDS)
@@ -252,7 +252,7 @@ async def test_a_slow_prefill_is_not_taken_for_a_hung_model(
             # watchdog follows the chat that left
             time.sleep(STUCK_AFTER_SECONDS + 1.0)
 
-    hook = tiny_llama.model.register_forward_pre_hook(long_prefill, with_kwargs=True)
+    hook = each_pass(tiny_llama.model).register_forward_pre_hook(long_prefill)
     try:
         leaving = engine.stream(
             prompt_for(tiny_llama, QUESTIONS[0], "a"), dataclasses.replace(GREEDY, max_new_tokens=200)

@@ -16,7 +16,7 @@ from bot.core.errors import GenerationTimeout
 from bot.llm.local.detok import without_broken_bytes
 from bot.llm.local.engine import TransformersEngine, shortened_budget
 from bot.llm.local.loader import LoadedModel, load_model
-from tests.helpers import HANG_SECONDS, eventually
+from tests.helpers import HANG_SECONDS, each_pass, eventually
 from tests.tiny_models import build_tiny_llama
 
 GREEDY = GenerationParams(max_new_tokens=24, do_sample=False, repetition_penalty=1.0, timeout_seconds=60)
@@ -89,7 +89,7 @@ async def test_timeout_raises_and_the_engine_is_usable_again(tiny_llama: LoadedM
     engine = TransformersEngine(tiny_llama)
     slow = dataclasses.replace(GREEDY, max_new_tokens=480, timeout_seconds=0.3)
     # a slow model: 480 passes of 10 ms or more cannot finish within 0.3 s, on any machine
-    hook = tiny_llama.model.register_forward_pre_hook(lambda *_: time.sleep(0.01))
+    hook = each_pass(tiny_llama.model).register_forward_pre_hook(lambda *_: time.sleep(0.01))
     try:
         with pytest.raises(GenerationTimeout, match="no complete reply"):
             await collect(engine, prompt_ids(tiny_llama), slow)
@@ -119,7 +119,7 @@ async def test_the_event_loop_runs_while_the_model_computes(endless: LoadedModel
             loop.call_soon_threadsafe(on_the_loop)
             ran.wait(HANG_SECONDS)
 
-    hook = endless.model.register_forward_pre_hook(ask_the_loop)
+    hook = each_pass(endless.model).register_forward_pre_hook(ask_the_loop)
     engine = TransformersEngine(endless)
     try:
         assert "".join(await collect(engine, prompt_ids(endless), GREEDY))
@@ -145,7 +145,7 @@ async def test_closing_the_stream_early_stops_generation(endless: LoadedModel) -
         if passes[0] > HELD_AFTER:  # however fast the model, it cannot run ahead of the reader's close
             closed.wait(HANG_SECONDS)
 
-    hook = endless.model.register_forward_pre_hook(count_and_wait_for_the_reader)
+    hook = each_pass(endless.model).register_forward_pre_hook(count_and_wait_for_the_reader)
     engine = TransformersEngine(endless, max_batch=1)  # one slot: the next reply waits for it to be let go
     try:
         stream = engine.stream(
@@ -169,7 +169,7 @@ async def test_a_slow_reply_that_keeps_producing_is_not_timed_out(endless: Loade
     a 3 s stall limit, while each pass leaves the slowest machine seconds to spare."""
     counted: list[int] = []
     engine = TransformersEngine(endless, on_generated=lambda tokens, _n: counted.append(tokens))
-    hook = endless.model.register_forward_pre_hook(lambda *_: time.sleep(0.2))
+    hook = each_pass(endless.model).register_forward_pre_hook(lambda *_: time.sleep(0.2))
     slow = dataclasses.replace(GREEDY, max_new_tokens=20, stall_seconds=3.0, timeout_seconds=600)
     try:
         assert "".join(await collect(engine, prompt_ids(endless), slow))
@@ -189,7 +189,7 @@ async def test_a_stalled_forward_times_out_and_the_engine_recovers(endless: Load
             release.wait(HANG_SECONDS)
             resumed.set()
 
-    hook = endless.model.register_forward_pre_hook(stall_the_sixth_pass)
+    hook = each_pass(endless.model).register_forward_pre_hook(stall_the_sixth_pass)
     engine = TransformersEngine(endless)
     # the stall limit is far above a pass of the tiny model, so only the held pass can reach it
     params = dataclasses.replace(GREEDY, max_new_tokens=40, stall_seconds=2.0, timeout_seconds=600)
@@ -218,11 +218,11 @@ async def test_a_reply_queued_behind_a_full_batch_gets_a_shorter_budget(endless:
     )
     go = threading.Event()
 
-    def hold_decoding(_module: Any, _args: Any, kwargs: Any) -> None:  # the first reply keeps its slot
-        if kwargs["input_ids"].shape[1] == 1 and not go.wait(HANG_SECONDS):
+    def hold_decoding(_module: Any, args: Any) -> None:  # the first reply keeps its slot
+        if args[0].shape[1] == 1 and not go.wait(HANG_SECONDS):
             go.set()  # a hung test: let the model go on
 
-    hook = endless.model.register_forward_pre_hook(hold_decoding, with_kwargs=True)
+    hook = each_pass(endless.model).register_forward_pre_hook(hold_decoding)
     params = dataclasses.replace(GREEDY, max_new_tokens=40)
     try:
         first = engine.stream(Prompt(tuple(prompt_ids(endless))), params)

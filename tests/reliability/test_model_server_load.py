@@ -22,7 +22,7 @@ from bot.llm.local.engine import TransformersEngine
 from bot.llm.local.loader import LoadedModel, load_model
 from bot.prompt.builder import ChatFormat
 from bot.transports.openai_server.server import ModelServer
-from tests.helpers import eventually
+from tests.helpers import each_pass, eventually
 from tests.tiny_models import build_tiny_llama
 
 TIMEOUT = 3.0  # GENERATION_TIMEOUT_SECONDS of this server
@@ -36,7 +36,7 @@ def slowed(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LoadedModel]:
     """A tiny Llama that never stops early (every reply is max_tokens long) and sleeps in every step."""
     path = build_tiny_llama(tmp_path_factory.mktemp("endless"), endless=True)
     model = load_model(str(path), dtype="float32", device="cpu")
-    hook = model.model.register_forward_pre_hook(lambda *_: time.sleep(STEP_SECONDS))
+    hook = each_pass(model.model).register_forward_pre_hook(lambda *_: time.sleep(STEP_SECONDS))
     yield model
     hook.remove()
 

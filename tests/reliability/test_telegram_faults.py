@@ -25,7 +25,7 @@ from bot.transports.telegram.handlers import CONFLICT, Texts
 from bot.transports.telegram.split import utf16_len
 from bot_dev.fakes.bot_api import FakeBotApi
 from tests.conftest import TOKEN, env_without_bot_settings
-from tests.helpers import HANG_SECONDS, handled, stalled_forward
+from tests.helpers import HANG_SECONDS, each_pass, handled, stalled_forward
 from tests.telegram.test_bot_e2e import drained, replies_in
 from tests.tiny_models import build_tiny_llama
 
@@ -34,7 +34,7 @@ from tests.tiny_models import build_tiny_llama
 def counted_forward(model: Any) -> Iterator[list[int]]:
     """Every forward pass of the real model while the block runs, one entry each."""
     passes: list[int] = []
-    handle = model.register_forward_pre_hook(lambda _module, _args: passes.append(1))
+    handle = each_pass(model).register_forward_pre_hook(lambda _module, _args: passes.append(1))
     try:
         yield passes
     finally:

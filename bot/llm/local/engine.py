@@ -29,9 +29,12 @@ from bot.core.errors import EngineBusy, GenerationError, GenerationTimeout
 from bot.llm.base import Candidate
 from bot.llm.local.detok import IncrementalDecoder, StopMatcher, without_broken_bytes
 from bot.llm.local.events import Event, Failed, Finished, Released, Request, Started, Token
+from bot.llm.local.hf_cache import TransformersDecode
 from bot.llm.local.jobs import Jobs
+from bot.llm.local.llama import LlamaDecode, unsupported
 from bot.llm.local.loader import LoadedModel
 from bot.llm.local.scheduler import Scheduler
+from bot.llm.local.slots import DecodeStep
 from bot.llm.local.watchdog import Watchdog
 from bot.llm.threads import on_fresh_thread
 
@@ -63,13 +66,15 @@ class TransformersEngine:
         max_batch: int = 16,
         cache_mb: int = 512,
         min_new_tokens: int = 64,
+        lean_decode: bool = True,
         on_generated: Callable[[int, int], None] | None = None,
         on_step: Callable[[int], None] | None = None,
         on_prefill: Callable[[int, int], None] | None = None,
     ) -> None:
         """`max_queue` bounds the replies waiting for a slot (beyond it: EngineBusy, back-pressure);
         `max_batch` the sequences decoded together; `cache_mb` the KV caches kept for the next turns;
-        `min_new_tokens` the shortest budget a reply gets when the queue is long.
+        `min_new_tokens` the shortest budget a reply gets when the queue is long; `lean_decode`: decode
+        steps of Llama-family models run through llama.LlamaDecode (transformers' forward otherwise).
         `on_generated(tokens, sequences)` is told about every finished reply, `on_step(batch_size)` about
         every decode step and `on_prefill(reused, computed)` about every prompt (for metrics)."""
         self._loaded = loaded
@@ -80,6 +85,7 @@ class TransformersEngine:
         self.tokenizer = loaded.tokenizer
         self.context_tokens = loaded.context_tokens
         scheduler_args: dict[str, Any] = {
+            "decode": _decode_step(loaded.model, lean=lean_decode),
             "eos_ids": _eos_ids(loaded),
             "max_batch": max_batch,
             "cache_bytes": cache_mb * 1024 * 1024,
@@ -266,6 +272,16 @@ def _emitter(loop: asyncio.AbstractEventLoop, events: asyncio.Queue[Event]) -> C
             loop.call_soon_threadsafe(events.put_nowait, event)
 
     return emit
+
+
+def _decode_step(model: Any, *, lean: bool) -> DecodeStep:
+    """The engine's own decode step for the models it reproduces, transformers' forward for the others."""
+    reason = unsupported(model) if lean else "ENGINE_LEAN_DECODE=false"
+    if reason is None:
+        log.info("decode steps: the engine's own Llama forward")
+        return LlamaDecode(model)
+    log.info("decode steps: transformers' forward (%s)", reason)
+    return TransformersDecode(model)
 
 
 def _eos_ids(loaded: LoadedModel) -> set[int]:

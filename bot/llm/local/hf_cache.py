@@ -16,7 +16,9 @@ from typing import Any, Protocol
 import torch
 from transformers.cache_utils import Cache, DynamicLayer
 
-__all__ = ["KVStore", "as_hf_cache"]
+from bot.llm.local.kvcache import BatchCache
+
+__all__ = ["KVStore", "TransformersDecode", "as_hf_cache"]
 
 
 class KVStore(Protocol):
@@ -55,3 +57,25 @@ class _View(Cache):
 def as_hf_cache(store: KVStore, layer_count: int) -> Cache:
     """A transformers `Cache` whose layers read and write `store` (pass it to the model's forward)."""
     return _View(store, layer_count)
+
+
+class TransformersDecode:
+    """Decode steps through transformers' own forward: any model (llama.LlamaDecode is faster for Llamas)."""
+
+    def __init__(self, model: Any) -> None:
+        self._model = model
+        self._layers = int(model.config.get_text_config(decoder=True).num_hidden_layers)
+
+    def __call__(self, tokens: torch.Tensor, positions: torch.Tensor, cache: BatchCache) -> torch.Tensor:
+        """Feed `tokens[i]` at position `positions[i]` to row i of `cache`: the next-token logits."""
+        out = self._model(
+            input_ids=tokens[:, None],
+            attention_mask=cache.attention_mask(1),
+            position_ids=positions[:, None],
+            cache_position=torch.tensor([cache.length], dtype=torch.long),
+            cache=as_hf_cache(cache, self._layers),
+            use_cache=True,
+            logits_to_keep=1,
+        )
+        logits: torch.Tensor = out.logits[:, -1]
+        return logits

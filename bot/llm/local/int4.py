@@ -37,6 +37,9 @@ __all__ = ["GROUP", "PackedLinear", "PackedWeights", "pack_linears"]
 GROUP = 32  # weights per scale and offset, as in GGUF's Q4_1 blocks
 KERNEL_DTYPE = torch.bfloat16  # what the packed kernels multiply (rows and scales); fast on every x86 CPU
 _ROWS = (1, 2, 4, 8, 16, 32)
+# the int4 kernel's packing lays out output rows in blocks of 64: two packs side by side are one pack
+# only when the first has whole blocks (tried: 96 + 32 rows joined give wrong products, 128 + 64 right)
+_INT4_BLOCK = 64
 _ON_GRID = 1e-3  # a weight this close (in grid steps) to its group's 4-bit grid is on it
 
 
@@ -136,6 +139,28 @@ class PackedLinear(nn.Module):
             self.kind, packed, scales = _pack(linear.weight.data)
         self.register_buffer("packed", packed, persistent=False)
         self.register_buffer("scales", scales, persistent=False)
+
+    @classmethod
+    def joined(cls, parts: list[PackedLinear]) -> PackedLinear | None:
+        """One layer that computes `parts` side by side (outputs concatenated): one kernel call instead of
+        several. The parts' codes and plain weights become views of the joined layer's, so memory does not
+        grow. None when the parts are not all of one kind, or their int4 packs do not line up."""
+        kind = parts[0].kind
+        if any(part.kind != kind for part in parts):
+            return None
+        if kind == "int4" and any(part.weight.shape[0] % _INT4_BLOCK for part in parts[:-1]):
+            return None
+        plain = nn.Linear(1, 1, bias=False, dtype=parts[0].weight.dtype)
+        plain.weight = nn.Parameter(torch.cat([part.weight.data for part in parts]), requires_grad=False)
+        packed = torch.cat([part.packed for part in parts])
+        scales = torch.cat([part.scales for part in parts], dim=1 if kind == "int4" else 0)
+        joined = cls(plain, min(part.max_rows for part in parts), saved=(kind, packed, scales))
+        start = 0
+        for part in parts:
+            end = start + part.weight.shape[0]
+            part.weight.data, part.packed = plain.weight.data[start:end], packed[start:end]
+            start = end
+        return joined
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         flat = x.reshape(-1, x.shape[-1]).contiguous()  # the kernels read rows in place

@@ -29,7 +29,7 @@ from bot.llm.local.jobs import Jobs
 from bot.llm.local.kvcache import BatchCache, PrefixCache
 from bot.llm.local.pacing import Pacer
 from bot.llm.local.sampling import Sampler
-from bot.llm.local.slots import Row, Slots
+from bot.llm.local.slots import DecodeStep, Row, Slots
 
 __all__ = ["Request", "Scheduler"]
 
@@ -47,6 +47,7 @@ class Scheduler:
         self,
         model: Any,
         *,
+        decode: DecodeStep,
         eos_ids: set[int],
         max_batch: int,
         cache_bytes: int,
@@ -55,10 +56,12 @@ class Scheduler:
         on_prefill: Callable[[int, int], None] | None = None,
         name: str = "generate",
     ) -> None:
-        """`threads`: the most torch threads a forward pass may use (pacing.py picks per pass);
-        `on_step(batch_size)` is told about every decode step, `on_prefill(reused, computed)` about every
-        prompt: how many of its tokens came from the cache and how many were computed."""
-        self._model = model
+        """`decode`: one decode step over the batch (llama.LlamaDecode, or transformers' forward for any
+        model); prompts always go through `model`'s own forward. `threads`: the most torch threads a
+        forward pass may use (pacing.py picks per pass); `on_step(batch_size)` is told about every decode
+        step, `on_prefill(reused, computed)` about every prompt: how many of its tokens came from the
+        cache and how many were computed."""
+        self._model, self._decode = model, decode
         self._layers = int(model.config.get_text_config(decoder=True).num_hidden_layers)
         self._eos = eos_ids
         self.max_batch = max_batch
@@ -232,7 +235,7 @@ class Scheduler:
             log.debug("decoding a batch of %d sequences", size)
             self._last_size = size
         try:
-            logits = self._forward("decode", size, lambda: self._slots.forward(self._model))
+            logits = self._forward("decode", size, lambda: self._slots.forward(self._decode))
         except Exception as exc:
             log.exception("decode step failed")
             self._fail_all(_failure(exc))

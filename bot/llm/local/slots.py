@@ -7,17 +7,19 @@ they are most of the batch; columns no row uses any more are dropped when they a
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
 
 import torch
 
 from bot.llm.local.events import Request
-from bot.llm.local.hf_cache import as_hf_cache
 from bot.llm.local.kvcache import KV, BatchCache
 from bot.llm.local.sampling import Sampler
 
-__all__ = ["Row", "Slots"]
+__all__ = ["DecodeStep", "Row", "Slots"]
+
+# feeds tokens[i] at position positions[i] to row i of the cache: the next-token logits, [rows, vocab]
+DecodeStep = Callable[[torch.Tensor, torch.Tensor, BatchCache], torch.Tensor]
 
 
 @dataclass(eq=False)
@@ -40,7 +42,6 @@ class Slots:
         self._layers = layer_count
         self.rows: list[Row | None] = []
         self.cache: BatchCache | None = None
-        self._view: Any = None
 
     @property
     def size(self) -> int:
@@ -50,7 +51,6 @@ class Slots:
         slot = next((i for i, r in enumerate(self.rows) if r is None), None)
         if self.cache is None:
             self.cache = BatchCache(self._layers, 0)
-            self._view = as_hf_cache(self.cache, self._layers)
         if slot is None:
             slot = len(self.rows)
             self.rows.append(None)
@@ -58,22 +58,12 @@ class Slots:
         self.cache.place(slot, kv)
         self.rows[slot] = row
 
-    def forward(self, model: Any) -> torch.Tensor:
+    def forward(self, step: DecodeStep) -> torch.Tensor:
         """One decode step over every row: the last-position logits, [rows, vocab]."""
         assert self.cache is not None
-        tokens = torch.tensor([[row.next_token if row else 0] for row in self.rows], dtype=torch.long)
-        positions = torch.tensor([[row.cached if row else 0] for row in self.rows], dtype=torch.long)
-        out = model(
-            input_ids=tokens,
-            attention_mask=self.cache.attention_mask(1),
-            position_ids=positions,
-            cache_position=torch.tensor([self.cache.length], dtype=torch.long),
-            cache=self._view,
-            use_cache=True,
-            logits_to_keep=1,
-        )
-        logits: torch.Tensor = out.logits[:, -1]
-        return logits
+        tokens = torch.tensor([row.next_token if row else 0 for row in self.rows], dtype=torch.long)
+        positions = torch.tensor([row.cached if row else 0 for row in self.rows], dtype=torch.long)
+        return step(tokens, positions, self.cache)
 
     def free(self, slot: int) -> None:
         self.rows[slot] = None
@@ -99,4 +89,4 @@ class Slots:
             self.cache.trim_left()
 
     def clear(self) -> None:
-        self.rows, self.cache, self._view = [], None, None
+        self.rows, self.cache = [], None
