@@ -51,16 +51,18 @@ def _tokenizer(with_template: bool) -> PreTrainedTokenizerFast:
     return tokenizer
 
 
-def build_tiny_llama(path: Path, *, context: int = 512, endless: bool = False) -> Path:
+def build_tiny_llama(path: Path, *, context: int = 512, endless: bool = False, width: int = 64) -> Path:
     """A 2-layer Llama with a ChatML template (the shape of SmolLM2), saved as a model directory.
 
     `endless`: its generation config names no end-of-sequence token, so replies run to max_new_tokens.
+    `width`: the hidden size (the MLP's is twice that); wide enough, torch splits its products across
+    threads.
     """
     tokenizer = _tokenizer(with_template=True)
     config = LlamaConfig(
         vocab_size=len(tokenizer),
-        hidden_size=64,
-        intermediate_size=128,
+        hidden_size=width,
+        intermediate_size=2 * width,
         num_hidden_layers=2,
         num_attention_heads=4,
         num_key_value_heads=2,

@@ -23,6 +23,7 @@ from bot.llm.local.loader import LoadedModel
 from bot.llm.local.pacing import MOST_PROBE_EVERY, PROBE_EVERY, PROBE_PASSES, Pacer
 from bot.llm.threads import on_fresh_thread
 from tests.llm.test_engine import GREEDY, collect, prompt_ids
+from tests.tiny_models import build_tiny_llama
 
 T = TypeVar("T")
 
@@ -60,24 +61,28 @@ def test_jobs_run_in_order_and_hand_results_and_errors_to_their_futures() -> Non
 
 
 @pytest.mark.skipif((os.cpu_count() or 1) < 2, reason="one core: torch starts no OpenMP workers")
-def test_loading_a_model_leaves_no_openmp_workers_behind(tiny_llama_dir: Path) -> None:
-    """The threads of the process after a load are the ones it had before, plus none of torch's."""
+def test_loading_a_model_and_starting_the_engine_leave_no_openmp_workers_behind(tmp_path: Path) -> None:
+    """After a load and an engine start the process has the threads it had before, plus the engine's
+    own: none of torch's workers (the model is wide enough for torch to split its products)."""
+    model_dir = build_tiny_llama(tmp_path / "wide", width=512)
     code = (
         "import os, sys, time, torch\n"
         "torch.set_num_threads(2)\n"
+        "from bot.llm.local.engine import TransformersEngine\n"
         "from bot.llm.local.loader import load_model\n"
         "before = len(os.listdir('/proc/self/task'))\n"
-        "load_model(sys.argv[1], dtype='float32')\n"
+        "loaded = load_model(sys.argv[1], dtype='float32')\n"
+        "engine = TransformersEngine(loaded)  # one thread of its own, idle\n"
         "for _ in range(100):  # a finished thread's workers exit shortly after it\n"
-        "    if len(os.listdir('/proc/self/task')) <= before: break\n"
+        "    if len(os.listdir('/proc/self/task')) <= before + 1: break\n"
         "    time.sleep(0.05)\n"
         "print(before, len(os.listdir('/proc/self/task')))\n"
     )
     out = subprocess.run(
-        [sys.executable, "-c", code, str(tiny_llama_dir)], capture_output=True, text=True, check=True
+        [sys.executable, "-c", code, str(model_dir)], capture_output=True, text=True, check=True
     )
     before, after = map(int, out.stdout.split())
-    assert after == before
+    assert after == before + 1
 
 
 async def test_compute_runs_on_the_engines_thread_between_decode_steps(tiny_llama: LoadedModel) -> None:

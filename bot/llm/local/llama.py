@@ -9,7 +9,8 @@ the same weights (the loaded model's modules, in whatever numeric format they ar
   once; the modules' own weights become views of the joined ones, so memory does not grow and
   transformers' forward, still used for prompts, reads the same numbers);
 - rotary angles and the padding mask are computed once per step, not once per layer;
-- grouped-query attention runs in one `scaled_dot_product_attention` call without repeating the keys.
+- grouped-query attention runs in one `scaled_dot_product_attention` call without repeating the keys,
+  in float32 (see `_attention`), without a mask when no row has padding.
 
 Only models whose forward this reproduces are accepted (`unsupported` says why not); the tests compare
 this step with transformers' forward on a tiny Llama, row by row, at several batch sizes and padding.
@@ -61,6 +62,19 @@ def _rms(x: torch.Tensor, norm: Any) -> torch.Tensor:
 def _rotated(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch.Tensor:
     half = x.shape[-1] // 2
     return x * cos + torch.cat((-x[..., half:], x[..., :half]), dim=-1) * sin
+
+
+def _attention(
+    q: torch.Tensor, keys: torch.Tensor, values: torch.Tensor, bias: torch.Tensor | None
+) -> torch.Tensor:
+    """One new query per row against its cached keys, in float32 whatever the model's dtype: torch's CPU
+    attention in bfloat16 took 3 to 5 times as long as casting to float32 and attending there (measured on
+    an AVX512-BF16 EPYC, 9 query and 3 key heads: 118 against 37 us for one row of 100 tokens, 2.5 against
+    0.42 ms for 16 rows of 300), and float32 is the more exact of the two."""
+    mask = None if bias is None else bias[:, None, None, :]
+    return functional.scaled_dot_product_attention(
+        q.float(), keys.float(), values.float(), attn_mask=mask, enable_gqa=True
+    )
 
 
 def _joined(parts: list[Any]) -> Projection:
@@ -125,15 +139,14 @@ class LlamaDecode:
         angles = torch.cat((angles, angles), dim=-1)
         cos = (angles.cos() * self._rope_scale).to(dtype)[:, None, None, :]
         sin = (angles.sin() * self._rope_scale).to(dtype)[:, None, None, :]
-        allowed = cache.attention_mask(1).bool()[:, None, None, :]
+        mask = cache.attention_mask(1)  # 1: a token the row attends to; 0: padding
+        bias = None if bool(mask.all()) else torch.zeros(mask.shape).masked_fill_(mask == 0, -torch.inf)
         for index, layer in enumerate(self._layers):
             q, k, v = torch.split(layer.qkv(_rms(x, layer.norm_in)), layer.sizes, dim=-1)
             q = _rotated(q.reshape(rows, self._heads, 1, self._dim), cos, sin)
             k = _rotated(k.reshape(rows, self._kv_heads, 1, self._dim), cos, sin)
             keys, values = cache.write(index, k, v.reshape(rows, self._kv_heads, 1, self._dim))
-            attended = functional.scaled_dot_product_attention(
-                q, keys, values, attn_mask=allowed, enable_gqa=True
-            )
+            attended = _attention(q, keys, values, bias).to(dtype)
             x = x + layer.out(attended.reshape(rows, self._heads * self._dim))
             gate, up = torch.split(layer.gate_up(_rms(x, layer.norm_post)), layer.intermediate, dim=-1)
             x = x + layer.down(functional.silu(gate) * up)
