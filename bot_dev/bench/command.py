@@ -27,6 +27,7 @@ def bench(
     options: BenchOptions,
     *,
     cache_mb: int,
+    lean_decode: bool = True,
     json_path: Path | None,
     plot_path: Path | None,
 ) -> int:
@@ -64,9 +65,17 @@ def bench(
             progress.console.print(f"[yellow]{escape(message)}[/yellow]")
 
         figures = asyncio.run(
-            run_bench(loaded, options=options, cache_mb=cache_mb, threads=threads, tick=tick, note=note)
+            run_bench(
+                loaded,
+                options=options,
+                cache_mb=cache_mb,
+                lean_decode=lean_decode,
+                threads=threads,
+                tick=tick,
+                note=note,
+            )
         )
-    figures = {**_setup(loaded, options, threads, cold), **figures}
+    figures = {**_setup(loaded, options, threads, cold), "lean_decode": lean_decode, **figures}
     print_table(figures, Console())
     _write(figures, console, json_path, plot_path)
     return 0

@@ -14,7 +14,10 @@ __all__ = ["plot", "print_table"]
 
 def print_table(figures: dict[str, Any], console: Console) -> None:
     runners: dict[str, Any] = figures["runners"]
-    table = Table(title=f"bot bench: {figures['model']} ({figures['format']}, {figures['threads']} threads)")
+    decode = "" if figures.get("lean_decode", True) else ", transformers' decode"
+    table = Table(
+        title=f"bot bench: {figures['model']} ({figures['format']}, {figures['threads']} threads{decode})"
+    )
     table.add_column("figure")
     for name in runners:
         table.add_column(name, justify="right")

@@ -179,9 +179,11 @@ async def run_bench(
     cache_mb: int,
     threads: int,
     tick: Tick,
+    lean_decode: bool = True,
     note: Callable[[str], None],
 ) -> dict[str, Any]:
-    """Every runner through the same workload; the JSON-ready figures with the headline ratios."""
+    """Every runner through the same workload; the JSON-ready figures with the headline ratios.
+    `lean_decode`: the engine's decode steps through its own Llama forward (ENGINE_LEAN_DECODE)."""
     chat_format = ChatFormat(loaded.tokenizer)
     context = min(loaded.context_tokens, 8192)
     prompts = PromptBuilder(chat_format, system_prompt=SYSTEM_PROMPT, context_tokens=context)
@@ -191,7 +193,9 @@ async def run_bench(
     # One runner at a time, each alone on the machine: llama.cpp's worker threads keep spinning after a
     # call, which slows torch by a third if the two take turns (measured), so interleaving is not fairer.
     for name in options.runners:
-        runner, why = _runner(name, loaded, options, context=context, cache_mb=cache_mb, threads=threads)
+        runner, why = _runner(
+            name, loaded, options, context=context, cache_mb=cache_mb, threads=threads, lean=lean_decode
+        )
         if runner is None:
             skipped[name] = why
             note(f"{name} skipped: {why}")
@@ -215,12 +219,21 @@ async def run_bench(
 
 
 def _runner(
-    name: str, loaded: LoadedModel, options: BenchOptions, *, context: int, cache_mb: int, threads: int
+    name: str,
+    loaded: LoadedModel,
+    options: BenchOptions,
+    *,
+    context: int,
+    cache_mb: int,
+    threads: int,
+    lean: bool,
 ) -> tuple[Runner | None, str]:
     """The runner called `name`, or None and why it cannot run here (a peer that is not installed)."""
     if name == "engine":
         top = max(options.concurrency)
-        engine = TransformersEngine(loaded, max_batch=top, max_queue=1024, cache_mb=cache_mb)
+        engine = TransformersEngine(
+            loaded, max_batch=top, max_queue=1024, cache_mb=cache_mb, lean_decode=lean
+        )
         return EngineRunner(engine, loaded.tokenizer), ""
     if name == "naive":
         return NaiveRunner(loaded), ""
