@@ -105,7 +105,8 @@ class _Layer:
         attention, mlp = layer.self_attn, layer.mlp
         self.norm_in: Any = layer.input_layernorm
         self.norm_post: Any = layer.post_attention_layernorm
-        self.sizes = [_outputs(attention.q_proj), _outputs(attention.k_proj), _outputs(attention.v_proj)]
+        # the joined product's output: q and k (rotated together), then v
+        self.split = [_outputs(attention.q_proj) + _outputs(attention.k_proj), _outputs(attention.v_proj)]
         self.intermediate = _outputs(mlp.gate_proj)
         self.qkv = _joined([attention.q_proj, attention.k_proj, attention.v_proj])
         self.out: Projection = attention.o_proj
@@ -141,13 +142,14 @@ class LlamaDecode:
         sin = (angles.sin() * self._rope_scale).to(dtype)[:, None, None, :]
         mask = cache.attention_mask(1)  # 1: a token the row attends to; 0: padding
         bias = None if bool(mask.all()) else torch.zeros(mask.shape).masked_fill_(mask == 0, -torch.inf)
+        heads, kv_heads, dim = self._heads, self._kv_heads, self._dim
         for index, layer in enumerate(self._layers):
-            q, k, v = torch.split(layer.qkv(_rms(x, layer.norm_in)), layer.sizes, dim=-1)
-            q = _rotated(q.reshape(rows, self._heads, 1, self._dim), cos, sin)
-            k = _rotated(k.reshape(rows, self._kv_heads, 1, self._dim), cos, sin)
-            keys, values = cache.write(index, k, v.reshape(rows, self._kv_heads, 1, self._dim))
+            qk, v = torch.split(layer.qkv(_rms(x, layer.norm_in)), layer.split, dim=-1)
+            qk = _rotated(qk.reshape(rows, heads + kv_heads, 1, dim), cos, sin)  # q's and k's heads at once
+            q, k = qk[:, :heads], qk[:, heads:]
+            keys, values = cache.write(index, k, v.reshape(rows, kv_heads, 1, dim))
             attended = _attention(q, keys, values, bias).to(dtype)
-            x = x + layer.out(attended.reshape(rows, self._heads * self._dim))
+            x = x + layer.out(attended.reshape(rows, heads * dim))
             gate, up = torch.split(layer.gate_up(_rms(x, layer.norm_post)), layer.intermediate, dim=-1)
             x = x + layer.down(functional.silu(gate) * up)
         logits: torch.Tensor = self._head(_rms(x, self._norm))
