@@ -53,7 +53,8 @@ async def test_both_turns_are_stored_and_feed_the_next_prompt(
     turns = await store.load(1)
     assert [(t.role, t.content) for t in turns[:2]] == [(Role.USER, "Hi, I am Anna"), (Role.ASSISTANT, first)]
     assert turns[2].content == "What is my name?" and turns[2].message_id == 11
-    assert "with 0 history turns" in caplog.messages[0] and "with 2 history turns" in caplog.messages[1]
+    prompts = [r.getMessage() for r in caplog.records if r.name == "bot.chat.service"]
+    assert "with 0 history turns" in prompts[0] and "with 2 history turns" in prompts[1]
     await store.aclose()
 
 

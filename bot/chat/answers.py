@@ -19,7 +19,7 @@ from bot.chat import ranking
 from bot.chat.deps import Safety
 from bot.chat.facts import Recall
 from bot.chat.identity import claims_identity, unsigned, without_false_identity
-from bot.chat.likeness import HOLD_SHARE, copied_share, copies, without_echo
+from bot.chat.likeness import HOLD_SHARE, copied_share, copies, echoes, without_echo
 from bot.chat.refusals import looks_like_refusal, without_refusal
 from bot.chat.tone import misplaced_condolence, without_condolence, without_needless_apology
 from bot.core.domain import GenerationParams, Prompt, Verdict
@@ -223,10 +223,12 @@ class _Against:
 
     def unfit(self, text: str) -> bool:
         """Not to be sent as it is: it refuses an ordinary request, copies an earlier reply or an example,
-        names the bot or says it is a person, or offers condolences nobody asked for."""
+        only says the customer's message back, names the bot or says it is a person, or offers
+        condolences nobody asked for."""
         return (
             looks_like_refusal(text)
             or copies(text, self.others)
+            or echoes(text, self.question)
             or claims_identity(text, self.facts)
             or misplaced_condolence(text, self.question)
         )
@@ -243,6 +245,7 @@ class _Against:
         copied = copies(shown_part, self.others, share=HOLD_SHARE)
         return (
             copied
+            or echoes(text, self.question)  # so far: it may go on with words of its own
             or looks_like_refusal(text)
             or claims_identity(text, self.facts)
             or misplaced_condolence(text, self.question)

@@ -18,7 +18,7 @@ from collections.abc import Iterable
 
 from bot.chat.sentences import sentences, without_sentences
 
-__all__ = ["COPY_SHARE", "HOLD_SHARE", "copied_share", "copies", "without_echo"]
+__all__ = ["COPY_SHARE", "HOLD_SHARE", "copied_share", "copies", "echoes", "without_echo"]
 
 COPY_SHARE = 0.7  # at least this share of the reply's word trigrams found in the other text: a copy
 HOLD_SHARE = 0.5  # a streamed beginning this close to a copy is held back until the rest shows what it is
@@ -49,10 +49,28 @@ def copies(text: str, others: Iterable[str], *, share: float = COPY_SHARE) -> bo
     return any(other and copied_share(text, other) >= share for other in others)
 
 
+def _said(message: str) -> set[tuple[str, ...]]:
+    """The words of each of the customer's sentences long enough to tell an echo from a greeting back."""
+    return {words for sentence in sentences(message) if len(words := _words(sentence)) >= 3}
+
+
 def without_echo(reply: str, message: str) -> str:
     """`reply` without the sentences that say one of the customer's `message` sentences (three words or
-    more) back word for word; unchanged if that would leave nothing."""
-    said = {words for sentence in sentences(message) if len(words := _words(sentence)) >= 3}
+    more) back word for word; unchanged if that would leave nothing (see `only_echo`)."""
+    said = _said(message)
     if not said:
         return reply
     return without_sentences(reply, lambda sentence: _words(sentence) in said)
+
+
+def echoes(reply: str, message: str) -> bool:
+    """Whether `reply` says nothing but the customer's `message` back: each of its sentences is one of
+    the message's (three words or more), or it is the message's opening words, the last one perhaps
+    still being written. Such a reply is not sent, and one being streamed is held back meanwhile."""
+    said, parts = _said(message), sentences(reply)
+    if said and parts and all(_words(sentence) in said for sentence in parts):
+        return True
+    words, whole = _words(reply), _words(message)
+    if len(whole) < 3 or not words or len(words) > len(whole):
+        return False
+    return whole[: len(words) - 1] == words[:-1] and whole[len(words) - 1].startswith(words[-1])

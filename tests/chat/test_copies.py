@@ -6,7 +6,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import replace
 
-from bot.chat.likeness import without_echo
+from bot.chat.likeness import echoes, without_echo
 from bot.chat.ranking import Embed
 from bot.chat.service import ChatService, Message
 from bot.prompt import PromptBuilder
@@ -173,3 +173,22 @@ async def test_a_streamed_reply_never_shows_the_echo() -> None:
     reply = service_over(engine).respond(Message(chat_id=9, text=message))
     pieces = [piece async for piece in reply]
     assert "".join(pieces) == (await reply.outcome()).text == ANSWER and len(pieces) > 1
+
+
+def test_a_reply_that_only_says_the_message_back_is_an_echo() -> None:
+    message = "Just browsing for now, no problem to solve."
+    assert echoes("Just browsing for now, no problem to solve.", message)
+    assert echoes("just browsing for now no prob", message)  # still being written: held back
+    assert not echoes("Just browsing for now, no problem to solve. Enjoy looking around!", message)
+    assert not echoes("Enjoy looking around!", message)
+    assert not echoes("Hi!", "Hi!") and not echoes("Thanks a lot", "Thanks!")  # short: a greeting back
+
+
+async def test_a_reply_that_only_echoes_the_customer_is_never_shown_and_is_written_again() -> None:
+    message = "Just browsing for now, no problem to solve."
+    engine = FakeEngine(message, "Enjoy looking around, and ask me whenever you like.")
+    reply = service_over(engine).respond(Message(chat_id=12, text=message))
+    pieces = [piece async for piece in reply]
+    outcome = await reply.outcome()
+    assert outcome.text == "".join(pieces) == "Enjoy looking around, and ask me whenever you like."
+    assert len(engine.calls) == 2 and "browsing" not in "".join(pieces)
