@@ -56,11 +56,10 @@ class Scheduler:
         on_prefill: Callable[[int, int], None] | None = None,
         name: str = "generate",
     ) -> None:
-        """`decode`: one decode step over the batch (llama.LlamaDecode, or transformers' forward for any
-        model); prompts always go through `model`'s own forward. `threads`: the most torch threads a
-        forward pass may use (pacing.py picks per pass); `on_step(batch_size)` is told about every decode
-        step, `on_prefill(reused, computed)` about every prompt: how many of its tokens came from the
-        cache and how many were computed."""
+        """`decode`: a decode step over the batch (llama.LlamaDecode or transformers'); prompts go through
+        `model`'s own forward. `threads`: the most torch threads a pass may use (pacing.py picks per pass);
+        `on_step(batch_size)` is told about every decode step, `on_prefill(reused, computed)` about every
+        prompt: how many of its tokens came from the cache and how many were computed."""
         self._model, self._decode = model, decode
         self._layers = int(model.config.get_text_config(decoder=True).num_hidden_layers)
         self._eos = eos_ids
