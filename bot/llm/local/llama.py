@@ -1,10 +1,12 @@
 """A decode step of a Llama-family model, written out: transformers' forward minus its per-layer machinery.
 
-A decode step of a small model on a CPU is a few hundred small operations, and transformers' forward
-adds its own around each of them (keyword plumbing, mask building, the cache adapter, output records):
-for the bundled 135M model about a sixth of a one-chat step. This module runs the same computation on
-the same weights (the loaded model's modules, in whatever numeric format they are) and writes the same
-`BatchCache`, with three changes that do not alter the result:
+A decode step of a small model on a CPU is some 1,800 small operations, and transformers' forward adds
+its own around them (keyword plumbing, mask building, the cache adapter, output records): for the
+bundled 135M model about a quarter of a one-chat step (20 against 15 ms, int4, on an AVX-512 EPYC).
+This module runs the same computation on the same weights (the loaded model's modules, in whatever
+numeric format they are) and writes the same `BatchCache`, with changes that alter the result by
+rounding only (in float32, not at all beyond 1e-4; for a bfloat16 model the float32 attention is the
+more exact):
 - the q/k/v projections and the gate/up projections are each one product (their weights are joined
   once; the modules' own weights become views of the joined ones, so memory does not grow and
   transformers' forward, still used for prompts, reads the same numbers);
