@@ -56,7 +56,7 @@ def _said(message: str) -> set[tuple[str, ...]]:
 
 def without_echo(reply: str, message: str) -> str:
     """`reply` without the sentences that say one of the customer's `message` sentences (three words or
-    more) back word for word; unchanged if that would leave nothing (see `only_echo`)."""
+    more) back word for word; unchanged if that would leave nothing (see `echoes`)."""
     said = _said(message)
     if not said:
         return reply

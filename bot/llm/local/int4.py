@@ -155,11 +155,10 @@ class PackedLinear(nn.Module):
         packed = torch.cat([part.packed for part in parts])
         scales = torch.cat([part.scales for part in parts], dim=1 if kind == "int4" else 0)
         joined = cls(plain, min(part.max_rows for part in parts), saved=(kind, packed, scales))
-        start = 0
-        for part in parts:
-            end = start + part.weight.shape[0]
-            part.weight.data, part.packed = plain.weight.data[start:end], packed[start:end]
-            start = end
+        rows = [part.weight.shape[0] for part in parts]
+        views = zip(torch.split(plain.weight.data, rows), torch.split(packed, rows), strict=True)
+        for part, (weight, codes) in zip(parts, views, strict=True):
+            part.weight.data, part.packed = weight, codes
         return joined
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:

@@ -87,11 +87,9 @@ def _joined(parts: list[Any]) -> Projection:
             return joined
     if all(type(part) is nn.Linear and part.bias is None for part in parts):
         weight = torch.cat([part.weight.data for part in parts])
-        start = 0
-        for part in parts:
-            end = start + part.weight.shape[0]
-            part.weight.data = weight[start:end]
-            start = end
+        views = torch.split(weight, [part.weight.shape[0] for part in parts])
+        for part, view in zip(parts, views, strict=True):
+            part.weight.data = view
         return lambda x: functional.linear(x, weight)
     return lambda x: torch.cat([part(x) for part in parts], dim=-1)  # int8 dynamic: called one by one
 
