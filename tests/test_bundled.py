@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from bot.llm.local import loader
+from bot.llm.local import gguf
 from bot.llm.local.loader import load_model, resolve_source
 from tests.test_cli import run_bot
 
@@ -42,7 +42,7 @@ def test_the_conversion_is_cached_as_safetensors(
     def no_second_conversion(*_args: object) -> None:
         raise AssertionError("the GGUF was converted again")
 
-    monkeypatch.setattr(loader, "_convert_gguf", no_second_conversion)
+    monkeypatch.setattr(gguf, "_convert_gguf", no_second_conversion)
     loaded = load_model(BUNDLED, dtype="float32", device="cpu", cache_dir=bundled_cache)
     assert loaded.tokenizer.chat_template
 

@@ -60,7 +60,7 @@ def run(settings: Settings, args: argparse.Namespace) -> int:
         settings.model,
         options,
         cache_mb=settings.engine.cache_max_mb,
-        lean_decode=settings.engine.lean_decode,
+        lean_forward=settings.engine.lean_forward,
         json_path=args.json,
         plot_path=args.plot,
     )

@@ -79,10 +79,11 @@ class EngineSettings(Section):
         ge=1,
         description="When replies queue behind a full batch, new ones get shorter budgets, never below this",
     )
-    lean_decode: bool = Field(
+    lean_forward: bool = Field(
         True,
-        description="Decode Llama-family models (the bundled one among them) with the engine's own forward "
-        "pass, which skips transformers' per-layer overhead; false: transformers' forward for every step",
+        description="Run Llama-family models (the bundled one among them) through the engine's own forward "
+        "pass, prompts and decode steps, which skips transformers' per-layer overhead; false: transformers' "
+        "forward for every pass",
     )
 
 

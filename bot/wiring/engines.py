@@ -37,6 +37,7 @@ async def _load_local(settings: Settings, *, show_progress: bool) -> LoadedModel
         cache_dir=Path(model.cache_dir) if model.cache_dir else None,
         threads=model.threads,
         progress=_print_progress if show_progress else None,
+        lean=settings.engine.lean_forward,
     )
 
 
@@ -90,7 +91,7 @@ def _local_engine(loaded: LoadedModel, settings: Settings, metrics: Metrics | No
             max_batch=engine.max_batch,
             cache_mb=engine.cache_max_mb,
             min_new_tokens=engine.min_new_tokens,
-            lean_decode=engine.lean_decode,
+            lean_forward=engine.lean_forward,
         )
 
     def prefilled(reused: int, computed: int) -> None:
@@ -104,7 +105,7 @@ def _local_engine(loaded: LoadedModel, settings: Settings, metrics: Metrics | No
         max_batch=engine.max_batch,
         cache_mb=engine.cache_max_mb,
         min_new_tokens=engine.min_new_tokens,
-        lean_decode=engine.lean_decode,
+        lean_forward=engine.lean_forward,
         on_generated=lambda tokens, _sequences: metrics.tokens.inc(tokens),
         on_step=metrics.batch_size.observe,
         on_prefill=prefilled,

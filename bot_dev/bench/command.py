@@ -27,13 +27,15 @@ def bench(
     options: BenchOptions,
     *,
     cache_mb: int,
-    lean_decode: bool = True,
+    lean_forward: bool = True,
     json_path: Path | None,
     plot_path: Path | None,
 ) -> int:
     console = Console(stderr=True)
     cache_dir = str(model.cache_dir) if model.cache_dir else None
     console.print(f"[dim]· loading {escape(model.name)}[/dim]")
+    # transformers' model, whose generate the naive runner calls; the engine runs the same modules through
+    # its own forward either way, and the cold start below is timed as `bot run` loads (ENGINE_LEAN_FORWARD)
     loaded = load_model(
         model.name,
         dtype=model.dtype,
@@ -44,7 +46,9 @@ def bench(
         batch=max(options.concurrency),
     )
     console.print("[dim]· timing a cold start in a fresh process[/dim]")
-    cold = cold_start_seconds(model.name, dtype=model.dtype, threads=model.threads, cache_dir=cache_dir)
+    cold = cold_start_seconds(
+        model.name, dtype=model.dtype, threads=model.threads, cache_dir=cache_dir, lean=lean_forward
+    )
     threads = torch.get_num_threads()
     total = options.replies_per_runner() * len(options.runners)
     with Progress(
@@ -69,13 +73,13 @@ def bench(
                 loaded,
                 options=options,
                 cache_mb=cache_mb,
-                lean_decode=lean_decode,
+                lean_forward=lean_forward,
                 threads=threads,
                 tick=tick,
                 note=note,
             )
         )
-    figures = {**_setup(loaded, options, threads, cold), "lean_decode": lean_decode, **figures}
+    figures = {**_setup(loaded, options, threads, cold), "lean_forward": lean_forward, **figures}
     print_table(figures, Console())
     _write(figures, console, json_path, plot_path)
     return 0

@@ -14,7 +14,7 @@ __all__ = ["plot", "print_table"]
 
 def print_table(figures: dict[str, Any], console: Console) -> None:
     runners: dict[str, Any] = figures["runners"]
-    decode = "" if figures.get("lean_decode", True) else ", transformers' decode"
+    decode = "" if figures.get("lean_forward", True) else ", transformers' forward"
     table = Table(
         title=f"bot bench: {figures['model']} ({figures['format']}, {figures['threads']} threads{decode})"
     )

@@ -179,11 +179,11 @@ async def run_bench(
     cache_mb: int,
     threads: int,
     tick: Tick,
-    lean_decode: bool = True,
+    lean_forward: bool = True,
     note: Callable[[str], None],
 ) -> dict[str, Any]:
     """Every runner through the same workload; the JSON-ready figures with the headline ratios.
-    `lean_decode`: the engine's decode steps through its own Llama forward (ENGINE_LEAN_DECODE)."""
+    `lean_forward`: the engine's decode steps through its own Llama forward (ENGINE_LEAN_FORWARD)."""
     chat_format = ChatFormat(loaded.tokenizer)
     context = min(loaded.context_tokens, 8192)
     prompts = PromptBuilder(chat_format, system_prompt=SYSTEM_PROMPT, context_tokens=context)
@@ -194,7 +194,7 @@ async def run_bench(
     # call, which slows torch by a third if the two take turns (measured), so interleaving is not fairer.
     for name in options.runners:
         runner, why = _runner(
-            name, loaded, options, context=context, cache_mb=cache_mb, threads=threads, lean=lean_decode
+            name, loaded, options, context=context, cache_mb=cache_mb, threads=threads, lean=lean_forward
         )
         if runner is None:
             skipped[name] = why
@@ -232,7 +232,7 @@ def _runner(
     if name == "engine":
         top = max(options.concurrency)
         engine = TransformersEngine(
-            loaded, max_batch=top, max_queue=1024, cache_mb=cache_mb, lean_decode=lean
+            loaded, max_batch=top, max_queue=1024, cache_mb=cache_mb, lean_forward=lean
         )
         return EngineRunner(engine, loaded.tokenizer), ""
     if name == "naive":
@@ -341,19 +341,32 @@ def _summary(
     }
 
 
-def cold_start_seconds(model_name: str, *, dtype: str, threads: int | None, cache_dir: str | None) -> float:
-    """Process start to a loaded, ready engine, in a fresh Python process (imports included)."""
+def cold_start_seconds(
+    model_name: str, *, dtype: str, threads: int | None, cache_dir: str | None, lean: bool = True
+) -> float:
+    """Process start to a loaded, ready engine, in a fresh Python process (imports included), loaded as
+    `bot run` loads it (`lean`: ENGINE_LEAN_FORWARD)."""
     code = (
         "import sys, pathlib\n"
         "from bot.llm.local.loader import load_model\n"
         "from bot.llm.local.engine import TransformersEngine\n"
         "cache = pathlib.Path(sys.argv[4]) if sys.argv[4] else None\n"
         "threads = int(sys.argv[3]) if sys.argv[3] else None\n"
-        "loaded = load_model(sys.argv[1], dtype=sys.argv[2], threads=threads, cache_dir=cache)\n"
-        "TransformersEngine(loaded)\n"
+        "lean = sys.argv[5] == 'lean'\n"
+        "loaded = load_model(sys.argv[1], dtype=sys.argv[2], threads=threads, cache_dir=cache, lean=lean)\n"
+        "TransformersEngine(loaded, lean_forward=lean)\n"
         "print('ready', flush=True)\n"
     )
-    argv = [sys.executable, "-c", code, model_name, dtype, str(threads or ""), cache_dir or ""]
+    argv = [
+        sys.executable,
+        "-c",
+        code,
+        model_name,
+        dtype,
+        str(threads or ""),
+        cache_dir or "",
+        "lean" if lean else "",
+    ]
     started = time.perf_counter()
     process = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
     assert process.stdout is not None

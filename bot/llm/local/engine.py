@@ -29,12 +29,12 @@ from bot.core.errors import EngineBusy, GenerationError, GenerationTimeout
 from bot.llm.base import Candidate
 from bot.llm.local.detok import IncrementalDecoder, StopMatcher, without_broken_bytes
 from bot.llm.local.events import Event, Failed, Finished, Released, Request, Started, Token
-from bot.llm.local.hf_cache import TransformersDecode
+from bot.llm.local.hf_cache import TransformersForward
 from bot.llm.local.jobs import Jobs
-from bot.llm.local.llama import LlamaDecode, unsupported
+from bot.llm.local.llama import LlamaForward, unsupported
 from bot.llm.local.loader import LoadedModel
 from bot.llm.local.scheduler import Scheduler
-from bot.llm.local.slots import DecodeStep
+from bot.llm.local.slots import Forward
 from bot.llm.local.watchdog import Watchdog
 from bot.llm.threads import on_fresh_thread
 
@@ -66,15 +66,15 @@ class TransformersEngine:
         max_batch: int = 16,
         cache_mb: int = 512,
         min_new_tokens: int = 64,
-        lean_decode: bool = True,
+        lean_forward: bool = True,
         on_generated: Callable[[int, int], None] | None = None,
         on_step: Callable[[int], None] | None = None,
         on_prefill: Callable[[int, int], None] | None = None,
     ) -> None:
         """`max_queue` bounds the replies waiting for a slot (beyond it: EngineBusy, back-pressure);
         `max_batch` the sequences decoded together; `cache_mb` the KV caches kept for the next turns;
-        `min_new_tokens` the shortest budget a reply gets when the queue is long; `lean_decode`: decode
-        steps of Llama-family models run through llama.LlamaDecode (transformers' forward otherwise).
+        `min_new_tokens` the shortest budget a reply gets when the queue is long; `lean_forward`: prompts
+        and decode steps of Llama-family models run through llama.LlamaForward (transformers' otherwise).
         `on_generated(tokens, sequences)` is told about every finished reply, `on_step(batch_size)` about
         every decode step and `on_prefill(reused, computed)` about every prompt (for metrics)."""
         self._loaded = loaded
@@ -85,7 +85,7 @@ class TransformersEngine:
         self.tokenizer = loaded.tokenizer
         self.context_tokens = loaded.context_tokens
         scheduler_args: dict[str, Any] = {
-            "decode": _decode_step(loaded.model, lean=lean_decode),
+            "layers": int(loaded.model.config.get_text_config(decoder=True).num_hidden_layers),
             "eos_ids": _eos_ids(loaded),
             "max_batch": max_batch,
             "cache_bytes": cache_mb * 1024 * 1024,
@@ -93,7 +93,8 @@ class TransformersEngine:
             "on_step": on_step,
             "on_prefill": on_prefill,
         }
-        self._watchdog = Watchdog(lambda: Scheduler(loaded.model, **scheduler_args))
+        forward = _forward_pass(loaded.model, lean=lean_forward)
+        self._watchdog = Watchdog(lambda: Scheduler(forward, **scheduler_args))
 
     @property
     def _scheduler(self) -> Scheduler:
@@ -274,16 +275,16 @@ def _emitter(loop: asyncio.AbstractEventLoop, events: asyncio.Queue[Event]) -> C
     return emit
 
 
-def _decode_step(model: Any, *, lean: bool) -> DecodeStep:
-    """The engine's own decode step for the models it reproduces, transformers' forward for the others."""
-    reason = unsupported(model) if lean else "ENGINE_LEAN_DECODE=false"
+def _forward_pass(model: Any, *, lean: bool) -> Forward:
+    """The engine's own forward pass for the models it reproduces, transformers' for the others."""
+    reason = unsupported(model.config) if lean else "ENGINE_LEAN_FORWARD=false"
     if reason is None:
-        log.info("decode steps: the engine's own Llama forward")
+        log.info("forward passes: the engine's own Llama forward")
         # joining the weights runs multi-threaded torch ops: on a thread that ends, so that it leaves no
         # OpenMP team behind on the event loop's thread (measured: 21 instead of 13 ms a step, threads.py)
-        return on_fresh_thread(lambda: LlamaDecode(model), name="join-weights")
-    log.info("decode steps: transformers' forward (%s)", reason)
-    return TransformersDecode(model)
+        return on_fresh_thread(lambda: LlamaForward(model), name="join-weights")
+    log.info("forward passes: transformers' forward (%s)", reason)
+    return TransformersForward(model)
 
 
 def _eos_ids(loaded: LoadedModel) -> set[int]:

@@ -18,7 +18,7 @@ from transformers.cache_utils import Cache, DynamicLayer
 
 from bot.llm.local.kvcache import BatchCache
 
-__all__ = ["KVStore", "TransformersDecode", "as_hf_cache"]
+__all__ = ["KVStore", "TransformersForward", "as_hf_cache"]
 
 
 class KVStore(Protocol):
@@ -59,20 +59,22 @@ def as_hf_cache(store: KVStore, layer_count: int) -> Cache:
     return _View(store, layer_count)
 
 
-class TransformersDecode:
-    """Decode steps through transformers' own forward: any model (llama.LlamaDecode is faster for Llamas)."""
+class TransformersForward:
+    """Decode steps through transformers' own forward: any model (llama.LlamaForward is faster for Llamas)."""
 
     def __init__(self, model: Any) -> None:
         self._model = model
         self._layers = int(model.config.get_text_config(decoder=True).num_hidden_layers)
 
     def __call__(self, tokens: torch.Tensor, positions: torch.Tensor, cache: BatchCache) -> torch.Tensor:
-        """Feed `tokens[i]` at position `positions[i]` to row i of `cache`: the next-token logits."""
+        """Feed `tokens[i]` at `positions[i]` to row i of `cache`, both [rows, new]: the logits of each
+        row's last new token."""
+        new = tokens.shape[1]
         out = self._model(
-            input_ids=tokens[:, None],
-            attention_mask=cache.attention_mask(1),
-            position_ids=positions[:, None],
-            cache_position=torch.tensor([cache.length], dtype=torch.long),
+            input_ids=tokens,
+            attention_mask=cache.attention_mask(new),
+            position_ids=positions,
+            cache_position=torch.arange(cache.length, cache.length + new, dtype=torch.long),
             cache=as_hf_cache(cache, self._layers),
             use_cache=True,
             logits_to_keep=1,

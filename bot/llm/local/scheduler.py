@@ -18,18 +18,17 @@ import time
 from collections import deque
 from collections.abc import Callable
 from concurrent.futures import Future
-from typing import Any, TypeVar
+from typing import TypeVar
 
 import torch
 
 from bot.core.errors import GenerationError
 from bot.llm.local.events import Failed, Finished, Released, Request, Started, Token
-from bot.llm.local.hf_cache import as_hf_cache
 from bot.llm.local.jobs import Jobs
 from bot.llm.local.kvcache import BatchCache, PrefixCache
 from bot.llm.local.pacing import Pacer
 from bot.llm.local.sampling import Sampler
-from bot.llm.local.slots import DecodeStep, Row, Slots
+from bot.llm.local.slots import Forward, Row, Slots
 
 __all__ = ["Request", "Scheduler"]
 
@@ -45,9 +44,9 @@ def _failure(exc: Exception) -> GenerationError:
 class Scheduler:
     def __init__(
         self,
-        model: Any,
+        model: Forward,
         *,
-        decode: DecodeStep,
+        layers: int,
         eos_ids: set[int],
         max_batch: int,
         cache_bytes: int,
@@ -56,12 +55,12 @@ class Scheduler:
         on_prefill: Callable[[int, int], None] | None = None,
         name: str = "generate",
     ) -> None:
-        """`decode`: a decode step over the batch (llama.LlamaDecode or transformers'); prompts go through
-        `model`'s own forward. `threads`: the most torch threads a pass may use (pacing.py picks per pass);
-        `on_step(batch_size)` is told about every decode step, `on_prefill(reused, computed)` about every
-        prompt: how many of its tokens came from the cache and how many were computed."""
-        self._model, self._decode = model, decode
-        self._layers = int(model.config.get_text_config(decoder=True).num_hidden_layers)
+        """`model`: the model's forward pass (llama.LlamaForward or transformers'), for prompts and decode
+        steps alike, writing a cache of `layers` layers. `threads`: the most torch threads a pass may use
+        (pacing.py picks per pass); `on_step(batch_size)` is told about every decode step,
+        `on_prefill(reused, computed)` about every prompt: how many of its tokens came from the cache and
+        how many were computed."""
+        self._model, self._layers = model, layers
         self._eos = eos_ids
         self.max_batch = max_batch
         self.prefixes = PrefixCache(cache_bytes)
@@ -181,7 +180,7 @@ class Scheduler:
             if self._live:
                 return
 
-    def _forward(self, kind: str, tokens: int, forward: Callable[[], T]) -> T:
+    def _pass(self, kind: str, tokens: int, forward: Callable[[], T]) -> T:
         """One forward pass on the thread count the pacer picks; `forward_since` shows a hang meanwhile."""
         self.forward_since = time.monotonic()
         try:
@@ -194,19 +193,11 @@ class Scheduler:
         ids = request.ids
         reused, prefix = self.prefixes.lookup(request.session, ids)
         cache = BatchCache(self._layers, 1, prefix, reserve=len(ids) - reused)
+        tokens = torch.tensor([ids[reused:]], dtype=torch.long)
         positions = torch.arange(reused, len(ids), dtype=torch.long).unsqueeze(0)
-        inputs = {
-            "input_ids": torch.tensor([ids[reused:]], dtype=torch.long),
-            "position_ids": positions,
-            "cache_position": positions[0],
-            "cache": as_hf_cache(cache, self._layers),
-            "use_cache": True,
-            "logits_to_keep": 1,
-        }
-        out = self._forward("prefill", len(ids) - reused, lambda: self._model(**inputs))
+        logits = self._pass("prefill", len(ids) - reused, lambda: self._model(tokens, positions, cache))[0]
         if self._on_prefill is not None:
             self._on_prefill(reused, len(ids) - reused)
-        logits = out.logits[0, -1]
         prompt_kv = cache.whole()
         if request.session is not None:
             # kept right away, so that chats arriving while this one decodes share its system prompt
@@ -234,7 +225,7 @@ class Scheduler:
             log.debug("decoding a batch of %d sequences", size)
             self._last_size = size
         try:
-            logits = self._forward("decode", size, lambda: self._slots.forward(self._decode))
+            logits = self._pass("decode", size, lambda: self._slots.forward(self._model))
         except Exception as exc:
             log.exception("decode step failed")
             self._fail_all(_failure(exc))

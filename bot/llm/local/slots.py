@@ -16,10 +16,11 @@ from bot.llm.local.events import Request
 from bot.llm.local.kvcache import KV, BatchCache
 from bot.llm.local.sampling import Sampler
 
-__all__ = ["DecodeStep", "Row", "Slots"]
+__all__ = ["Forward", "Row", "Slots"]
 
-# feeds tokens[i] at position positions[i] to row i of the cache: the next-token logits, [rows, vocab]
-DecodeStep = Callable[[torch.Tensor, torch.Tensor, BatchCache], torch.Tensor]
+# a forward pass: feeds tokens[i] at positions[i] (both [rows, new]) to row i of the cache, which grows by
+# `new` columns; returns the logits of each row's last new token, [rows, vocab]
+Forward = Callable[[torch.Tensor, torch.Tensor, BatchCache], torch.Tensor]
 
 
 @dataclass(eq=False)
@@ -58,11 +59,11 @@ class Slots:
         self.cache.place(slot, kv)
         self.rows[slot] = row
 
-    def forward(self, step: DecodeStep) -> torch.Tensor:
+    def forward(self, step: Forward) -> torch.Tensor:
         """One decode step over every row: the last-position logits, [rows, vocab]."""
         assert self.cache is not None
-        tokens = torch.tensor([row.next_token if row else 0 for row in self.rows], dtype=torch.long)
-        positions = torch.tensor([row.cached if row else 0 for row in self.rows], dtype=torch.long)
+        tokens = torch.tensor([[row.next_token if row else 0] for row in self.rows], dtype=torch.long)
+        positions = torch.tensor([[row.cached if row else 0] for row in self.rows], dtype=torch.long)
         return step(tokens, positions, self.cache)
 
     def free(self, slot: int) -> None:

@@ -1,6 +1,6 @@
-"""The engine's own Llama decode step (llama.py) computes what transformers' forward computes, on the same
-weights and the same cache, for rows of different lengths; models it does not reproduce keep
-transformers' forward."""
+"""The engine's own Llama forward pass (llama.py) computes what transformers' forward computes, on the same
+weights and the same cache: decode steps over rows of different lengths, and prompts with and without a
+cached prefix; models it does not reproduce keep transformers' forward."""
 
 from __future__ import annotations
 
@@ -12,10 +12,10 @@ from torch import nn
 
 from bot.core.domain import GenerationParams, Prompt
 from bot.llm.local.engine import TransformersEngine
-from bot.llm.local.hf_cache import TransformersDecode, as_hf_cache
+from bot.llm.local.hf_cache import TransformersForward, as_hf_cache
 from bot.llm.local.int4 import PackedLinear, pack_linears
 from bot.llm.local.kvcache import KV, BatchCache
-from bot.llm.local.llama import LlamaDecode, unsupported
+from bot.llm.local.llama import LlamaForward, unsupported
 from bot.llm.local.loader import LoadedModel, load_model
 from tests.llm.test_int4 import linear_with, q4_1_weight
 
@@ -44,22 +44,22 @@ def batch_of(caches: list[tuple[KV, int]], layers: int) -> BatchCache:
 
 
 def decode_both(loaded: LoadedModel, steps: int) -> tuple[list[torch.Tensor], list[torch.Tensor], BatchCache]:
-    """Logits of `steps` greedy steps by transformers' forward and by LlamaDecode, each on its own copy."""
+    """Logits of `steps` greedy steps by transformers' forward and by LlamaForward, each on its own copy."""
     layers = loaded.model.config.num_hidden_layers
     caches = prompt_caches(loaded)
-    theirs_step, ours_step = TransformersDecode(loaded.model), LlamaDecode(loaded.model)
+    theirs_step, ours_step = TransformersForward(loaded.model), LlamaForward(loaded.model)
     results: list[list[torch.Tensor]] = []
     stores = []
     for step in (theirs_step, ours_step):
         cache = batch_of(caches, layers)
-        tokens = torch.tensor([3, 7, 11])
-        positions = torch.tensor([length for _kv, length in caches])
+        tokens = torch.tensor([[3], [7], [11]])
+        positions = torch.tensor([[length] for _kv, length in caches])
         logits = []
         with torch.inference_mode():
             for _ in range(steps):
                 out = step(tokens, positions, cache)
                 logits.append(out.float())
-                tokens, positions = out.argmax(-1), positions + 1
+                tokens, positions = out.argmax(-1, keepdim=True), positions + 1
         results.append(logits)
         stores.append(cache)
     return results[0], results[1], stores[1]
@@ -74,6 +74,33 @@ def test_lean_steps_equal_transformers_forward_for_rows_of_every_length(tiny_lla
     assert cache.length == max(length for _kv, length in prompt_caches(tiny_llama)) + 6
 
 
+@pytest.mark.parametrize("cached", [0, 5])
+def test_lean_prompts_equal_transformers_forward_with_and_without_a_cached_prefix(
+    tiny_llama: LoadedModel, cached: int
+) -> None:
+    """A prompt of 12 tokens, the first `cached` of them already in the cache (a chat's next turn)."""
+    layers = tiny_llama.model.config.num_hidden_layers
+    ids = torch.tensor([tiny_llama.tokenizer.encode("Hello! I would like to return a pair of shoes, please.")])
+    ids, new = ids[:, :12], 12 - cached
+    positions = torch.arange(cached, 12)[None]
+    results = []
+    for forward in (TransformersForward(tiny_llama.model), LlamaForward(tiny_llama.model)):
+        with torch.inference_mode():
+            prefix = None
+            if cached:
+                store = BatchCache(layers, 1, reserve=cached)
+                forward(ids[:, :cached], torch.arange(cached)[None], store)
+                prefix = store.whole()
+            cache = BatchCache(layers, 1, prefix, reserve=new)
+            results.append((forward(ids[:, cached:], positions, cache), cache.whole()))
+    (theirs, their_kv), (ours, our_kv) = results
+    assert ours.shape == (1, tiny_llama.model.config.vocab_size)
+    assert torch.allclose(ours, theirs, atol=1e-4, rtol=1e-4)
+    for (their_k, their_v), (our_k, our_v) in zip(their_kv, our_kv, strict=True):
+        assert our_k.shape[2] == 12
+        assert torch.allclose(our_k, their_k, atol=1e-5) and torch.allclose(our_v, their_v, atol=1e-5)
+
+
 def test_joined_projections_share_the_layers_memory_and_leave_transformers_forward_unchanged(
     tiny_llama_dir: Path,
 ) -> None:
@@ -81,7 +108,7 @@ def test_joined_projections_share_the_layers_memory_and_leave_transformers_forwa
     ids = torch.tensor([loaded.tokenizer.encode("Your refund will arrive within five business days.")])
     with torch.inference_mode():
         before = loaded.model(input_ids=ids).logits
-        LlamaDecode(loaded.model)
+        LlamaForward(loaded.model)
         after = loaded.model(input_ids=ids).logits
     assert torch.equal(before, after)
     attention = loaded.model.model.layers[0].self_attn
@@ -115,10 +142,10 @@ def test_joined_packed_layers_multiply_like_their_parts() -> None:
 def test_models_the_lean_step_does_not_reproduce_keep_transformers_forward(
     tiny_llama: LoadedModel, tiny_gpt2: LoadedModel
 ) -> None:
-    assert unsupported(tiny_llama.model) is None
-    assert unsupported(tiny_gpt2.model) == "model type 'gpt2'"
+    assert unsupported(tiny_llama.model.config) is None
+    assert unsupported(tiny_gpt2.model.config) == "model type 'gpt2'"
     with pytest.raises(ValueError, match="gpt2"):
-        LlamaDecode(tiny_gpt2.model)
+        LlamaForward(tiny_gpt2.model)
 
 
 async def test_the_engine_streams_the_same_reply_with_and_without_the_lean_step(
@@ -128,7 +155,7 @@ async def test_the_engine_streams_the_same_reply_with_and_without_the_lean_step(
     params = GenerationParams(max_new_tokens=16, do_sample=False)
     replies = []
     for lean in (True, False):
-        engine = TransformersEngine(tiny_llama, lean_decode=lean)
+        engine = TransformersEngine(tiny_llama, lean_forward=lean)
         replies.append("".join([piece async for piece in engine.stream(Prompt(ids), params)]))
         await engine.aclose()
     assert replies[0] and replies[0] == replies[1]
