@@ -46,6 +46,8 @@ def print_table(figures: dict[str, Any], console: Console) -> None:
     console.print(table)
     console.print(f"CPU: {escape(figures['cpu'])} ({escape(_simd(figures['cpu_flags']))})")
     console.print(f"numeric format: {escape(figures['format_calibration'])}")
+    if figures.get("engine_forward_pass"):
+        console.print(f"engine: {escape(figures['engine_forward_pass'])}")
     console.print(
         f"cold start to ready: {figures['cold_start_seconds']:.2f} s   peak RSS: {figures['peak_rss_mb']} MB"
     )

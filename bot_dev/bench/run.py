@@ -190,6 +190,7 @@ async def run_bench(
     skipped: dict[str, str] = {}
     results: dict[str, RunnerResult] = {}
     peak_rss_mb: float | None = None
+    forward_pass: str | None = None
     # One runner at a time, each alone on the machine: llama.cpp's worker threads keep spinning after a
     # call, which slows torch by a third if the two take turns (measured), so interleaving is not fairer.
     for name in options.runners:
@@ -215,7 +216,8 @@ async def run_bench(
         results.update(measured)
         if name == "engine":
             peak_rss_mb = peak
-    return _summary(results, skipped, peak_rss_mb)
+            forward_pass = getattr(getattr(runner, "engine", None), "forward_pass", None)
+    return {**_summary(results, skipped, peak_rss_mb), "engine_forward_pass": forward_pass}
 
 
 def _runner(

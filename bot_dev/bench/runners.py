@@ -108,14 +108,14 @@ class EngineRunner:
     """Any of the project's engines, greedy: this one's own, or a model server through the remote one."""
 
     def __init__(self, engine: Engine, tokenizer: Any, *, name: str = "engine") -> None:
-        self._engine, self._tokenizer, self.name = engine, tokenizer, name
+        self.engine, self._tokenizer, self.name = engine, tokenizer, name
 
     async def reply(self, prompt: Prompt, max_new_tokens: int) -> Timing:
         params = GenerationParams(max_new_tokens=max_new_tokens, do_sample=False, timeout_seconds=600)
         asked = time.perf_counter()
         first: float | None = None
         pieces: list[str] = []
-        async for piece in self._engine.stream(prompt, params):
+        async for piece in self.engine.stream(prompt, params):
             first = first or time.perf_counter()
             pieces.append(piece)
         done = time.perf_counter()
@@ -123,7 +123,7 @@ class EngineRunner:
         return Timing(text, count_tokens(self._tokenizer, text), (first or done) - asked, done - asked)
 
     async def aclose(self) -> None:
-        await self._engine.aclose()
+        await self.engine.aclose()
 
 
 def load_cpu_backends() -> None:

@@ -94,6 +94,11 @@ class TransformersEngine:
             "on_prefill": on_prefill,
         }
         forward = _forward_pass(loaded.model, lean=lean_forward)
+        self.forward_pass = (
+            f"the engine's own Llama forward, attention in {forward.attention_precision}"
+            if isinstance(forward, LlamaForward)
+            else "transformers' forward"
+        )  # for the benchmark's report
         self._watchdog = Watchdog(lambda: Scheduler(forward, **scheduler_args))
 
     @property

@@ -124,6 +124,10 @@ class LlamaForward:
             attention = faster_precision(dtype, self._heads, self._kv_heads, self._dim)
         self._attention = Attention(attention)
 
+    @property
+    def attention_precision(self) -> str:
+        return str(self._attention.precision).removeprefix("torch.")
+
     def __call__(self, tokens: torch.Tensor, positions: torch.Tensor, cache: BatchCache) -> torch.Tensor:
         """Feed `tokens[i]` (one or more new tokens) at `positions[i]` to row i of `cache`, both [rows, new]:
         the logits of each row's last new token, [rows, vocab]. The cache grows by `new` columns, as with
