@@ -13,7 +13,7 @@ import functools
 import logging
 from collections.abc import AsyncGenerator, Awaitable, Callable, Mapping, Sequence
 from contextlib import aclosing
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 
 from bot.chat import ranking
 from bot.chat.deps import Safety
@@ -22,9 +22,11 @@ from bot.chat.identity import claims_identity, unsigned, without_false_identity
 from bot.chat.likeness import HOLD_SHARE, copied_share, copies, echoes, without_echo
 from bot.chat.refusals import looks_like_refusal, without_refusal
 from bot.chat.tone import misplaced_condolence, without_condolence, without_needless_apology
+from bot.chat.topics import Topics
 from bot.core.domain import GenerationParams, Prompt, Verdict
 from bot.core.texts import REPEATED_REPLY
 from bot.llm.base import Engine
+from bot.prompt.examples import Topic
 
 __all__ = ["HOLD_BACK_CHARS", "Answers", "Generated"]
 
@@ -53,11 +55,12 @@ class Generated:
 @dataclass(frozen=True, slots=True)
 class RankContext:
     """What ranking candidates needs from the chat: its stated facts, a fact asked back, its replies so far
-    (newest first)."""
+    (newest first), the customer's earlier messages."""
 
     facts: dict[str, str]
     recalled: Recall | None
     earlier: tuple[str, ...]
+    said: tuple[str, ...] = ()
 
 
 class Answers:
@@ -70,6 +73,7 @@ class Answers:
         audit: Audit,
         embed: ranking.Embed | None = None,
         examples: Sequence[str] = (),
+        topics: Sequence[Topic] = (),
     ) -> None:
         self._engine = engine
         self._params = params
@@ -77,6 +81,7 @@ class Answers:
         self._audit = audit
         self._embed = embed  # relevance by sentence embeddings when given (else word overlap)
         self._examples = tuple(examples)  # the worked examples' answers: a reply must not copy them
+        self._topics = tuple(topics)  # and their topics, not to be carried into other chats
 
     async def guarded(
         self,
@@ -86,6 +91,7 @@ class Answers:
         earlier: Sequence[str] = (),
         facts: Mapping[str, str] | None = None,
         question: str = "",
+        said: Sequence[str] = (),
     ) -> AsyncGenerator[str | Generated, None]:
         """The engine's stream, shown only once the output checks have passed it.
 
@@ -95,17 +101,20 @@ class Answers:
         it is a person (`bot.chat.identity`), or offers condolences nobody asked for (`bot.chat.tone`;
         such a reply is never shown as it is: it is generated once more, see `_another`). The engine is
         asked not to copy phrases of the earlier replies in the first place (`GenerationParams.avoid`),
-        and a closing "Best regards, [Your Name]" and an apology for a confusion nobody had are left out.
+        and a closing "Best regards, [Your Name]", an apology for a confusion nobody had and a sentence
+        about a worked example's topic the customer never raised (`said`: their earlier messages) are
+        left out.
         """
         raw, shown, safety = "", "", self._safety
-        against = _Against((*earlier, *self._examples), facts or {}, question)
+        topics = Topics(self._topics, (*said, question))
+        against = _Against((*earlier, *self._examples), facts or {}, question, topics)
         params = replace(self._params, avoid=tuple(earlier))  # the examples' shape is to be followed
         async with aclosing(self._engine.stream(prompt, params)) as stream:
             async for piece in stream:
                 raw = (raw + piece).lstrip()  # leading blanks never count as shown text
                 if len(raw) - len(shown) < 2 * HOLD_BACK_CHARS:
                     continue
-                draft = safety.check_output(_tidied(raw, question), final=False)
+                draft = safety.check_output(against.tidied(raw), final=False)
                 if draft.blocked:
                     await self._audit(chat_id, "out", draft)
                     yield Generated(safety.message_for(draft), replaced=True)
@@ -115,7 +124,7 @@ class Answers:
                 if cut > len(shown) and draft.text.startswith(shown) and not held:
                     yield draft.text[len(shown) : cut]
                     shown = draft.text[:cut]
-        text = _tidied(raw.strip(), question)
+        text = against.tidied(raw.strip())
         async with aclosing(self._ending(chat_id, prompt, text, shown, against)) as ending:
             async for item in ending:
                 yield item
@@ -171,7 +180,8 @@ class Answers:
             )
         )
         sentence, passed = recalled.sentence if recalled is not None else None, []
-        against = _Against(context.earlier, context.facts, question)
+        topics = Topics(self._topics, (*context.said, question))
+        against = _Against(context.earlier, context.facts, question, topics)
         for candidate in ranked:
             body = against.cleaned(candidate.text.strip())
             if sentence is not None and looks_like_refusal(body):  # the fact asked back is the answer
@@ -220,23 +230,33 @@ class _Against:
     others: tuple[str, ...]
     facts: Mapping[str, str]
     question: str = ""
+    topics: Topics = field(default_factory=lambda: Topics((), ()))
 
     def unfit(self, text: str) -> bool:
         """Not to be sent as it is: it refuses an ordinary request, copies an earlier reply or an example,
-        only says the customer's message back, names the bot or says it is a person, or offers
-        condolences nobody asked for."""
+        only says the customer's message back, names the bot or says it is a person, offers
+        condolences nobody asked for, or speaks of nothing but a worked example's topic."""
         return (
             looks_like_refusal(text)
             or copies(text, self.others)
             or echoes(text, self.question)
             or claims_identity(text, self.facts)
             or misplaced_condolence(text, self.question)
+            or self.topics.only_foreign(text)
         )
+
+    def tidied(self, text: str) -> str:
+        """`text` without what is cut out of a reply word for word, safe to apply while it streams: an
+        apology for a confusion nobody had, the customer's own sentence said back, a sentence about a
+        worked example's topic."""
+        text = without_echo(without_needless_apology(text, self.question), self.question)
+        # a copy of an example stays whole, to be caught as one (`unfit`), not passed for its other half
+        return text if copies(text, self.others) else self.topics.without_foreign(text)
 
     def cleaned(self, text: str) -> str:
         """Advice without the needless refusal, condolence or apology around it, without the bot naming
         itself, and without a placeholder signature."""
-        text = without_condolence(_tidied(without_refusal(text), self.question), self.question)
+        text = without_condolence(self.tidied(without_refusal(text)), self.question)
         return unsigned(without_false_identity(text, self.facts), self.facts)
 
     def held(self, text: str, shown_part: str) -> bool:
@@ -249,13 +269,8 @@ class _Against:
             or looks_like_refusal(text)
             or claims_identity(text, self.facts)
             or misplaced_condolence(text, self.question)
+            or self.topics.only_foreign(text)
         )
-
-
-def _tidied(text: str, question: str) -> str:
-    """`text` without what is cut out of a reply word for word, safe to apply while it streams: an
-    apology for a confusion nobody had, the customer's own sentence said back."""
-    return without_echo(without_needless_apology(text, question), question)
 
 
 def _least_copied(texts: Sequence[str], others: Sequence[str]) -> str | None:

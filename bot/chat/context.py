@@ -29,6 +29,7 @@ class Context:
     earlier_replies: tuple[str, ...]  # the chat's assistant turns, newest first: a reply must not repeat one
     facts: dict[str, str] = field(default_factory=dict)  # what the customer stated: name, order number...
     recalled: Recall | None = None  # the customer asks one of those facts back ("what is my name?")
+    said: tuple[str, ...] = ()  # the customer's earlier messages, oldest first
 
 
 class ContextBuilder:
@@ -70,9 +71,9 @@ class ContextBuilder:
             prompt.history_dropped,
         )
         earlier = tuple(t.content for t in reversed(history) if t.role is Role.ASSISTANT)
-        return Context(
-            prompt, found, earlier, facts, disclosure(question.content) or recall(question.content, facts)
-        )
+        said = tuple(t.content for t in history if t.role is Role.USER)
+        recalled = disclosure(question.content) or recall(question.content, facts)
+        return Context(prompt, found, earlier, facts, recalled, said)
 
     async def _history(self, chat_id: int | str) -> list[Turn]:
         """The chat's turns; if the store is down the bot still answers, without them, and says so."""

@@ -82,6 +82,7 @@ class ChatService:
             audit=audit,
             embed=deps.embed,
             examples=deps.prompts.example_answers,
+            topics=deps.prompts.example_topics,
         )
         self._grounded = GroundedAnswers(
             deps.engine,
@@ -238,14 +239,19 @@ class ChatService:
             yield grounded.text
             yield grounded
         elif self._deps.params.num_candidates > 1 or context.recalled is not None:
-            facts = RankContext(context.facts, context.recalled, context.earlier_replies)
+            facts = RankContext(context.facts, context.recalled, context.earlier_replies, context.said)
             best = await self._answers.ranked(chat, text, context.prompt, facts)
             yield best
             yield Generated(best)
         else:
             async with aclosing(
                 self._answers.guarded(
-                    chat, context.prompt, earlier=context.earlier_replies, facts=context.facts, question=text
+                    chat,
+                    context.prompt,
+                    earlier=context.earlier_replies,
+                    facts=context.facts,
+                    question=text,
+                    said=context.said,
                 )
             ) as stream:
                 async for item in stream:

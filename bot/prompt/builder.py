@@ -11,8 +11,8 @@ oldest turn, and the best passage only when the message alone would not fit othe
 Small models use what is in the system part far better than what is deep in the transcript, so the facts
 the customer stated (`facts`, label -> value) are rendered there as one compact line, and so is a short
 extractive summary of the customer's turns that had to be dropped to fit. Optional few-shot `examples`
-(question, answer pairs) go between the system part and the history: they show a small model the shape of
-a good support answer (do the task, do not refuse or send the customer elsewhere).
+(questions with their answers) go between the system part and the history: they show a small model the
+shape of a good support answer (do the task, do not refuse or send the customer elsewhere).
 """
 
 from __future__ import annotations
@@ -23,6 +23,7 @@ from typing import Any, Protocol
 
 from bot.core.domain import Prompt, Role, Turn
 from bot.core.errors import PromptTooLong
+from bot.prompt.examples import Topic, WorkedExample
 
 __all__ = [
     "KNOWLEDGE_INSTRUCTIONS",
@@ -119,16 +120,17 @@ class PromptBuilder:
         *,
         system_prompt: str,
         context_tokens: int,
-        examples: Sequence[tuple[str, str]] = (),
+        examples: Sequence[WorkedExample] = (),
     ) -> None:
         self._format = chat_format
         self._system = system_prompt
         self._context = context_tokens
         self._examples = [
             entry
-            for question, answer in examples
-            for entry in ((Role.USER, question), (Role.ASSISTANT, answer))
+            for example in examples
+            for entry in ((Role.USER, example.question), (Role.ASSISTANT, example.answer))
         ]
+        self._topics = tuple(example.topic for example in examples if example.topic is not None)
 
     @property
     def system_prompt(self) -> str:
@@ -138,6 +140,11 @@ class PromptBuilder:
     def example_answers(self) -> tuple[str, ...]:
         """The worked examples' answers: shapes to follow, never texts to send (`bot.chat.likeness`)."""
         return tuple(text for role, text in self._examples if role is Role.ASSISTANT)
+
+    @property
+    def example_topics(self) -> tuple[Topic, ...]:
+        """The worked examples' topics: not to be carried into chats that never raised them."""
+        return self._topics
 
     def build(
         self,

@@ -10,13 +10,15 @@ from bot.chat.likeness import echoes, without_echo
 from bot.chat.ranking import Embed
 from bot.chat.service import ChatService, Message
 from bot.prompt import PromptBuilder
+from bot.prompt.examples import DEFAULT_EXAMPLES, WorkedExample
 from bot.storage.inprocess.store import InProcessStore
 from tests.chat.fakes import FakeEngine, FakeFormat, fake_deps
 
-EXAMPLE = (
+EXAMPLE = WorkedExample(
     "Write a short note for my neighbour.",
     "Hi! A parcel should arrive for me on Friday while I'm at work. Could you take it in for me? Thanks!",
 )
+EXAMPLES = (EXAMPLE, *DEFAULT_EXAMPLES)  # the shipped ones with their topics, and one more to copy
 PARROT = (
     "Hi! A parcel should arrive for you on Friday while I'm at work. Could you take it in for me? Thanks!"
 )
@@ -24,7 +26,7 @@ ANSWER = "Restart the router, move closer to it and unplug the devices you are n
 
 
 def service_over(engine: FakeEngine, embed: Embed | None = None, **params: object) -> ChatService:
-    prompts = PromptBuilder(FakeFormat(), system_prompt="Be brief.", context_tokens=4096, examples=[EXAMPLE])  # type: ignore[arg-type]
+    prompts = PromptBuilder(FakeFormat(), system_prompt="Be brief.", context_tokens=4096, examples=EXAMPLES)  # type: ignore[arg-type]
     deps = fake_deps(engine, InProcessStore(max_turns=20, ttl_seconds=600), embed=embed)
     return ChatService(replace(deps, prompts=prompts, params=replace(deps.params, **params)))  # type: ignore[arg-type]
 
@@ -192,3 +194,21 @@ async def test_a_reply_that_only_echoes_the_customer_is_never_shown_and_is_writt
     outcome = await reply.outcome()
     assert outcome.text == "".join(pieces) == "Enjoy looking around, and ask me whenever you like."
     assert len(engine.calls) == 2 and "browsing" not in "".join(pieces)
+
+
+async def test_a_sentence_about_a_worked_examples_topic_the_customer_never_raised_is_left_out() -> None:
+    tracking = "You can track it with the link in your dispatch e-mail."
+    leak = "Please find the return label on the box and drop it off at the post office."
+    engine = FakeEngine(f"{tracking} {leak} Thanks for waiting!", f"{leak} Keep your receipt.", ANSWER)
+    service = service_over(engine)
+    reply = service.respond(Message(chat_id=6, text="I have a tracking number, how do I track my parcel?"))
+    shown = "".join([piece async for piece in reply])
+    assert shown == (await reply.outcome()).text == f"{tracking} Thanks for waiting!"
+    # nothing but the example's topic: not shown, generated once more
+    reply = service.respond(Message(chat_id=7, text="Hello, I placed an order two weeks ago."))
+    assert "".join([piece async for piece in reply]) == ANSWER and len(engine.calls) == 3
+    # a customer who raised it, earlier in the chat, gets it as it is
+    returns = FakeEngine("Sure, go ahead.", leak)
+    service = service_over(returns)
+    await service.respond(Message(chat_id=8, text="I want to send back a jumper.")).text()
+    assert await service.respond(Message(chat_id=8, text="What do I do now?")).text() == leak

@@ -10,6 +10,7 @@ from bot.core.domain import Role, Turn
 from bot.core.errors import PromptTooLong
 from bot.llm.local.loader import LoadedModel
 from bot.prompt import ChatFormat, PromptBuilder
+from bot.prompt.examples import WorkedExample
 
 SYSTEM = "You are the support assistant of Acme."
 
@@ -119,7 +120,7 @@ def test_facts_and_a_summary_of_dropped_turns_go_in_the_system_part(tiny_llama: 
 
 
 def test_few_shot_examples_come_before_the_history_and_go_before_it_does(tiny_llama: LoadedModel) -> None:
-    examples = (("How do I return an item?", "1. Pack it. 2. Post it."),)
+    examples = (WorkedExample("How do I return an item?", "1. Pack it. 2. Post it."),)
     builder = PromptBuilder(
         ChatFormat(tiny_llama.tokenizer), system_prompt="Be brief.", context_tokens=512, examples=examples
     )
