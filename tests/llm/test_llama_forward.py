@@ -80,7 +80,9 @@ def test_lean_prompts_equal_transformers_forward_with_and_without_a_cached_prefi
 ) -> None:
     """A prompt of 12 tokens, the first `cached` of them already in the cache (a chat's next turn)."""
     layers = tiny_llama.model.config.num_hidden_layers
-    ids = torch.tensor([tiny_llama.tokenizer.encode("Hello! I would like to return a pair of shoes, please.")])
+    ids = torch.tensor(
+        [tiny_llama.tokenizer.encode("Hello! I would like to return a pair of shoes, please.")]
+    )
     ids, new = ids[:, :12], 12 - cached
     positions = torch.arange(cached, 12)[None]
     results = []

@@ -3,9 +3,10 @@ precision torch's CPU attention runs fastest here.
 
 The precision is measured, not assumed: for a bfloat16 model torch's `scaled_dot_product_attention` was 3
 to 5 times faster in float32 (after casting) on an AVX512-BF16 EPYC (118 against 37 us for one row of
-100 tokens, 9 query and 3 key heads), and 2 to 10 times faster in bfloat16 on a Xeon with AMX (86 against
-816 us for one row of 1,400 tokens; 386 against 776 us for 16 rows of 300). `faster_precision` times both
-on a few typical shapes when the engine starts (some 60 ms) and the faster one is used for every pass.
+100 tokens, 9 query and 3 key heads), and 2 to 10 times faster in bfloat16 on a Xeon with AMX (96 against
+997 us for one row of 1,400 tokens; 447 against 1,466 us for 16 rows of 300). `faster_precision` times both
+on a few typical shapes when the engine starts (some 60 ms, and up to 0.2 s more for a process's first
+bfloat16 calls, which the first reply would pay otherwise) and the faster one is used for every pass.
 """
 
 from __future__ import annotations
