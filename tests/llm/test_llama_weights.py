@@ -57,6 +57,20 @@ def test_packed_weights_saved_by_one_load_serve_the_other(tiny_llama_dir: Path, 
     assert torch.equal(got, expected)
 
 
+def test_the_int8_format_converts_a_llama_built_here_as_it_does_transformers_model(
+    tiny_llama_dir: Path,
+) -> None:
+    theirs = load_model(str(tiny_llama_dir), dtype="int8", device="cpu")
+    ours = load_model(str(tiny_llama_dir), dtype="int8", device="cpu", lean=True)
+    kinds = [
+        type(ours.model.model.layers[0].self_attn.q_proj),
+        type(theirs.model.model.layers[0].self_attn.q_proj),
+    ]
+    assert kinds[0] is kinds[1] and kinds[0] is not torch.nn.Linear  # dynamically quantised, both
+    plain = load_model(str(tiny_llama_dir), dtype="float32", device="cpu", lean=True)
+    assert type(plain.model.model.layers[0].mlp.gate_proj) is torch.nn.Linear  # joined as plain weights
+
+
 def test_loading_a_llama_here_imports_none_of_transformers_modeling_code(tiny_llama_dir: Path) -> None:
     heavy = [
         "transformers.modeling_utils",

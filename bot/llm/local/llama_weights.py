@@ -52,17 +52,6 @@ def llama_config(location: Path) -> PretrainedConfig | None:
     return PretrainedConfig(**{**values, "rope_parameters": rope})
 
 
-class _Linear(nn.Linear):
-    def reset_parameters(self) -> None:
-        """Nothing to initialise: the weights are read from the files (and random initialisation on the
-        meta device imports torch._dynamo)."""
-
-
-class _Embedding(nn.Embedding):
-    def reset_parameters(self) -> None:
-        """As `_Linear`'s."""
-
-
 class _Norm(nn.Module):
     def __init__(self, size: int, eps: float) -> None:
         super().__init__()
@@ -71,7 +60,7 @@ class _Norm(nn.Module):
 
 
 def _linear(inputs: int, outputs: int) -> nn.Linear:
-    return _Linear(inputs, outputs, bias=False)
+    return nn.Linear(inputs, outputs, bias=False)  # plain: the numeric formats replace nn.Linear by type
 
 
 class _Attention(nn.Module):
@@ -117,7 +106,10 @@ class _Rotary(nn.Module):
 class _Decoder(nn.Module):
     def __init__(self, config: Any, dim: int) -> None:
         super().__init__()
-        self.embed_tokens = _Embedding(config.vocab_size, config.hidden_size)
+        # given a weight, nn.Embedding skips its random initialisation, which on the meta device imports
+        # torch._dynamo (nn.Linear's does not)
+        shape = (config.vocab_size, config.hidden_size)
+        self.embed_tokens = nn.Embedding(*shape, _weight=torch.empty(shape))
         self.layers = nn.ModuleList([_Layer(config, dim) for _ in range(config.num_hidden_layers)])
         self.norm = _Norm(config.hidden_size, config.rms_norm_eps)
         self.rotary_emb = _Rotary(config, dim)
