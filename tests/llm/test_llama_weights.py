@@ -40,6 +40,7 @@ def test_a_llama_built_here_computes_what_transformers_model_computes(tiny_llama
     for (k, v), (their_k, their_v) in zip(got_kv, expected_kv, strict=True):
         assert torch.allclose(k, their_k, atol=1e-6) and torch.allclose(v, their_v, atol=1e-6)
     assert ours.model.lm_head.weight is ours.model.model.embed_tokens.weight  # tied, as in the files
+    assert ours.model.get_input_embeddings() is ours.model.model.embed_tokens  # transformers' name for it
     assert ours.model.generation_config.eos_token_id == theirs.model.generation_config.eos_token_id
     assert ours.context_tokens == theirs.context_tokens == 512
     assert ours.tokenizer.encode(TEXT) == theirs.tokenizer.encode(TEXT)

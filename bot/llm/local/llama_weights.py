@@ -125,6 +125,10 @@ class LlamaModules(nn.Module):
         self.model = _Decoder(config, dim)
         self.lm_head = _linear(config.hidden_size, config.vocab_size)
 
+    def get_input_embeddings(self) -> nn.Embedding:
+        """The token embedding, as transformers' models name it: every forward pass runs it once."""
+        return self.model.embed_tokens
+
 
 def load_llama(location: Path, config: PretrainedConfig, dtype: torch.dtype) -> LlamaModules:
     """The model in `location` (a directory of safetensors files and configs), in `dtype`; `config`: what
