@@ -10,9 +10,10 @@ into chats where nothing was late. A reply that copies an example anyway is rege
 The model also carries an example's topic into chats that never raised it: "Please find the return label
 on the item and drop it off at your local post office" to "Hello, I placed an order two weeks ago", "I
 don't have the option to take in a parcel" to "I'm on the Family plan" (23 of 208 replies of a
-development run). Each example names the phrases that give its topic away (`Topic.phrases`) and the
-words that mean a customer raised it (`Topic.raised_by`); a reply sentence with such a phrase in a chat
-whose customer raised none of it is left out (`bot.chat.topics`).
+development run), "Thanks for sending me a parcel" to "Hi, I am Anna". Each example names the phrases
+that give its topic away (`Topic.phrases`) and the words that mean a customer raised it
+(`Topic.raised_by`); a reply sentence with such a phrase in a chat whose customer raised none of it is
+left out (`bot.chat.topics`).
 Turn them off with FEW_SHOT=false, e.g. for a larger model that does not need them.
 """
 
@@ -55,8 +56,10 @@ DEFAULT_EXAMPLES: tuple[WorkedExample, ...] = (
         "Hi! A parcel should arrive for me on Friday while I'm at work. Could you take it in for me? Thanks "
         "so much!",
         Topic(
-            phrases=r"neighbou?rs?|take (?:in (?:a|the|my|your)|(?:it|them|the \w+) in)",
-            raised_by=r"neighbou?rs?|take (?:\w+ )?in|away|at work|not (?:be )?(?:at )?home",
+            phrases=r"neighbou?rs?|take (?:in (?:a|the|my|your)|(?:it|them|the \w+) in)|parcels?",
+            raised_by=r"neighbou?rs?|take (?:\w+ )?in|away|at work|not (?:be )?(?:at )?home|parcels?|"
+            r"packages?|deliver\w*|orders?|ship\w*|post\w*|courier|tracking|arriv\w*|send\w*|sent|"
+            r"return\w*|pick\w* up|collect\w*",
         ),
     ),
 )

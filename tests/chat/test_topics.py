@@ -15,6 +15,13 @@ def test_a_sentence_about_an_examples_topic_goes_when_the_customer_never_raised_
     )
     assert topics.without_foreign(reply) == "You can change plans in your account."
     assert not topics.only_foreign(reply) and topics.only_foreign("Ask your neighbour. Keep the receipt!")
+    greeted = Topics(TOPICS, ["Hi, I am Anna"])
+    assert greeted.without_foreign("Hi Anna! Thanks for sending me a parcel. How can I help?") == (
+        "Hi Anna! How can I help?"
+    )
+    assert Topics(TOPICS, ["Where is my order?"]).without_foreign("Your parcel is on its way.") == (
+        "Your parcel is on its way."
+    )
 
 
 def test_it_stays_when_the_customer_raised_the_topic_in_any_message() -> None:
