@@ -209,7 +209,7 @@ class Answers:
         earlier = tuple(text for text in against.others if text not in self._examples)
         params = replace(self._params, do_sample=True, temperature=temperature, seed=seed, avoid=earlier)
         async with aclosing(self._engine.stream(prompt, params)) as stream:
-            text = "".join([piece async for piece in stream]).strip()
+            text = against.tidied("".join([piece async for piece in stream]).strip())
         verdict = self._safety.check_output(text)
         await self._audit(chat_id, "out", verdict)
         if not verdict.blocked and verdict.text and not against.unfit(verdict.text):

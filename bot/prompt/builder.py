@@ -130,7 +130,7 @@ class PromptBuilder:
             for example in examples
             for entry in ((Role.USER, example.question), (Role.ASSISTANT, example.answer))
         ]
-        self._topics = tuple(example.topic for example in examples if example.topic is not None)
+        self._topics = tuple(topic for example in examples for topic in example.topics)
 
     @property
     def system_prompt(self) -> str:

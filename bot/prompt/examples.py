@@ -37,7 +37,7 @@ class Topic:
 class WorkedExample:
     question: str
     answer: str
-    topic: Topic | None = None
+    topics: tuple[Topic, ...] = ()
 
 
 DEFAULT_EXAMPLES: tuple[WorkedExample, ...] = (
@@ -46,20 +46,27 @@ DEFAULT_EXAMPLES: tuple[WorkedExample, ...] = (
         "Here is how: 1. Find the return option in your account or the confirmation e-mail. 2. Pack the item "
         "with its receipt. 3. Print the return label, stick it on the parcel and drop it at the post office. "
         "Keep the receipt until the refund arrives.",
-        Topic(
-            phrases=r"return (?:label|option|address)s?|receipts?",
-            raised_by=r"return\w*|send (?:it |them )?back|refund\w*|labels?|receipts?|exchange\w*",
+        (
+            Topic(
+                phrases=r"return (?:label|option|address)s?|receipts?",
+                raised_by=r"return\w*|send (?:it |them )?back|refund\w*|labels?|receipts?|exchange\w*",
+            ),
         ),
     ),
     WorkedExample(
         "Write a short note asking my neighbour to take in a parcel for me.",
         "Hi! A parcel should arrive for me on Friday while I'm at work. Could you take it in for me? Thanks "
         "so much!",
-        Topic(
-            phrases=r"neighbou?rs?|take (?:in (?:a|the|my|your)|(?:it|them|the \w+) in)|parcels?",
-            raised_by=r"neighbou?rs?|take (?:\w+ )?in|away|at work|not (?:be )?(?:at )?home|parcels?|"
-            r"packages?|deliver\w*|orders?|ship\w*|post\w*|courier|tracking|arriv\w*|send\w*|sent|"
-            r"return\w*|pick\w* up|collect\w*",
+        (
+            Topic(
+                phrases=r"neighbou?rs?|take (?:in (?:a|the|my|your)|(?:it|them|the \w+) in)",
+                raised_by=r"neighbou?rs?|take (?:\w+ )?in|away|at work|not (?:be )?(?:at )?home",
+            ),
+            Topic(
+                phrases=r"parcels?",
+                raised_by=r"parcels?|packages?|deliver\w*|orders?|ship\w*|post\w*|courier|tracking|arriv\w*|"
+                r"send\w*|sent|return\w*|pick\w* up|collect\w*|neighbou?rs?",
+            ),
         ),
     ),
 )

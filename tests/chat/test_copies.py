@@ -199,7 +199,8 @@ async def test_a_reply_that_only_echoes_the_customer_is_never_shown_and_is_writt
 async def test_a_sentence_about_a_worked_examples_topic_the_customer_never_raised_is_left_out() -> None:
     tracking = "You can track it with the link in your dispatch e-mail."
     leak = "Please find the return label on the box and drop it off at the post office."
-    engine = FakeEngine(f"{tracking} {leak} Thanks for waiting!", f"{leak} Keep your receipt.", ANSWER)
+    regenerated = f"{ANSWER} Keep the receipt."  # the second try gets the same cut
+    engine = FakeEngine(f"{tracking} {leak} Thanks for waiting!", f"{leak} Keep your receipt.", regenerated)
     service = service_over(engine)
     reply = service.respond(Message(chat_id=6, text="I have a tracking number, how do I track my parcel?"))
     shown = "".join([piece async for piece in reply])
