@@ -9,7 +9,7 @@ into chats where nothing was late. A reply that copies an example anyway is rege
 
 The model also carries an example's topic into chats that never raised it: "Please find the return label
 on the item and drop it off at your local post office" to "Hello, I placed an order two weeks ago", "I
-don't have the option to take in a parcel" to "I'm on the Family plan" (23 of 208 replies of a
+don't have the option to take in a parcel" to "I'm on the Family plan" (25 of 208 replies of a
 development run), "Thanks for sending me a parcel" to "Hi, I am Anna". Each example names the phrases
 that give its topic away (`Topic.phrases`) and the words that mean a customer raised it
 (`Topic.raised_by`); a reply sentence with such a phrase in a chat whose customer raised none of it is
