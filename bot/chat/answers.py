@@ -250,8 +250,9 @@ class _Against:
         apology for a confusion nobody had, the customer's own sentence said back, a sentence about a
         worked example's topic."""
         text = without_echo(without_needless_apology(text, self.question), self.question)
+        cut = self.topics.without_foreign(text)
         # a copy of an example stays whole, to be caught as one (`unfit`), not passed for its other half
-        return text if copies(text, self.others) else self.topics.without_foreign(text)
+        return text if cut != text and copies(text, self.others) else cut
 
     def cleaned(self, text: str) -> str:
         """Advice without the needless refusal, condolence or apology around it, without the bot naming

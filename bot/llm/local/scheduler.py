@@ -44,7 +44,7 @@ def _failure(exc: Exception) -> GenerationError:
 class Scheduler:
     def __init__(
         self,
-        model: Forward,
+        forward: Forward,
         *,
         layers: int,
         eos_ids: set[int],
@@ -55,12 +55,12 @@ class Scheduler:
         on_prefill: Callable[[int, int], None] | None = None,
         name: str = "generate",
     ) -> None:
-        """`model`: the model's forward pass (llama.LlamaForward or transformers'), for prompts and decode
+        """`forward`: the model's forward pass (llama.LlamaForward or transformers'), for prompts and decode
         steps alike, writing a cache of `layers` layers. `threads`: the most torch threads a pass may use
         (pacing.py picks per pass); `on_step(batch_size)` is told about every decode step,
         `on_prefill(reused, computed)` about every prompt: how many of its tokens came from the cache and
         how many were computed."""
-        self._model, self._layers = model, layers
+        self._forward, self._layers = forward, layers
         self._eos = eos_ids
         self.max_batch = max_batch
         self.prefixes = PrefixCache(cache_bytes)
@@ -195,7 +195,7 @@ class Scheduler:
         cache = BatchCache(self._layers, 1, prefix, reserve=len(ids) - reused)
         tokens = torch.tensor([ids[reused:]], dtype=torch.long)
         positions = torch.arange(reused, len(ids), dtype=torch.long).unsqueeze(0)
-        logits = self._pass("prefill", len(ids) - reused, lambda: self._model(tokens, positions, cache))[0]
+        logits = self._pass("prefill", len(ids) - reused, lambda: self._forward(tokens, positions, cache))[0]
         if self._on_prefill is not None:
             self._on_prefill(reused, len(ids) - reused)
         prompt_kv = cache.whole()
@@ -225,7 +225,7 @@ class Scheduler:
             log.debug("decoding a batch of %d sequences", size)
             self._last_size = size
         try:
-            logits = self._pass("decode", size, lambda: self._slots.forward(self._model))
+            logits = self._pass("decode", size, lambda: self._slots.forward(self._forward))
         except Exception as exc:
             log.exception("decode step failed")
             self._fail_all(_failure(exc))
