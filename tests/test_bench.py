@@ -15,7 +15,7 @@ from transformers import AutoTokenizer
 from bot.core.domain import Prompt, Role
 from bot.llm.local.loader import resolve_source
 from bot_dev.bench.llama_server import LlamaServerRunner, llama_server_binary
-from bot_dev.bench.workload import LONG_OPENING, user_turn
+from bot_dev.bench.workload import LONG_OPENING, TTFT_PROBES, USER_TURNS, user_turn
 from tests.conftest import env_without_bot_settings
 
 
@@ -51,6 +51,7 @@ def test_bench_writes_figures_ratios_and_a_chart(tiny_llama_dir: Path, tmp_path:
         assert all(rate > 0 for rate in runner["aggregate_tokens_per_second"].values())
         assert len(runner["ttft_by_turn"]) == 20
         assert runner["prompt_tokens_by_turn"][-1] > runner["prompt_tokens_by_turn"][0]
+        assert len(runner["ttft_probes_turn1"]) == len(runner["ttft_probes_last_turn"]) == len(TTFT_PROBES)
     ratios = figures["ratios"]
     assert ratios["aggregate16_vs_naive"] > 0 and ratios["ttft_turn20_vs_turn1"] > 0
     assert ratios["aggregate16_vs_llamacpp"] is None and ratios["single_vs_llamacpp"] is None
@@ -58,6 +59,7 @@ def test_bench_writes_figures_ratios_and_a_chart(tiny_llama_dir: Path, tmp_path:
     assert figures["cold_start_seconds"] > 0 and figures["peak_rss_mb"] > 0
     assert chart.read_bytes().startswith(b"\x89PNG")
     assert "aggregate tokens/s, 16 chats" in done.stdout and "ratios:" in done.stdout
+    assert "TTFT probes, last turn (median s)" in done.stdout
     assert figures["format"] == "float32" and figures["format_calibration"] == "explicit MODEL_DTYPE"
     assert figures["engine_forward_pass"] == "the engine's own Llama forward, attention in float32"
     assert f"engine: {figures['engine_forward_pass']}" in " ".join(done.stdout.split())
@@ -89,3 +91,5 @@ def test_the_long_conversation_opens_with_a_message_no_other_chat_sends() -> Non
     """Its turn 1 must compute its prompt like any first turn, not find it cached from an earlier phase."""
     openings = {user_turn(chat, 0) for chat in [*range(64), *range(1000, 1010)]}
     assert LONG_OPENING not in openings and len(openings) > 1
+    # the probes of time to first token, likewise: no chat asks them, so turn 1 computes them
+    assert not set(TTFT_PROBES) & (openings | set(USER_TURNS) | {LONG_OPENING})

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import statistics
 from pathlib import Path
 from typing import Any
 
@@ -40,6 +41,11 @@ def print_table(figures: dict[str, Any], console: Console) -> None:
             f"TTFT turn {len(next(iter(runners.values()))['ttft_by_turn'])} (s)",
             [f"{r['ttft_by_turn'][-1]:.3f}" for r in runners.values()],
         ),
+        ("TTFT probes, turn 1 (median s)", [_median(r["ttft_probes_turn1"]) for r in runners.values()]),
+        (
+            "TTFT probes, last turn (median s)",
+            [_median(r["ttft_probes_last_turn"]) for r in runners.values()],
+        ),
     ]
     for label, cells in rows:
         table.add_row(label, *cells)
@@ -54,6 +60,10 @@ def print_table(figures: dict[str, Any], console: Console) -> None:
     for name, why in figures["skipped"].items():
         console.print(f"[yellow]{escape(name)} skipped:[/yellow] {escape(why)}")
     console.print("ratios: " + ", ".join(f"{k}={v}" for k, v in figures["ratios"].items()))
+
+
+def _median(values: list[float]) -> str:
+    return f"{statistics.median(values):.3f}" if values else "-"
 
 
 def _simd(flags: str) -> str:

@@ -29,7 +29,7 @@ from bot.llm.local.loader import LoadedModel, resolve_source
 from bot.prompt.builder import ChatFormat, PromptBuilder
 from bot_dev.bench.llama_server import LlamaServerRunner, llama_server_binary
 from bot_dev.bench.runners import EngineRunner, LlamaCppRunner, NaiveRunner, Runner, Timing
-from bot_dev.bench.workload import LONG_OPENING, SYSTEM_PROMPT, user_turn
+from bot_dev.bench.workload import LONG_OPENING, SYSTEM_PROMPT, TTFT_PROBES, user_turn
 
 __all__ = ["BenchOptions", "cold_start_seconds", "run_bench"]
 
@@ -57,6 +57,8 @@ class RunnerResult:
     ttft_by_turn: list[float] = field(default_factory=list)
     prompt_tokens_by_turn: list[int] = field(default_factory=list)
     ttfts: list[float] = field(default_factory=list)
+    probes_first: list[float] = field(default_factory=list)  # TTFT_PROBES at turn 1, and at the last turn
+    probes_last: list[float] = field(default_factory=list)
 
     def as_json(self) -> dict[str, Any]:
         return {
@@ -68,6 +70,8 @@ class RunnerResult:
             "ttft_by_concurrency": {str(c): v for c, v in self.ttft_by_concurrency.items()},
             "ttft_by_turn": [round(t, 4) for t in self.ttft_by_turn],
             "prompt_tokens_by_turn": self.prompt_tokens_by_turn,
+            "ttft_probes_turn1": [round(t, 4) for t in self.probes_first],
+            "ttft_probes_last_turn": [round(t, 4) for t in self.probes_last],
         }
 
 
@@ -88,6 +92,11 @@ class _Conversation:
         built = self._prompts.build(self.history, question, max_new_tokens=self._max_new)
         self._question = question
         return replace(built, session=f"{runner}-{self._chat}")  # ids for local runners, messages for servers
+
+    def branch(self, text: str, runner: str) -> Prompt:
+        """A prompt that asks `text` after the history so far, without it joining the history."""
+        built = self._prompts.build(self.history, Turn(Role.USER, text), max_new_tokens=self._max_new)
+        return replace(built, session=f"{runner}-{self._chat}")
 
     def answered(self, timing: Timing) -> None:
         self.history += [self._question, Turn(Role.ASSISTANT, timing.text)]
@@ -131,20 +140,30 @@ async def _concurrent(
 
 async def _long(
     runners: dict[str, Runner], prompts: PromptBuilder, options: BenchOptions, tick: Tick
-) -> dict[str, tuple[list[float], list[int]]]:
-    """One conversation of `long_turns` turns per runner, turn by turn in step."""
+) -> dict[str, RunnerResult]:
+    """One conversation of `long_turns` turns per runner, turn by turn in step; TTFT_PROBES asked as
+    branches before its first turn and after its last."""
     conversations = {
         name: _Conversation(prompts, 7, options.max_new_tokens, opening=LONG_OPENING) for name in runners
     }
-    found: dict[str, tuple[list[float], list[int]]] = {name: ([], []) for name in runners}
+    found = {name: RunnerResult() for name in runners}
+
+    async def probe(name: str, into: list[float]) -> None:
+        for text in TTFT_PROBES:  # only the first token counts
+            into.append((await runners[name].reply(conversations[name].branch(text, name), 1)).ttft)
+
+    for name in runners:
+        await probe(name, found[name].probes_first)
     for turn in range(options.long_turns):
         for name, runner in runners.items():
             prompt = conversations[name].prompt(turn, name)
             timing = await runner.reply(prompt, options.max_new_tokens)
             conversations[name].answered(timing)
-            found[name][0].append(timing.ttft)
-            found[name][1].append(prompt.token_count)
+            found[name].ttft_by_turn.append(timing.ttft)
+            found[name].prompt_tokens_by_turn.append(prompt.token_count)
             tick(name)
+    for name in runners:
+        await probe(name, found[name].probes_last)
     return found
 
 
@@ -167,8 +186,12 @@ async def _measure(
             results[name].aggregate_tokens_per_second[chats] = rate
             results[name].ttft_by_concurrency[chats] = _percentiles(ttfts)
             results[name].ttfts += ttfts
-    for name, (ttfts, sizes) in (await _long(runners, prompts, options, tick)).items():
-        results[name].ttft_by_turn, results[name].prompt_tokens_by_turn = ttfts, sizes
+    for name, long in (await _long(runners, prompts, options, tick)).items():
+        results[name].ttft_by_turn, results[name].prompt_tokens_by_turn = (
+            long.ttft_by_turn,
+            long.prompt_tokens_by_turn,
+        )
+        results[name].probes_first, results[name].probes_last = long.probes_first, long.probes_last
     return results, peak
 
 
@@ -315,12 +338,8 @@ def _summary(
     ratios = {
         f"aggregate{top}_vs_naive": ratio(aggregate(engine), aggregate(naive)),
         f"aggregate{top}_vs_llamacpp": ratio(aggregate(engine), aggregate(cpp)),
-        f"ttft_turn{turns}_vs_turn1": ratio(engine.ttft_by_turn[-1], engine.ttft_by_turn[0])
-        if engine
-        else None,
-        f"naive_ttft_turn{turns}_vs_turn1": (
-            ratio(naive.ttft_by_turn[-1], naive.ttft_by_turn[0]) if naive else None
-        ),
+        f"ttft_turn{turns}_vs_turn1": _history_cost(engine),
+        f"naive_ttft_turn{turns}_vs_turn1": _history_cost(naive),
         "single_vs_llamacpp": ratio(
             engine.single_tokens_per_second if engine else None,
             cpp.single_tokens_per_second if cpp else None,
@@ -379,6 +398,15 @@ def cold_start_seconds(
     if line.strip() != "ready":
         raise RuntimeError("the cold-start probe did not get ready (run `bot chat` once to see why)")
     return elapsed
+
+
+def _history_cost(result: RunnerResult | None) -> float | None:
+    """Time to first token after the long conversation's history over that at its start: the median of
+    the same probe questions asked at both points."""
+    if result is None or not result.probes_first or not result.probes_last:
+        return None
+    first, last = statistics.median(result.probes_first), statistics.median(result.probes_last)
+    return round(last / first, 2) if first else None
 
 
 def _percentiles(values: list[float]) -> dict[str, float]:

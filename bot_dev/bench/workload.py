@@ -5,7 +5,7 @@ Deterministic (no randomness), so two runs ask exactly the same things in the sa
 
 from __future__ import annotations
 
-__all__ = ["LONG_OPENING", "SYSTEM_PROMPT", "USER_TURNS", "user_turn"]
+__all__ = ["LONG_OPENING", "SYSTEM_PROMPT", "TTFT_PROBES", "USER_TURNS", "user_turn"]
 
 SYSTEM_PROMPT = (
     "You are the customer-support assistant of Northwind Outdoor, an online shop for hiking and camping "
@@ -43,6 +43,18 @@ USER_TURNS = (
 # whole prompt cached from an earlier phase's chat that opened the same way (that made turn 1 a cache hit
 # and the turn 20 / turn 1 ratio a measure of the cache, not of the history's length).
 LONG_OPENING = "Hello! I have a few questions about my account and an order I placed last week."
+
+# Time to first token at turn 1 vs turn N: each of these asked once at turn 1 (after the system prompt only)
+# and once at turn N (after the long conversation's history), as a branch that does not join the history.
+# The same new tokens at both points, so the ratio of the two medians measures the history's cost alone;
+# one reply at each point (tens of milliseconds) moved the ratio by half from run to run.
+TTFT_PROBES = (
+    "Quick question: do you sell replacement tent pegs separately?",
+    "Could you tell me whether the headlamps take normal AA batteries?",
+    "Is it possible to add a second item to an order I placed today?",
+    "Do you offer student discounts on hiking gear at the moment?",
+    "How heavy is the two-person tent, roughly, with its poles?",
+)
 
 
 def user_turn(chat: int, turn: int) -> str:
