@@ -21,7 +21,13 @@ from bot.chat.facts import Recall
 from bot.chat.identity import claims_identity, unsigned, without_false_identity
 from bot.chat.likeness import HOLD_SHARE, copied_share, copies, echoes, without_echo
 from bot.chat.refusals import looks_like_refusal, without_refusal
-from bot.chat.tone import misplaced_condolence, without_condolence, without_needless_apology
+from bot.chat.tone import (
+    misplaced_condolence,
+    misplaced_sympathy,
+    without_condolence,
+    without_needless_apology,
+    without_sympathy,
+)
 from bot.chat.topics import Topics
 from bot.core.domain import GenerationParams, Prompt, Verdict
 from bot.core.texts import REPEATED_REPLY
@@ -242,14 +248,16 @@ class _Against:
             or echoes(text, self.question)
             or claims_identity(text, self.facts)
             or misplaced_condolence(text, self.question)
+            or misplaced_sympathy(text, self.question)  # what is left once tidied: nothing but that
             or self.topics.only_foreign(text)
         )
 
     def tidied(self, text: str) -> str:
         """`text` without what is cut out of a reply word for word, safe to apply while it streams: an
         apology for a confusion nobody had, the customer's own sentence said back, a sentence about a
-        worked example's topic."""
-        text = without_echo(without_needless_apology(text, self.question), self.question)
+        worked example's topic, sympathy for a trouble nobody mentioned."""
+        text = without_sympathy(without_needless_apology(text, self.question), self.question)
+        text = without_echo(text, self.question)
         cut = self.topics.without_foreign(text)
         # a copy of an example stays whole, to be caught as one (`unfit`), not passed for its other half
         return text if cut != text and copies(text, self.others) else cut
@@ -270,6 +278,7 @@ class _Against:
             or looks_like_refusal(text)
             or claims_identity(text, self.facts)
             or misplaced_condolence(text, self.question)
+            or misplaced_sympathy(text, self.question)
             or self.topics.only_foreign(text)
         )
 

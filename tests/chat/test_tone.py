@@ -1,12 +1,18 @@
-"""Condolences where nobody died and apologies for a confusion nobody had are not sent: the rules on
-their own, then through ChatService."""
+"""Condolences where nobody died, apologies for a confusion nobody had and sympathy for a trouble nobody
+mentioned are not sent: the rules on their own, then through ChatService."""
 
 from __future__ import annotations
 
 import pytest
 
 from bot.chat.service import Message
-from bot.chat.tone import misplaced_condolence, without_condolence, without_needless_apology
+from bot.chat.tone import (
+    misplaced_condolence,
+    misplaced_sympathy,
+    without_condolence,
+    without_needless_apology,
+    without_sympathy,
+)
 from tests.chat.fakes import FakeEngine
 from tests.chat.test_copies import ANSWER, service_over
 
@@ -87,3 +93,48 @@ async def test_a_streamed_reply_never_shows_the_apology() -> None:
     assert "".join(pieces) == (await reply.outcome()).text == ANSWER
     assert len(pieces) > 1, "still streamed, not held back to the end"
     assert len(engine.calls) == 1, "cut out, not generated again"
+
+
+@pytest.mark.parametrize(
+    ("question", "misplaced"),
+    [
+        ("Hi, we are 4 people and would like a table tonight.", True),
+        ("I'm shopping for a new laptop.", True),
+        ("I finally found the parcel, it was behind the bins!", True),
+        ("My parcel never arrived.", False),
+        ("The kettle doesn't switch on", False),
+        ("I have a job interview tomorrow and I'm nervous.", False),
+        ("I missed my friend's party last night, I feel awful.", False),
+        ("hi, bit of a problem", False),
+        ("Can you write a short note to a customer whose order was delayed?", False),  # asked-for text
+        ("Draft a message to a client who waited a week", False),
+    ],
+)
+def test_sympathy_is_misplaced_when_the_message_gives_no_sign_of_trouble(
+    question: str, misplaced: bool
+) -> None:
+    assert misplaced_sympathy("I'm so sorry to hear that. Here you go.", question) is misplaced
+
+
+def test_only_the_sympathy_sentence_goes() -> None:
+    question = "Hi, we are 4 people and would like a table tonight."
+    reply = "I'm so sorry to hear that. I can book a table for four at 8 pm."
+    assert without_sympathy(reply, question) == "I can book a table for four at 8 pm."
+    assert without_sympathy("I'm so sorry to hear that.", question) == "I'm so sorry to hear that."
+    assert without_sympathy("Sorry to hear that. It ships today.", "it arrived broken") == (
+        "Sorry to hear that. It ships today."
+    )
+
+
+async def test_a_streamed_reply_loses_misplaced_sympathy_unseen_or_is_generated_again() -> None:
+    question = "I'm moving from Bristol to Glasgow next month."
+    engine = FakeEngine(f"I'm so sorry to hear that. {ANSWER}", piece_chars=2)
+    reply = service_over(engine).respond(Message(chat_id=1, text=question))
+    shown = "".join([piece async for piece in reply])
+    assert shown == (await reply.outcome()).text == ANSWER
+    engine = FakeEngine("I'm so sorry to hear that.", ANSWER)
+    assert await service_over(engine).respond(Message(chat_id=2, text=question)).text() == ANSWER
+    assert len(engine.calls) == 2
+    engine = FakeEngine(f"I'm so sorry to hear that. {ANSWER}")
+    text = await service_over(engine).respond(Message(chat_id=3, text="My order arrived damaged")).text()
+    assert text == f"I'm so sorry to hear that. {ANSWER}"
