@@ -24,8 +24,10 @@ from bot.chat.refusals import looks_like_refusal, without_refusal
 from bot.chat.tone import (
     misplaced_condolence,
     misplaced_sympathy,
+    only_role_talk,
     without_condolence,
     without_needless_apology,
+    without_role_talk,
     without_sympathy,
 )
 from bot.chat.topics import Topics
@@ -249,14 +251,16 @@ class _Against:
             or claims_identity(text, self.facts)
             or misplaced_condolence(text, self.question)
             or misplaced_sympathy(text, self.question)  # what is left once tidied: nothing but that
+            or only_role_talk(text)
             or self.topics.only_foreign(text)
         )
 
     def tidied(self, text: str) -> str:
         """`text` without what is cut out of a reply word for word, safe to apply while it streams: an
         apology for a confusion nobody had, the customer's own sentence said back, a sentence about a
-        worked example's topic, sympathy for a trouble nobody mentioned."""
+        worked example's topic, sympathy for a trouble nobody mentioned, talk about its own role."""
         text = without_sympathy(without_needless_apology(text, self.question), self.question)
+        text = without_role_talk(text)
         text = without_echo(text, self.question)
         cut = self.topics.without_foreign(text)
         # a copy of an example stays whole, to be caught as one (`unfit`), not passed for its other half
@@ -279,6 +283,7 @@ class _Against:
             or claims_identity(text, self.facts)
             or misplaced_condolence(text, self.question)
             or misplaced_sympathy(text, self.question)
+            or only_role_talk(text)
             or self.topics.only_foreign(text)
         )
 

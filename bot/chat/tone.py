@@ -17,19 +17,29 @@ finally found the parcel, it was behind the bins!". Such a sentence is cut out t
 customer's message gives no sign of trouble (a problem, something late, broken or missing, a negation,
 a worry, a loss); a reply that was nothing else is generated again. A message that asks for something
 written (an apology to a customer, say) keeps it: the sympathy may be what was asked for.
+
+It also talks about itself instead of answering: "As a customer support assistant, I specialize in
+providing assistance to customers." (8 of 208 development replies, to "My booking is for the 14th of
+March", "Do you usually deliver on weekends?"), or narrows what it does to nothing in particular ("As a
+customer support assistant, I can only assist with digital products."). Such a sentence is cut out; when
+the role only opens a sentence that goes on to say something ("As a customer support assistant, your
+order is available on the 14th of March"), only those opening words go. A reply that was nothing else
+is generated again.
 """
 
 from __future__ import annotations
 
 import re
 
-from bot.chat.sentences import without_sentences
+from bot.chat.sentences import sentences, without_sentences
 
 __all__ = [
     "misplaced_condolence",
     "misplaced_sympathy",
+    "only_role_talk",
     "without_condolence",
     "without_needless_apology",
+    "without_role_talk",
     "without_sympathy",
 ]
 
@@ -56,6 +66,17 @@ _TROUBLE = re.compile(
     re.IGNORECASE,
 )
 _WRITING = re.compile(r"\b(?:write|draft|compose|rewrite|reword)\b", re.IGNORECASE)
+
+# "As a customer support assistant, " opening a sentence
+_ROLE = re.compile(
+    r"^\s*as (?:a|an|your) (?:[\w-]+\s+){0,3}(?:assistant|agent|bot|representative|AI)\s*,\s*", re.IGNORECASE
+)
+# ... going on about itself: "I specialize in", "my primary role is", "I can only assist with"
+_ABOUT_ITSELF = re.compile(
+    r"(?:I(?:'m| am)?\s+(?:specialized|specialised|specializ\w*|specialis\w*|only|here to|designed|trained|"
+    r"programmed)|I\s+can\s+only|my\s+(?:\w+\s+)?(?:role|job|goal|purpose|task|focus)\b)",
+    re.IGNORECASE,
+)
 
 # "I'm sorry for any confusion." / "I apologize for the misunderstanding, but " / "Sorry for the mix-up and"
 _APOLOGY = re.compile(
@@ -117,3 +138,30 @@ def without_sympathy(reply: str, question: str) -> str:
     if not misplaced_sympathy(reply, question):
         return reply
     return without_sentences(reply, lambda sentence: _SYMPATHY.search(sentence) is not None)
+
+
+def _about_itself(sentence: str) -> bool:
+    role = _ROLE.match(sentence)
+    return role is not None and _ABOUT_ITSELF.match(sentence, role.end()) is not None
+
+
+def only_role_talk(reply: str) -> bool:
+    """Whether every sentence of `reply` is the bot describing its role (nothing else would be left)."""
+    parts = [part for part in sentences(reply) if part]
+    return bool(parts) and all(map(_about_itself, parts))
+
+
+def without_role_talk(reply: str) -> str:
+    """`reply` without sentences in which it describes its role, and without "As a customer support
+    assistant, " before a sentence that says something else (unchanged if nothing else is left)."""
+    parts = sentences(reply)
+    if not any(_ROLE.match(part) for part in parts):
+        return reply
+    kept = []
+    for part in parts:
+        role = _ROLE.match(part)
+        if role is None:
+            kept.append(part)
+        elif not _about_itself(part) and part[role.end() :]:
+            kept.append(_capitalised(part[role.end() :]))
+    return " ".join(kept) if kept else reply

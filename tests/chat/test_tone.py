@@ -9,8 +9,10 @@ from bot.chat.service import Message
 from bot.chat.tone import (
     misplaced_condolence,
     misplaced_sympathy,
+    only_role_talk,
     without_condolence,
     without_needless_apology,
+    without_role_talk,
     without_sympathy,
 )
 from tests.chat.fakes import FakeEngine
@@ -138,3 +140,49 @@ async def test_a_streamed_reply_loses_misplaced_sympathy_unseen_or_is_generated_
     engine = FakeEngine(f"I'm so sorry to hear that. {ANSWER}")
     text = await service_over(engine).respond(Message(chat_id=3, text="My order arrived damaged")).text()
     assert text == f"I'm so sorry to hear that. {ANSWER}"
+
+
+@pytest.mark.parametrize(
+    ("reply", "kept"),
+    [
+        (
+            "As a customer support assistant, I specialize in providing assistance to customers. "
+            "Your booking is on the 14th of March.",
+            "Your booking is on the 14th of March.",
+        ),
+        (
+            "As a customer support assistant, my primary role is to assist customers. We deliver on Saturdays.",
+            "We deliver on Saturdays.",
+        ),
+        (
+            "Thanks! As a customer service assistant, I can only assist with digital products. Ask away.",
+            "Thanks! Ask away.",
+        ),
+        (
+            "As a customer support assistant, your order is available on the 14th of March.",
+            "Your order is available on the 14th of March.",
+        ),
+        ("As a gift, a candle is a good choice.", "As a gift, a candle is a good choice."),
+        (
+            "As a customer support assistant, I specialize in providing assistance to customers.",
+            "As a customer support assistant, I specialize in providing assistance to customers.",
+        ),  # nothing else: kept (and generated again, below)
+    ],
+)
+def test_talk_about_its_own_role_is_cut_out(reply: str, kept: str) -> None:
+    assert without_role_talk(reply) == kept
+    assert only_role_talk(reply) is (kept == reply and reply.startswith("As a customer support"))
+
+
+async def test_a_reply_that_only_describes_its_role_is_generated_again_and_never_shown() -> None:
+    role = "As a support assistant, my role is to assist customers."
+    engine = FakeEngine(role, ANSWER, piece_chars=2)
+    reply = service_over(engine).respond(Message(chat_id=4, text="Do you usually deliver on weekends?"))
+    shown = "".join([piece async for piece in reply])
+    assert shown == (await reply.outcome()).text == ANSWER
+    assert len(engine.calls) == 2
+    engine = FakeEngine(f"{role} {ANSWER}")  # in pieces of three characters, within the token budget
+    reply = service_over(engine).respond(Message(chat_id=5, text="Do you usually deliver on weekends?"))
+    shown = "".join([piece async for piece in reply])
+    assert shown == (await reply.outcome()).text == ANSWER
+    assert len(engine.calls) == 1
