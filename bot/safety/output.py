@@ -2,17 +2,24 @@
 
 from __future__ import annotations
 
+import itertools
 import re
 import secrets
 import zlib
 
-__all__ = ["PromptLeakDetector", "is_degenerate", "new_canary"]
+__all__ = ["PromptLeakDetector", "babble_start", "is_degenerate", "new_canary"]
 
 _WORD = re.compile(r"\w+")
 _LETTER_RUN = re.compile(r"([^\W\d_])\1{9,}")  # ten of the same letter in a row: no word in any language
 # a block of up to _MAX_PERIOD words repeated back to back, _MIN_REPEATS times and _MIN_LOOP_WORDS words in
 # all
 _MAX_PERIOD, _MIN_REPEATS, _MIN_LOOP_WORDS = 12, 4, 8
+
+# a tail of short lines without sentence ends, most of them variants of the one before ("Premium Service",
+# "Premiumservice", "Premisesite", "PremiseSites", ...): a small model that lost its way near its token limit
+_MIN_BABBLE_LINES, _SHORT_LINE_WORDS = 8, 5
+_SENTENCE_END = re.compile(r"[.!?]$")
+_DIGITS = re.compile(r"\d+")
 
 
 def new_canary() -> str:
@@ -58,6 +65,31 @@ def is_degenerate(text: str) -> bool:
         return True
     lines = [line.strip() for line in stripped.splitlines() if line.strip()]
     return len(lines) >= 4 and len(set(lines)) <= len(lines) // 3
+
+
+def babble_start(text: str) -> int | None:
+    """Where a babbled tail of `text` begins, or None: its last lines (at least _MIN_BABBLE_LINES of
+    them, to the very end) are short, end no sentence, and most are variants of the line before (the same
+    first four letters, not the same words: "Size 38", "Size 39" is a list, not babble)."""
+    lines = [(m.start(), m.group().strip()) for m in re.finditer(r"[^\n]+", text) if m.group().strip()]
+    run = 0
+    while run < len(lines) and _short(lines[-1 - run][1]):
+        run += 1
+    if run < _MIN_BABBLE_LINES:
+        return None
+    tail = [line for _start, line in lines[-run:]]
+    variants = sum(_variant(a, b) for a, b in itertools.pairwise(tail))
+    return lines[-run][0] if 2 * variants >= len(tail) - 1 else None
+
+
+def _short(line: str) -> bool:
+    return len(line.split()) <= _SHORT_LINE_WORDS and not _SENTENCE_END.search(line)
+
+
+def _variant(a: str, b: str) -> bool:
+    a, b = _DIGITS.sub("", a).casefold(), _DIGITS.sub("", b).casefold()
+    letters_a, letters_b = [c for c in a if c.isalpha()][:4], [c for c in b if c.isalpha()][:4]
+    return a != b and len(letters_a) == 4 and letters_a == letters_b
 
 
 def _loops(words: list[str]) -> bool:

@@ -14,7 +14,7 @@ from collections import Counter
 from bot.config import SafetySettings
 from bot.core.domain import Action, Verdict
 from bot.safety.injection import InjectionDetector
-from bot.safety.output import PromptLeakDetector, is_degenerate
+from bot.safety.output import PromptLeakDetector, babble_start, is_degenerate
 from bot.safety.pii import PiiRedactor
 from bot.safety.semantic import SemanticDetector
 from bot.safety.text import clean, skeleton
@@ -103,6 +103,11 @@ class SafetyPipeline:
             return self._count(Verdict(Action.BLOCK, "", tuple(reasons)), final)
         if final and s.check_degenerate and is_degenerate(text):
             return self._count(Verdict(Action.BLOCK, "", ("degenerate",)), final)
+        if final and s.check_degenerate and (babble := babble_start(text)) is not None:
+            if not text[:babble].strip():
+                return self._count(Verdict(Action.BLOCK, "", ("degenerate",)), final)
+            text = text[:babble].rstrip()  # the reply up to its babbled tail
+            reasons.append("degenerate_tail")
         words = text if final else text[: max(text.rfind(" "), 0)]  # a draft may end mid-word ("ass|istant")
         if s.output_profanity and (found := self._profanity.detect(words)):  # the bot never swears
             return self._count(Verdict(Action.BLOCK, "", tuple(found)), final)
@@ -134,7 +139,8 @@ class SafetyPipeline:
         return self._settings.refusal_text
 
     def _verdict(self, text: str, reasons: list[str], *, log_only: bool = False) -> Verdict:
-        redacted = any(r.startswith("pii:") or r in ("hidden_characters", "too_long") for r in reasons)
+        cut = ("hidden_characters", "too_long", "degenerate_tail")
+        redacted = any(r.startswith("pii:") or r in cut for r in reasons)
         redacted = redacted or (self._settings.profanity_action == "redact" and "profanity" in reasons)
         return Verdict(Action.REDACT if redacted else Action.ALLOW, text, tuple(reasons))
 

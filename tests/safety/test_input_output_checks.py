@@ -6,7 +6,7 @@ from __future__ import annotations
 import pytest
 
 from bot.safety.injection import InjectionDetector
-from bot.safety.output import is_degenerate
+from bot.safety.output import babble_start, is_degenerate
 from bot.safety.text import clean, fold_confusables, is_blank, semantic_view, skeleton, visible_text
 from bot.safety.toxicity import ProfanityDetector
 
@@ -111,3 +111,30 @@ def test_degenerate_replies_are_caught(reply: str) -> None:
 )
 def test_normal_replies_are_not_degenerate(reply: str) -> None:
     assert not is_degenerate(reply)
+
+
+BABBLE = (
+    "Sincerely,\n[Your Name]\nPremium Service\nPremiumservice\nPremisesite\nPremiseSites\nPremyserve\n"
+    "Premieservices\nPremisoservicel\nPremi-serves\nPremixeservice\nPrecio de la manera\n"
+    "Para el menú de accesibilidad\nPara la manera de accesiblidad"
+)  # the tail of a real reply of the bundled model (a development conversation, ins-010)
+
+
+def test_a_babbled_tail_is_found_where_it_begins() -> None:
+    letter = "Dear customer,\n\nCould you send us a photo of the damaged item? Thank you."
+    assert babble_start(f"{letter}\n{BABBLE}") == len(letter) + 1
+    assert babble_start(BABBLE) == 0
+
+
+@pytest.mark.parametrize(
+    "reply",
+    [
+        "Sizes we stock:\n" + "\n".join(f"Size {n}" for n in range(36, 46)),  # the same words: a list
+        "You need:\nFlour\nSugar\nEggs\nButter\nMilk\nSalt\nYeast\nWater",  # short, not variants
+        "Steps:\n" + "\n".join(f"Press the button {n}." for n in range(9)),  # sentences
+        "Colours:\nRed\nBlue\nGreen",  # too few
+        LONG_ANSWER,
+    ],
+)
+def test_lists_are_not_babble(reply: str) -> None:
+    assert babble_start(reply) is None
