@@ -12,6 +12,8 @@ from __future__ import annotations
 
 import re
 
+from bot.chat.sentences import without_sentences
+
 MIN_KEPT_WORDS = 8  # what is left after the refusal must be an answer, not a closing line
 
 __all__ = ["looks_like_deflection", "looks_like_refusal", "without_refusal"]
@@ -64,25 +66,11 @@ def looks_like_deflection(text: str) -> bool:
     return _DEFLECTION.search(text) is not None
 
 
-_SENTENCE_END = re.compile(r"(?<=[.!?])\s+")
-_TURN_WORDS = re.compile(r"^(?:however|but|still|instead|that said)\s*,?\s*", re.IGNORECASE)
-
-
 def without_refusal(text: str) -> str:
     """The reply without its refusing sentences, when what is left is an answer of its own ("I'm sorry, as a
     text-based AI I can't access your router. However, you can restart it..." -> "You can restart it...");
     otherwise `text` unchanged. A small model often wraps useful advice in a needless refusal."""
-    sentences = _SENTENCE_END.split(text.strip())
-    kept, after_refusal = [], False
-    for sentence in sentences:
-        if looks_like_refusal(sentence):
-            after_refusal = True
-            continue
-        if after_refusal:  # "However, you can..." no longer turns from anything
-            sentence = _TURN_WORDS.sub("", sentence, count=1)
-            sentence = sentence[:1].upper() + sentence[1:]
-        kept.append(sentence)
-        after_refusal = False
-    if len(kept) == len(sentences) or len(" ".join(kept).split()) < MIN_KEPT_WORDS:
+    kept = without_sentences(text, looks_like_refusal)
+    if kept == text or len(kept.split()) < MIN_KEPT_WORDS:
         return text
-    return " ".join(kept)
+    return kept

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import pytest
 
+from bot.chat.sentences import without_sentences
 from bot.chat.service import Message
 from bot.chat.tone import (
     misplaced_condolence,
@@ -123,6 +124,12 @@ def test_only_the_sympathy_sentence_goes() -> None:
     reply = "I'm so sorry to hear that. I can book a table for four at 8 pm."
     assert without_sympathy(reply, question) == "I can book a table for four at 8 pm."
     assert without_sympathy("I'm so sorry to hear that.", question) == "I'm so sorry to hear that."
+    # what turned from the cut sentence goes with it; a reply with nothing cut keeps its line breaks
+    assert (
+        without_sympathy("I'm so sorry to hear that. However, I can book it.", question) == "I can book it."
+    )
+    listed = "Sure.\n\n1. Book.\n2. Come."
+    assert without_sentences(listed, lambda sentence: "Sorry" in sentence) == listed
     assert without_sympathy("Sorry to hear that. It ships today.", "it arrived broken") == (
         "Sorry to hear that. It ships today."
     )
@@ -151,7 +158,8 @@ async def test_a_streamed_reply_loses_misplaced_sympathy_unseen_or_is_generated_
             "Your booking is on the 14th of March.",
         ),
         (
-            "As a customer support assistant, my primary role is to assist customers. We deliver on Saturdays.",
+            "As a customer support assistant, my primary role is to assist customers. "
+            "We deliver on Saturdays.",
             "We deliver on Saturdays.",
         ),
         (
