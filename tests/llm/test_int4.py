@@ -86,6 +86,9 @@ def test_packed_layers_multiply_like_the_plain_layer_and_many_rows_use_the_plain
             many = layer(torch.cat([x, x]))  # 6 rows: the plain product in the model's dtype
         assert few.dtype == dtype and torch.allclose(few.float(), exact, rtol=0.03, atol=0.03), layer.kind
         assert torch.equal(many, nn.functional.linear(torch.cat([x, x]), layer.weight))
+        with torch.inference_mode():  # [batch, rows, in] and a non-contiguous input: the same products
+            assert torch.equal(layer(x[None]), few[None])
+            assert torch.equal(layer(x.t().contiguous().t()), few)
 
 
 def test_packed_weights_saved_once_are_read_back_without_packing_or_timing_again(

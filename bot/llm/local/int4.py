@@ -162,15 +162,25 @@ class PackedLinear(nn.Module):
         return joined
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        flat = x.reshape(-1, x.shape[-1]).contiguous()  # the kernels read rows in place
+        if x.dim() == 2 and x.is_contiguous():  # the engine's own forward keeps its rows flat
+            return self._rows(x)
+        out = self._rows(x.reshape(-1, x.shape[-1]).contiguous())  # the kernels read rows in place
+        return out.reshape(*x.shape[:-1], out.shape[-1])
+
+    def _rows(self, flat: torch.Tensor) -> torch.Tensor:
+        """The product for contiguous [rows, in] inputs; each call that is not needed is left out (a one-row
+        step makes some 120 of these calls, where a torch call costs about as much as a small product)."""
         if flat.shape[0] > self.max_rows:
-            return nn.functional.linear(x, self.weight)
-        ops, rows = torch.ops.aten, flat.to(KERNEL_DTYPE)
+            return nn.functional.linear(flat, self.weight)
+        kernel_dtype = flat.dtype == KERNEL_DTYPE
+        rows = flat if kernel_dtype else flat.to(KERNEL_DTYPE)
         if self.kind == "int4":
-            out: torch.Tensor = ops._weight_int4pack_mm_for_cpu(rows, self.packed, GROUP, self.scales)
+            out: torch.Tensor = torch.ops.aten._weight_int4pack_mm_for_cpu(
+                rows, self.packed, GROUP, self.scales
+            )
         else:
-            out = ops._weight_int8pack_mm(rows, self.packed, self.scales)
-        return out.to(x.dtype).reshape(*x.shape[:-1], out.shape[-1])
+            out = torch.ops.aten._weight_int8pack_mm(rows, self.packed, self.scales)
+        return out if kernel_dtype else out.to(flat.dtype)
 
 
 def _pack(weight: torch.Tensor) -> tuple[str, torch.Tensor, torch.Tensor]:

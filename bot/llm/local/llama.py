@@ -134,8 +134,8 @@ class LlamaForward:
         """Feed `tokens[i]` (one or more new tokens) at `positions[i]` to row i of `cache`, both [rows, new]:
         the logits of each row's last new token, [rows, vocab]. The cache grows by `new` columns, as with
         transformers' forward."""
-        x = self._embed(tokens)
-        (rows, new), dtype = tokens.shape, x.dtype
+        (rows, new), hidden = tokens.shape, self._embed(tokens)
+        x, dtype = hidden.reshape(rows * new, -1), hidden.dtype  # flat rows: products take them as they are
         angles = positions[..., None].float() * self._inv_freq
         angles = torch.cat((angles, angles), dim=-1)
         cos = (angles.cos() * self._rope_scale).to(dtype)[:, None]  # [rows, 1 (every head), new, dim]
@@ -149,8 +149,8 @@ class LlamaForward:
             q, k = qk[:, :heads], qk[:, heads:]
             keys, values = cache.write(index, k, v.reshape(rows, new, kv_heads, dim).transpose(1, 2))
             attended = self._attention(q, keys, values, seen).transpose(1, 2)
-            x = x + layer.out(attended.reshape(rows, new, heads * dim))
+            x = x + layer.out(attended.reshape(rows * new, heads * dim))
             gate, up = torch.split(layer.gate_up(_rms(x, layer.norm_post)), layer.intermediate, dim=-1)
             x = x + layer.down(functional.silu(gate) * up)
-        logits: torch.Tensor = self._head(_rms(x[:, -1], self._norm))
+        logits: torch.Tensor = self._head(_rms(x.view(rows, new, -1)[:, -1], self._norm))
         return logits
