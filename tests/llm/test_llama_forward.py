@@ -100,7 +100,7 @@ def test_lean_prompts_equal_transformers_forward_with_and_without_a_cached_prefi
     assert torch.allclose(ours, theirs, atol=1e-4, rtol=1e-4)
     for (their_k, their_v), (our_k, our_v) in zip(their_kv, our_kv, strict=True):
         assert our_k.shape[2] == 12
-        assert torch.allclose(our_k, their_k, atol=1e-5) and torch.allclose(our_v, their_v, atol=1e-5)
+        assert torch.allclose(our_k, their_k, atol=1e-4) and torch.allclose(our_v, their_v, atol=1e-4)
 
 
 def test_joined_projections_share_the_layers_memory_and_leave_transformers_forward_unchanged(

@@ -53,10 +53,22 @@ def unsupported(config: Any) -> str | None:
     return next((reason for reason, failed in checks.items() if failed), None)
 
 
-def _rms(x: torch.Tensor, norm: Any) -> torch.Tensor:
-    """transformers' LlamaRMSNorm in torch's fused kernel (float32 inside; in bfloat16 the weight is applied
-    before rounding, not after: a difference of one unit in the last place)."""
-    return functional.rms_norm(x, norm.weight.shape, norm.weight, norm.variance_epsilon)
+class _RMSNorm:
+    """transformers' LlamaRMSNorm in one fused kernel: over [x, -x] the mean is zero and the variance is the
+    mean of x², so torch's layer norm of that gives x / sqrt(mean(x²) + eps), of which the first half is
+    kept. torch's own `rms_norm` is six operations on a CPU, this is four (8 against 14 us for one row on
+    an AVX-512 EPYC, 61 norms a step). In float32 it differs by rounding (2e-9); in bfloat16 the weight is
+    applied before rounding, not after: one unit in the last place."""
+
+    def __init__(self, norm: Any) -> None:
+        weight = norm.weight.data
+        self._half, self._eps = weight.shape[0], float(norm.variance_epsilon)
+        self._weight = torch.cat((weight, weight))
+
+    def __call__(self, x: torch.Tensor) -> torch.Tensor:
+        both = torch.cat((x, x.neg()), dim=-1)
+        normed = functional.layer_norm(both, (2 * self._half,), self._weight, None, self._eps)
+        return normed[..., : self._half].contiguous()  # contiguous rows: what the products take as they are
 
 
 def _rotated(x: torch.Tensor, cos: torch.Tensor, signed_sin: torch.Tensor) -> torch.Tensor:
@@ -89,8 +101,8 @@ def _outputs(projection: Any) -> int:
 class _Layer:
     def __init__(self, layer: Any) -> None:
         attention, mlp = layer.self_attn, layer.mlp
-        self.norm_in: Any = layer.input_layernorm
-        self.norm_post: Any = layer.post_attention_layernorm
+        self.norm_in = _RMSNorm(layer.input_layernorm)
+        self.norm_post = _RMSNorm(layer.post_attention_layernorm)
         # the joined product's output: q and k (rotated together), then v
         self.split = [_outputs(attention.q_proj) + _outputs(attention.k_proj), _outputs(attention.v_proj)]
         self.intermediate = _outputs(mlp.gate_proj)
@@ -112,7 +124,7 @@ class LlamaForward:
             raise ValueError(f"not a plain Llama decoder: {reason}")
         config, inner = model.config, model.model
         self._embed: Projection = inner.embed_tokens
-        self._norm: Any = inner.norm
+        self._norm = _RMSNorm(inner.norm)
         self._head: Projection = model.lm_head
         self._inv_freq = inner.rotary_emb.inv_freq.float()
         self._rope_scale = float(inner.rotary_emb.attention_scaling)
@@ -143,14 +155,14 @@ class LlamaForward:
         seen = allowed(cache.attention_mask(new), new)
         heads, kv_heads, dim = self._heads, self._kv_heads, self._dim
         for index, layer in enumerate(self._layers):
-            qk, v = torch.split(layer.qkv(_rms(x, layer.norm_in)), layer.split, dim=-1)
+            qk, v = torch.split(layer.qkv(layer.norm_in(x)), layer.split, dim=-1)
             # q's and k's heads rotated at once
             qk = _rotated(qk.reshape(rows, new, heads + kv_heads, dim).transpose(1, 2), cos, sin)
             q, k = qk[:, :heads], qk[:, heads:]
             keys, values = cache.write(index, k, v.reshape(rows, new, kv_heads, dim).transpose(1, 2))
             attended = self._attention(q, keys, values, seen).transpose(1, 2)
             x = x + layer.out(attended.reshape(rows * new, heads * dim))
-            gate, up = torch.split(layer.gate_up(_rms(x, layer.norm_post)), layer.intermediate, dim=-1)
+            gate, up = torch.split(layer.gate_up(layer.norm_post(x)), layer.intermediate, dim=-1)
             x = x + layer.down(functional.silu(gate) * up)
-        logits: torch.Tensor = self._head(_rms(x.view(rows, new, -1)[:, -1], self._norm))
+        logits: torch.Tensor = self._head(self._norm(x.view(rows, new, -1)[:, -1]))
         return logits
