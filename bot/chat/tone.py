@@ -31,7 +31,7 @@ from __future__ import annotations
 
 import re
 
-from bot.chat.sentences import sentences, without_sentences
+from bot.chat.sentences import after_cut, sentences, without_sentences
 
 __all__ = [
     "misplaced_condolence",
@@ -157,11 +157,12 @@ def without_role_talk(reply: str) -> str:
     parts = sentences(reply)
     if not any(_ROLE.match(part) for part in parts):
         return reply
-    kept = []
+    kept, cut = [], False
     for part in parts:
         role = _ROLE.match(part)
         if role is None:
-            kept.append(part)
+            kept.append(after_cut(part) if cut else part)
         elif not _about_itself(part) and part[role.end() :]:
             kept.append(_capitalised(part[role.end() :]))
+        cut = role is not None and _about_itself(part)
     return " ".join(kept) if kept else reply

@@ -170,6 +170,10 @@ async def test_a_streamed_reply_loses_misplaced_sympathy_unseen_or_is_generated_
             "As a customer support assistant, your order is available on the 14th of March.",
             "Your order is available on the 14th of March.",
         ),
+        (
+            "As a support assistant, I can only assist with orders. However, a kettle is a fine gift.",
+            "A kettle is a fine gift.",
+        ),
         ("As a gift, a candle is a good choice.", "As a gift, a candle is a good choice."),
         (
             "As a customer support assistant, I specialize in providing assistance to customers.",
