@@ -67,6 +67,38 @@ def test_each_shape_is_timed_once_over_all_its_layers(monkeypatch: pytest.Monkey
     assert all(isinstance(m, PackedLinear) and m.max_rows == 8 for m in model)
 
 
+def test_layers_a_forward_joins_get_the_crossover_of_their_joined_product(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A joined product is a wider matrix than its parts, with a crossover of its own (AVX-512 EPYC: gate
+    and up 8 rows each, joined 16); measured once over every block's joined product, then saved."""
+    timed: list[tuple[int, ...]] = []
+
+    def recording(layers: list[PackedLinear]) -> int:
+        timed.append(tuple(layer.weight.shape[0] for layer in layers))
+        return 16 if layers[0].weight.shape[0] == 256 else 8
+
+    monkeypatch.setattr(int4, "crossover", recording)
+    blocks = nn.ModuleList(
+        nn.ModuleDict({"gate": linear_with(q4_1_weight(128, 64)), "up": linear_with(q4_1_weight(128, 64))})
+        for _ in range(2)
+    )
+    packed = pack_linears(blocks, torch.bfloat16, joins=[("gate", "up")])
+    assert packed.crossovers == {"int4 128x64": 8, "int4 128+128x64": 16}
+    assert sorted(timed) == [(128, 128, 128, 128), (256, 256)]  # the parts of both blocks, then both products
+    parts = [blocks[0]["gate"], blocks[0]["up"]]
+    assert [part.max_rows for part in parts] == [8, 8] and [part.joined_rows for part in parts] == [16, 16]
+    joined = PackedLinear.joined(parts)
+    assert joined is not None and joined.max_rows == 16
+    timed.clear()  # a later start: everything read from what was saved, nothing timed
+    again = nn.ModuleList(
+        nn.ModuleDict({"gate": linear_with(q4_1_weight(128, 64)), "up": linear_with(q4_1_weight(128, 64))})
+        for _ in range(2)
+    )
+    assert pack_linears(again, torch.bfloat16, packed, joins=[("gate", "up")]).crossovers == packed.crossovers
+    assert not timed and again[1]["up"].joined_rows == 16
+
+
 @pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float32])
 def test_packed_layers_multiply_like_the_plain_layer_and_many_rows_use_the_plain_product(
     dtype: torch.dtype,
@@ -132,6 +164,6 @@ async def test_an_int4_model_streams_what_its_own_generate_gives(
     assert {p.dtype for p in loaded.model.parameters()} == {dtype}
     layers = [m for m in loaded.model.modules() if isinstance(m, PackedLinear)]
     assert layers and not [m for m in loaded.model.modules() if type(m) is nn.Linear]
-    for layer in layers:
-        layer.max_rows = 1  # the packed kernel for every decode step of one chat, whatever this CPU
+    for layer in layers:  # the packed kernel for every decode step of one chat, whatever this CPU
+        layer.max_rows = layer.joined_rows = 1
     await streams_what_its_own_generate_gives(loaded)

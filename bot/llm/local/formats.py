@@ -31,6 +31,7 @@ from typing import Any
 import torch
 
 from bot.llm.local.int4 import PackedWeights, pack_linears
+from bot.llm.local.llama import JOINED
 
 __all__ = [
     "FORMATS",
@@ -148,9 +149,8 @@ def calibration_key(weights: Path, *, batch: int, threads: int) -> str:
 def apply_format(model: Any, name: str, *, keep_original: bool = True, saved: Path | None = None) -> Any:
     """`model` (float32) converted to format `name`: a copy, or in place when not `keep_original`.
 
-    `saved`: for int4, a file that keeps the packed weights between starts (read when it is there and
-    readable, written otherwise); it must belong to these weights on this machine (`calibration_key`).
-    """
+    `saved`: for int4, a file that keeps the packed weights between starts (read when readable, written
+    when new or measured further); it must belong to these weights on this machine (`calibration_key`)."""
     if name == "float32":
         return model
     source = copy.deepcopy(model) if keep_original else model
@@ -158,8 +158,8 @@ def apply_format(model: Any, name: str, *, keep_original: bool = True, saved: Pa
         return source.to(getattr(torch, name))
     if name in ("int4", "int4-float32"):  # packed 4-bit (or 8-bit) weights for the few rows of a step
         earlier = PackedWeights.load(saved) if saved is not None and saved.is_file() else None
-        packed = pack_linears(source, ACTIVATIONS[name], earlier)
-        if saved is not None and earlier is None:
+        packed = pack_linears(source, ACTIVATIONS[name], earlier, joins=JOINED)
+        if saved is not None and (earlier is None or packed.crossovers != earlier.crossovers):
             packed.save(saved)
         log.debug("packed weights are used up to these row counts: %s", packed.crossovers)
         return source

@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import json
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -133,6 +134,7 @@ class PackedLinear(nn.Module):
         `saved`: (kind, codes, scales) packed before from these same weights."""
         super().__init__()
         self.weight, self.max_rows = linear.weight, max_rows
+        self.joined_rows: int | None = None  # the crossover of the product this layer is joined into
         if saved is not None:
             self.kind, packed, scales = saved
         else:
@@ -154,9 +156,12 @@ class PackedLinear(nn.Module):
         plain.weight = nn.Parameter(torch.cat([part.weight.data for part in parts]), requires_grad=False)
         packed = torch.cat([part.packed for part in parts])
         scales = torch.cat([part.scales for part in parts], dim=1 if kind == "int4" else 0)
-        joined = cls(plain, min(part.max_rows for part in parts), saved=(kind, packed, scales))
-        rows = [part.weight.shape[0] for part in parts]
-        views = zip(torch.split(plain.weight.data, rows), torch.split(packed, rows), strict=True)
+        measured = {part.joined_rows for part in parts}
+        rows = measured.pop() if len(measured) == 1 and None not in measured else None
+        max_rows = rows if rows is not None else min(part.max_rows for part in parts)
+        joined = cls(plain, max_rows, saved=(kind, packed, scales))
+        sizes = [part.weight.shape[0] for part in parts]
+        views = zip(torch.split(plain.weight.data, sizes), torch.split(packed, sizes), strict=True)
         for part, (weight, codes) in zip(parts, views, strict=True):
             part.weight.data, part.packed = weight, codes
         return joined
@@ -223,7 +228,10 @@ def _seconds(layers: list[PackedLinear] | list[nn.Linear], x: torch.Tensor, repe
 
 
 def pack_linears(
-    model: nn.Module, dtype: torch.dtype = torch.bfloat16, saved: PackedWeights | None = None
+    model: nn.Module,
+    dtype: torch.dtype = torch.bfloat16,
+    saved: PackedWeights | None = None,
+    joins: Sequence[Sequence[str]] = (),
 ) -> PackedWeights:
     """Convert `model` (float32, in place) to `dtype` (bfloat16 or float32) with a packed copy of every
     eligible linear layer.
@@ -232,7 +240,9 @@ def pack_linears(
     supported decoders). 4 bits where the float32 weights lie on a 4-bit grid, 8 bits elsewhere. Returns
     the packed layers and the crossover in rows per kind and shape, as {"int4 1536x576": 8}, each
     measured once in `dtype`. `saved`: what an earlier call returned for these weights on this machine;
-    its layers and crossovers are used as they are (a layer it lacks is packed and measured).
+    its layers and crossovers are used as they are (a layer it lacks is packed and measured). `joins`:
+    the layers a forward multiplies side by side (`PackedLinear.joined`), by their names within a block,
+    such as ("gate_proj", "up_proj"): their joined products get crossovers of their own.
     """
     layers: dict[str, PackedLinear] = {}
     for name, module in list(model.named_modules()):
@@ -257,4 +267,32 @@ def pack_linears(
             result.crossovers[shape] = crossover(alike)
         for layer in alike:
             layer.max_rows = result.crossovers[shape]
+    for names in joins:
+        _joined_crossovers(layers, names, result.crossovers)
     return result
+
+
+def _joined_crossovers(
+    layers: dict[str, PackedLinear], names: Sequence[str], crossovers: dict[str, int]
+) -> None:
+    """Measure (or read from `crossovers`) the crossover of the products that join the layers `names` of
+    each block, and tell the layers (`joined_rows`). A joined product is a wider matrix than its parts,
+    and its crossover is its own: on an AVX-512 EPYC gate and up came out at 8 rows each and joined at
+    16, where a batch of 16 chats stepped 7 % faster with the packed product (58.1 against 53.8 ms)."""
+    blocks: dict[str, list[list[PackedLinear]]] = {}
+    for name in layers:
+        block, _, last = name.rpartition(".")
+        parts = [layers.get(f"{block}.{part}") for part in names]
+        if last == names[0] and all(part is not None for part in parts):
+            found = [part for part in parts if part is not None]
+            shape = "+".join(str(part.weight.shape[0]) for part in found)
+            blocks.setdefault(f"{found[0].kind} {shape}x{found[0].weight.shape[1]}", []).append(found)
+    for key, groups in blocks.items():
+        if key not in crossovers:
+            joined = [PackedLinear.joined(group) for group in groups]
+            if any(product is None for product in joined):
+                continue
+            crossovers[key] = crossover([product for product in joined if product is not None])
+        for group in groups:
+            for layer in group:
+                layer.joined_rows = crossovers[key]

@@ -31,7 +31,10 @@ from bot.llm.local.attention import Attention, allowed, faster_precision
 from bot.llm.local.int4 import PackedLinear
 from bot.llm.local.kvcache import BatchCache
 
-__all__ = ["LlamaForward", "unsupported"]
+__all__ = ["JOINED", "LlamaForward", "unsupported"]
+
+# the projections of a block multiplied as one product each (their weights joined, see _joined)
+JOINED = (("q_proj", "k_proj", "v_proj"), ("gate_proj", "up_proj"))
 
 _MODEL_TYPES = ("llama",)  # SmolLM, TinyLlama, Llama 2/3 and their fine-tunes
 _ROPE_TYPES = (None, "default", "linear", "llama3", "yarn")  # fixed angles: inv_freq says it all
