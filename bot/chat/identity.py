@@ -68,6 +68,17 @@ _SIGN_OFF = re.compile(
     re.IGNORECASE,
 )
 
+# "Thanks again for your kindness,\n\nAlex", "Love,\nPriita", "Yours in particular,\nAlex": a closing line of
+# the model's own over a made-up name on the last line (a closing when it has a closing word or 3+ words:
+# "Red,\nBlue" ends a list)
+_SIGNED = re.compile(
+    r"(?:(?<=[.!?])[ \t]+|\n\s*)(?P<line>[^\n,.!?]{1,60}),[ \t]*\n\s*"
+    r"(?P<who>[A-Z][a-z]+(?:[ \t]+[A-Z][a-z]+){0,2})[.!]?\s*$"
+)
+_CLOSING_WORD = re.compile(
+    r"\b(?:love|care|hugs|cheers|best|regards|wishes|thanks|thank|yours|sincerely|warmly)\b", re.IGNORECASE
+)
+
 
 def claims_identity(reply: str, facts: Mapping[str, str]) -> bool:
     """Whether `reply` names the bot (the customer's name or any other) or says it is human: never shown as
@@ -91,6 +102,10 @@ def unsigned(reply: str, facts: Mapping[str, str]) -> str:
     Alex"): a chat reply is not a letter, and a drafted message is the customer's to sign (with their own
     name, which is kept)."""
     match = _SIGN_OFF.search(reply)
+    if match is None:
+        match = _SIGNED.search(reply)
+        if match is not None and not (_CLOSING_WORD.search(match["line"]) or len(match["line"].split()) >= 3):
+            match = None
     if match is None or match.start() == 0 or match.group("who") == facts.get("name", "").strip():
         return reply
     return reply[: match.start()].rstrip()

@@ -87,6 +87,14 @@ def test_the_question_whether_the_customer_talks_to_a_bot(question: str, asks: b
         ("Glad it worked. Thanks, Alex!", "Glad it worked. Thanks, Alex!"),  # addressed, not signed
         ("Have a good trip!\n\nWishing you the best of your holiday,\n\n[Your Name]", "Have a good trip!"),
         ("Best regards, [Your Name]", "Best regards, [Your Name]"),  # nothing else: kept
+        # closings of the model's own over a made-up name (seen in the eval's replies)
+        ("It is safe now. Thanks again for your kindness,\n\nAlex", "It is safe now."),
+        ("Hope you enjoy it! Love,\nPriita", "Hope you enjoy it!"),
+        ("Enjoy your weekend. Yours in particular,\nAlex", "Enjoy your weekend."),
+        ("We can fix it soon. I hope all is well with you,\n\nAlex", "We can fix it soon."),
+        ("Let me know.\n\nTake care,\n\nPete", "Let me know."),
+        ("We stock these colours:\nNavy,\nRed", "We stock these colours:\nNavy,\nRed"),  # a list
+        ("See you soon. Take care,\nAnna", "See you soon. Take care,\nAnna"),  # the customer's
     ],
 )
 def test_a_placeholder_or_made_up_signature_is_left_out(reply: str, sent: str) -> None:
