@@ -19,7 +19,7 @@ a worry, a loss); a reply that was nothing else is generated again. A message th
 written (an apology to a customer, say) keeps it: the sympathy may be what was asked for.
 
 It also talks about itself instead of answering: "As a customer support assistant, I specialize in
-providing assistance to customers." (8 of 208 development replies, to "My booking is for the 14th of
+providing assistance to customers." (9 of 208 development replies, to "My booking is for the 14th of
 March", "Do you usually deliver on weekends?"), or narrows what it does to nothing in particular ("As a
 customer support assistant, I can only assist with digital products."). Such a sentence is cut out; when
 the role only opens a sentence that goes on to say something ("As a customer support assistant, your
@@ -59,7 +59,7 @@ _SYMPATHY = re.compile(r"\bsorry\s+to\s+hear\b", re.IGNORECASE)
 # any sign that something is wrong or weighs on the customer; with none, sympathy answers nothing
 _TROUBLE = re.compile(
     r"\b(?:problems?|issues?|trouble|wrong|broke\w*|damaged?|faulty|defect\w*|late|delay\w*|missing|"
-    r"lost|stolen|never|not|no|nothing|\w+n't|cannot|cant|dont|doesnt|didnt|wont|fail\w*|errors?|stuck|"
+    r"lost|stolen|never|not|no|nothing|\w+n['\u2019]t|cannot|cant|dont|doesnt|didnt|wont|fail\w*|errors?|stuck|"
     r"complain\w*|refund\w*|cancel\w*|return\w*|awful|terrible|horrible|bad|worse|worst|sad|upset|angry|"
     r"annoy\w*|frustrat\w*|disappoint\w*|nervous|worr\w+|anxious|stress\w*|sick|ill|hurt|injur\w*|pain|"
     r"miss(?:ed)?|sorry|unfortunately|died|dead|death|funeral|grie\w+)\b",
