@@ -241,16 +241,19 @@ class _Against:
     topics: Topics = field(default_factory=lambda: Topics((), ()))
 
     def unfit(self, text: str) -> bool:
-        """Not to be sent as it is: it refuses an ordinary request, copies an earlier reply or an example,
-        only says the customer's message back, names the bot or says it is a person, offers
-        condolences nobody asked for, or speaks of nothing but a worked example's topic."""
+        """Not to be sent as it is: it copies an earlier reply or an example, only says the customer's
+        message back, or says what no reply may say (`_unsayable`)."""
+        return copies(text, self.others) or echoes(text, self.question) or self._unsayable(text)
+
+    def _unsayable(self, text: str) -> bool:
+        """It refuses an ordinary request, names the bot or says it is a person, offers condolences or
+        sympathy nobody asked for, or is nothing but talk of its role or of a worked example's topic (what
+        is left once tidied)."""
         return (
             looks_like_refusal(text)
-            or copies(text, self.others)
-            or echoes(text, self.question)
             or claims_identity(text, self.facts)
             or misplaced_condolence(text, self.question)
-            or misplaced_sympathy(text, self.question)  # what is left once tidied: nothing but that
+            or misplaced_sympathy(text, self.question)
             or only_role_talk(text)
             or self.topics.only_foreign(text)
         )
@@ -273,18 +276,12 @@ class _Against:
         return unsigned(without_false_identity(text, self.facts), self.facts)
 
     def held(self, text: str, shown_part: str) -> bool:
-        """Not to start showing yet: it may turn out unfit (a refusal, a claimed identity or a condolence is
-        looked for in all of it, the held-back end too; a copy in what would be shown, at a lower share)."""
-        copied = copies(shown_part, self.others, share=HOLD_SHARE)
+        """Not to start showing yet: it may turn out unfit (what no reply may say is looked for in all of
+        it, the held-back end too; a copy in what would be shown, at a lower share)."""
         return (
-            copied
+            copies(shown_part, self.others, share=HOLD_SHARE)
             or echoes(text, self.question)  # so far: it may go on with words of its own
-            or looks_like_refusal(text)
-            or claims_identity(text, self.facts)
-            or misplaced_condolence(text, self.question)
-            or misplaced_sympathy(text, self.question)
-            or only_role_talk(text)
-            or self.topics.only_foreign(text)
+            or self._unsayable(text)
         )
 
 

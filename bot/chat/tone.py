@@ -31,7 +31,7 @@ from __future__ import annotations
 
 import re
 
-from bot.chat.sentences import after_cut, sentences, without_sentences
+from bot.chat.sentences import sentences, without_sentences
 
 __all__ = [
     "misplaced_condolence",
@@ -154,15 +154,16 @@ def only_role_talk(reply: str) -> bool:
 def without_role_talk(reply: str) -> str:
     """`reply` without sentences in which it describes its role, and without "As a customer support
     assistant, " before a sentence that says something else (unchanged if nothing else is left)."""
-    parts = sentences(reply)
-    if not any(_ROLE.match(part) for part in parts):
-        return reply
-    kept, cut = [], False
-    for part in parts:
-        role = _ROLE.match(part)
-        if role is None:
-            kept.append(after_cut(part) if cut else part)
-        elif not _about_itself(part) and part[role.end() :]:
-            kept.append(_capitalised(part[role.end() :]))
-        cut = role is not None and _about_itself(part)
-    return " ".join(kept) if kept else reply
+    kept = without_sentences(reply, _about_itself)
+    parts = sentences(kept)
+    if not any(_ROLE.match(part) and not _about_itself(part) for part in parts):
+        return kept
+    return " ".join(map(_without_role, parts))
+
+
+def _without_role(sentence: str) -> str:
+    """ "As a customer support assistant, your order ..." -> "Your order ..."."""
+    role = _ROLE.match(sentence)
+    if role is None or _about_itself(sentence) or not sentence[role.end() :]:
+        return sentence
+    return _capitalised(sentence[role.end() :])
