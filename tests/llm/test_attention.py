@@ -1,15 +1,17 @@
-"""Attention for the engine's own forward pass (attention.py): what each new token sees, and the precision
-measured on this CPU."""
+"""Attention for the engine's own forward pass (attention.py): what each new token sees, and how it runs
+fastest on this CPU (measured)."""
 
 from __future__ import annotations
 
 import logging
+from typing import Any
 
 import pytest
 import torch
 from torch.nn import functional
 
-from bot.llm.local.attention import Attention, allowed, faster_precision
+from bot.llm.local import attention as attention_module
+from bot.llm.local.attention import Attention, allowed, measured
 
 
 def test_one_new_token_per_row_without_padding_sees_everything_and_needs_no_mask() -> None:
@@ -50,17 +52,77 @@ def test_attention_in_either_precision_matches_repeated_key_heads(precision: tor
     assert torch.allclose(out.float(), expected, atol=0.05)
 
 
-def test_a_float32_model_attends_in_float32_without_measuring(caplog: pytest.LogCaptureFixture) -> None:
-    with caplog.at_level(logging.INFO, logger="bot.llm.local.attention"):
-        assert faster_precision(torch.float32, 9, 3, 64) == torch.float32
-    assert not caplog.records
+def _expected(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, seen: torch.Tensor | None) -> torch.Tensor:
+    group = q.shape[1] // k.shape[1]
+    return functional.scaled_dot_product_attention(
+        q.float(),
+        k.float().repeat_interleave(group, 1),
+        v.float().repeat_interleave(group, 1),
+        attn_mask=seen,
+        is_causal=seen is None and q.shape[2] > 1,
+    )
 
 
-def test_a_bfloat16_model_attends_in_the_precision_measured_faster(caplog: pytest.LogCaptureFixture) -> None:
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
+@pytest.mark.parametrize(
+    "mask",
+    [
+        torch.ones(1, 12, dtype=torch.long),  # a prompt after 7 cached tokens
+        torch.ones(1, 5, dtype=torch.long),  # a prompt alone: plain causal, no mask
+        torch.tensor([[0, 0, 0, 1, 1, 1, 1, 1, 1, 1, 1, 1], [1] * 12]),  # prompts of two rows, one padded
+    ],
+    ids=["after-a-prefix", "alone", "padded"],
+)
+def test_prompts_written_out_match_the_kernel(dtype: torch.dtype, mask: torch.Tensor) -> None:
+    rows, columns = mask.shape
+    q = torch.randn(rows, 6, 5, 16, dtype=dtype)
+    k, v = (torch.randn(rows, 2, columns, 16, dtype=dtype) for _ in range(2))
+    seen = allowed(mask, 5)
+    out = Attention(torch.float32, written_from=0)(q, k, v, seen)
+    assert out.dtype == dtype
+    tolerance = 1e-5 if dtype == torch.float32 else 0.05
+    assert torch.allclose(out.float(), _expected(q, k, v, seen), atol=tolerance)
+
+
+def test_only_prompts_over_enough_keys_are_written_out(monkeypatch: pytest.MonkeyPatch) -> None:
+    cases = []
+    for new, columns in ((1, 20), (4, 9), (4, 10), (4, 30)):  # a step, a short prompt, two long ones
+        q = torch.randn(1, 6, new, 16)
+        k, v = (torch.randn(1, 2, columns, 16) for _ in range(2))
+        seen = allowed(torch.ones(1, columns, dtype=torch.long), new)
+        cases.append(((q, k, v, seen), _expected(q, k, v, seen)))
+    kernel_calls = []
+    kernel = functional.scaled_dot_product_attention
+
+    def counted(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, **kwargs: Any) -> torch.Tensor:
+        kernel_calls.append(k.shape[2])
+        return kernel(q, k, v, **kwargs)
+
+    monkeypatch.setattr(functional, "scaled_dot_product_attention", counted)
+    attention = Attention(torch.float32, written_from=10)
+    for args, expected in cases:
+        assert torch.allclose(attention(*args), expected, atol=1e-5)
+    assert kernel_calls == [20, 9]
+
+
+def test_a_float32_model_attends_in_float32_and_measures_only_the_prompts(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
     with caplog.at_level(logging.INFO, logger="bot.llm.local.attention"):
-        chosen = faster_precision(torch.bfloat16, 9, 3, 64)
-    assert chosen in (torch.bfloat16, torch.float32)
+        chosen = measured(torch.float32, 9, 3, 64)
+    assert chosen.precision == torch.float32
+    assert chosen.written_from is None or chosen.written_from in attention_module._PROMPT_KEYS
     (record,) = caplog.records
     message = record.getMessage()
-    assert message.startswith(f"attention in {str(chosen).removeprefix('torch.')} (measured here: bfloat16 ")
+    assert message.startswith(f"attention in {chosen} (measured here: float32 ")
+    assert "bfloat16" not in message and "kernel " in message and "written " in message
+
+
+def test_a_bfloat16_model_attends_as_measured_faster(caplog: pytest.LogCaptureFixture) -> None:
+    with caplog.at_level(logging.INFO, logger="bot.llm.local.attention"):
+        chosen = measured(torch.bfloat16, 9, 3, 64)
+    assert chosen.precision in (torch.bfloat16, torch.float32)
+    (record,) = caplog.records
+    message = record.getMessage()
+    assert message.startswith(f"attention in {chosen} (measured here: bfloat16 ")
     assert "float32" in message and " us" in message

@@ -11,6 +11,7 @@ import torch
 from torch import nn
 
 from bot.core.domain import GenerationParams, Prompt
+from bot.llm.local.attention import Attention
 from bot.llm.local.engine import TransformersEngine
 from bot.llm.local.hf_cache import TransformersForward, as_hf_cache
 from bot.llm.local.int4 import PackedLinear, pack_linears
@@ -74,11 +75,13 @@ def test_lean_steps_equal_transformers_forward_for_rows_of_every_length(tiny_lla
     assert cache.length == max(length for _kv, length in prompt_caches(tiny_llama)) + 6
 
 
+@pytest.mark.parametrize("written_out", [False, True], ids=["kernel", "written-out"])
 @pytest.mark.parametrize("cached", [0, 5])
 def test_lean_prompts_equal_transformers_forward_with_and_without_a_cached_prefix(
-    tiny_llama: LoadedModel, cached: int
+    tiny_llama: LoadedModel, cached: int, written_out: bool
 ) -> None:
-    """A prompt of 12 tokens, the first `cached` of them already in the cache (a chat's next turn)."""
+    """A prompt of 12 tokens, the first `cached` of them already in the cache (a chat's next turn), with
+    attention by torch's kernel or written out (attention.py chooses by measuring)."""
     layers = tiny_llama.model.config.num_hidden_layers
     ids = torch.tensor(
         [tiny_llama.tokenizer.encode("Hello! I would like to return a pair of shoes, please.")]
@@ -86,7 +89,8 @@ def test_lean_prompts_equal_transformers_forward_with_and_without_a_cached_prefi
     ids, new = ids[:, :12], 12 - cached
     positions = torch.arange(cached, 12)[None]
     results = []
-    for forward in (TransformersForward(tiny_llama.model), LlamaForward(tiny_llama.model)):
+    attention = Attention(torch.float32, written_from=0 if written_out else None)
+    for forward in (TransformersForward(tiny_llama.model), LlamaForward(tiny_llama.model, attention)):
         with torch.inference_mode():
             prefix = None
             if cached:

@@ -12,7 +12,8 @@ decode steps (many rows, one new token each) alike, with changes that alter the 
   transformers' forward, still used by the format calibration, reads the same numbers);
 - rotary angles and the mask are computed once per pass, not once per layer;
 - grouped-query attention runs in one `scaled_dot_product_attention` call without repeating the keys,
-  without a mask when no row has padding, in the precision measured faster on this CPU (attention.py).
+  without a mask when no row has padding, in the precision measured faster on this CPU, and prompts after
+  a long history written out where that was measured faster (attention.py).
 
 Only models whose forward this reproduces are accepted (`unsupported` says why not); the tests compare
 this pass with transformers' forward on a tiny Llama, row by row, at several batch sizes and padding.
@@ -27,7 +28,7 @@ import torch
 from torch import nn
 from torch.nn import functional
 
-from bot.llm.local.attention import Attention, allowed, faster_precision
+from bot.llm.local.attention import Attention, allowed, measured
 from bot.llm.local.int4 import PackedLinear
 from bot.llm.local.kvcache import BatchCache
 
@@ -119,9 +120,9 @@ class _Layer:
 class LlamaForward:
     """Forward passes of a Llama-family model over the rows of a `BatchCache` (a `slots.Forward`)."""
 
-    def __init__(self, model: Any, attention: torch.dtype | None = None) -> None:
-        """`attention`: the precision attention runs in (None: the faster of the model's dtype and float32,
-        measured now, see attention.py)."""
+    def __init__(self, model: Any, attention: torch.dtype | Attention | None = None) -> None:
+        """`attention`: how attention runs, or the precision of torch's kernel for it (None: measured now,
+        see attention.py)."""
         reason = unsupported(model.config)
         if reason is not None:
             raise ValueError(f"not a plain Llama decoder: {reason}")
@@ -138,12 +139,14 @@ class LlamaForward:
         self._layers = [_Layer(layer) for layer in inner.layers[: config.num_hidden_layers]]
         if attention is None:
             dtype = inner.embed_tokens.weight.dtype
-            attention = faster_precision(dtype, self._heads, self._kv_heads, self._dim)
-        self._attention = Attention(attention)
+            self._attention = measured(dtype, self._heads, self._kv_heads, self._dim)
+        else:
+            self._attention = attention if isinstance(attention, Attention) else Attention(attention)
 
     @property
-    def attention_precision(self) -> str:
-        return str(self._attention.precision).removeprefix("torch.")
+    def attention(self) -> str:
+        """How attention runs, as measured on this CPU (see attention.py)."""
+        return str(self._attention)
 
     def __call__(self, tokens: torch.Tensor, positions: torch.Tensor, cache: BatchCache) -> torch.Tensor:
         """Feed `tokens[i]` (one or more new tokens) at `positions[i]` to row i of `cache`, both [rows, new]:
