@@ -24,11 +24,13 @@ from bot.chat.refusals import looks_like_refusal, without_refusal
 from bot.chat.tone import (
     misplaced_condolence,
     misplaced_sympathy,
+    misplaced_thanks,
     only_role_talk,
     without_condolence,
     without_needless_apology,
     without_role_talk,
     without_sympathy,
+    without_thanks,
 )
 from bot.chat.topics import Topics
 from bot.core.domain import GenerationParams, Prompt, Verdict
@@ -246,14 +248,15 @@ class _Against:
         return copies(text, self.others) or echoes(text, self.question) or self._unsayable(text)
 
     def _unsayable(self, text: str) -> bool:
-        """It refuses an ordinary request, names the bot or says it is a person, offers condolences or
-        sympathy nobody asked for, or is nothing but talk of its role or of a worked example's topic (what
-        is left once tidied)."""
+        """It refuses an ordinary request, names the bot or says it is a person, offers condolences,
+        sympathy or thanks for help nobody asked for, or is nothing but talk of its role or of a worked
+        example's topic (what is left once tidied)."""
         return (
             looks_like_refusal(text)
             or claims_identity(text, self.facts)
             or misplaced_condolence(text, self.question)
             or misplaced_sympathy(text, self.question)
+            or misplaced_thanks(text, self.question)
             or only_role_talk(text)
             or self.topics.only_foreign(text)
         )
@@ -261,9 +264,10 @@ class _Against:
     def tidied(self, text: str) -> str:
         """`text` without what is cut out of a reply word for word, safe to apply while it streams: an
         apology for a confusion nobody had, the customer's own sentence said back, a sentence about a
-        worked example's topic, sympathy for a trouble nobody mentioned, talk about its own role."""
+        worked example's topic, sympathy for a trouble nobody mentioned, thanks for the customer's help,
+        talk about its own role."""
         text = without_sympathy(without_needless_apology(text, self.question), self.question)
-        text = without_role_talk(text)
+        text = without_role_talk(without_thanks(text, self.question))
         text = without_echo(text, self.question)
         cut = self.topics.without_foreign(text)
         # a copy of an example stays whole, to be caught as one (`unfit`), not passed for its other half

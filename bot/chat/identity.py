@@ -57,11 +57,13 @@ _CLOSING = (
     r"(?:(?:best|kind|warm|warmest|many)\s+(?:regards|wishes)|regards|sincerely|yours(?:\s+truly)?|cheers|"
     r"best|all the best|thanks|many thanks|thank you|warmly)"
 )
+# a signature's name: "Pete", "Alex Brown", "Aaron's Mom"
+_NAME = r"[A-Z][a-z]+(?:['\u2019]s)?(?:[ \t]+[A-Z][a-z]+){0,2}"
 _SIGN_OFF = re.compile(
     rf"(?:(?<=[.!?])\s+|\s*\n\s*|^)\s*{_CLOSING}[,!.]?"
     # a placeholder ("[Your Name]"), or a name on its own line
     r"(?:\s*(?:to\s+[^\n\[]{0,40}[,!.]?\s*)?\n?\s*\[?(?:your|my)\s+(?:(?:full|first|last)\s+)?name\]?"
-    r"|[ \t]*\n\s*(?P<who>(?-i:[A-Z][a-z]+(?:\s+[A-Z][a-z]+){0,2})))"
+    r"|[ \t]*\n\s*(?P<who>(?-i:" + _NAME + r")))"
     r"[.!]?\s*$"
     # any short closing line over a bracketed placeholder ("Wishing you the best,\n[Your Name]")
     r"|\n[^\n]{1,60},[ \t]*\n\s*\[(?:your|my)\s+(?:(?:full|first|last)\s+)?name\][.!]?\s*$",
@@ -73,8 +75,11 @@ _SIGN_OFF = re.compile(
 # "Red,\nBlue" ends a list)
 _SIGNED = re.compile(
     r"(?:(?<=[.!?])[ \t]+|\n\s*)(?P<line>[^\n,.!?]{1,60}),[ \t]*\n\s*"
-    r"(?P<who>[A-Z][a-z]+(?:[ \t]+[A-Z][a-z]+){0,2})[.!]?\s*$"
+    r"(?P<who>" + _NAME + r")[.!]?\s*$"
 )
+# a closing line of its own with the name after the comma: "...well!\nBest wishes, Aronys Mom" (on the line
+# of a sentence, "Glad it worked. Thanks, Alex!" addresses someone)
+_SIGNED_LINE = re.compile(rf"\n[ \t]*{_CLOSING},[ \t]+(?P<who>(?-i:{_NAME}))[.!]?\s*$", re.IGNORECASE)
 _CLOSING_WORD = re.compile(
     r"\b(?:love|care|hugs|cheers|best|regards|wishes|thanks|thank|yours|sincerely|warmly)\b", re.IGNORECASE
 )
@@ -101,7 +106,7 @@ def unsigned(reply: str, facts: Mapping[str, str]) -> str:
     """`reply` without a closing "Best regards, [Your Name]" or a signature with a made-up name ("Best,
     Alex"): a chat reply is not a letter, and a drafted message is the customer's to sign (with their own
     name, which is kept)."""
-    match = _SIGN_OFF.search(reply)
+    match = _SIGN_OFF.search(reply) or _SIGNED_LINE.search(reply)
     if match is None:
         match = _SIGNED.search(reply)
         if match is not None and not (_CLOSING_WORD.search(match["line"]) or len(match["line"].split()) >= 3):

@@ -8,7 +8,10 @@ A reply counts as a copy when 70 % of its word trigrams occur in the other text:
 is a refund?") can share half of theirs, and must both be sent.
 
 It also says the customer's own sentence back as if it were its own ("Hi, I'm moving house next week."
-to "Hi, I'm moving house next week.": 1 to 6 of 208 development replies): such a sentence is left out.
+to "Hi, I'm moving house next week.": 1 to 6 of 208 development replies), with "too" added ("Hi, I'm
+moving house next week too."), or the opening words of it in the customer's voice ("Hello, my order
+number is A-1234." to "hello, my order number is A-1234 and it hasn't shipped yet"): such a sentence is
+left out.
 """
 
 from __future__ import annotations
@@ -24,6 +27,9 @@ COPY_SHARE = 0.7  # at least this share of the reply's word trigrams found in th
 HOLD_SHARE = 0.5  # a streamed beginning this close to a copy is held back until the rest shows what it is
 _MIN_GRAMS = 3  # shorter texts are compared word for word
 _WORD = re.compile(r"[a-z0-9]+(?:['\u2019-][a-z0-9]+)*")
+_ADDED = (("too",), ("as", "well"), ("also",))  # what turns the customer's sentence into a reply's "me too"
+_OPENING = 4  # the opening words of a customer's sentence said back: at least this many, in the first person
+_FIRST_PERSON = frozenset(("i", "i'm", "i've", "i'd", "i'll", "me", "my", "mine", "we", "we're", "our", "us"))
 
 
 def _words(text: str) -> tuple[str, ...]:
@@ -54,21 +60,35 @@ def _said(message: str) -> set[tuple[str, ...]]:
     return {words for sentence in sentences(message) if len(words := _words(sentence)) >= 3}
 
 
+def _said_back(sentence: str, said: set[tuple[str, ...]]) -> bool:
+    """Whether `sentence` says one of the customer's sentences back: word for word, with "too" added, or
+    its first words (four or more) in the first person."""
+    words = _words(sentence)
+    for added in _ADDED:
+        if words[-len(added) :] == added and len(words) - len(added) >= 3:
+            words = words[: -len(added)]
+            break
+    if words in said:
+        return True
+    voiced = any(word.replace("\u2019", "'") in _FIRST_PERSON for word in words)
+    return len(words) >= _OPENING and voiced and any(told[: len(words)] == words for told in said)
+
+
 def without_echo(reply: str, message: str) -> str:
     """`reply` without the sentences that say one of the customer's `message` sentences (three words or
-    more) back word for word; unchanged if that would leave nothing (see `echoes`)."""
+    more) back (`_said_back`); unchanged if that would leave nothing (see `echoes`)."""
     said = _said(message)
     if not said:
         return reply
-    return without_sentences(reply, lambda sentence: _words(sentence) in said)
+    return without_sentences(reply, lambda sentence: _said_back(sentence, said))
 
 
 def echoes(reply: str, message: str) -> bool:
-    """Whether `reply` says nothing but the customer's `message` back: each of its sentences is one of
-    the message's (three words or more), or it is the message's opening words, the last one perhaps
+    """Whether `reply` says nothing but the customer's `message` back: each of its sentences says one of
+    the message's back (`_said_back`), or it is the message's opening words, the last one perhaps
     still being written. Such a reply is not sent, and one being streamed is held back meanwhile."""
     said, parts = _said(message), sentences(reply)
-    if said and parts and all(_words(sentence) in said for sentence in parts):
+    if said and parts and all(_said_back(sentence, said) for sentence in parts):
         return True
     words, whole = _words(reply), _words(message)
     if len(whole) < 3 or not words or len(words) > len(whole):

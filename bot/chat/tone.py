@@ -25,6 +25,12 @@ customer support assistant, I can only assist with digital products."). Such a s
 the role only opens a sentence that goes on to say something ("As a customer support assistant, your
 order is available on the 14th of March"), only those opening words go. A reply that was nothing else
 is generated again.
+
+And it thanks the customer as a customer would thank it: "I hope you're well. Thanks for your help!" to
+"Hello, I placed an order two weeks ago.", "Thanks again for everything!" after an offer of help (7 of
+208 development replies). The bot is the one helping, so such a sentence is cut out unless the customer
+asked for something written (a thank-you note may be what was asked for); a reply that was nothing else
+is generated again.
 """
 
 from __future__ import annotations
@@ -36,11 +42,13 @@ from bot.chat.sentences import sentences, without_sentences
 __all__ = [
     "misplaced_condolence",
     "misplaced_sympathy",
+    "misplaced_thanks",
     "only_role_talk",
     "without_condolence",
     "without_needless_apology",
     "without_role_talk",
     "without_sympathy",
+    "without_thanks",
 ]
 
 _CONDOLENCE = re.compile(
@@ -63,6 +71,12 @@ _TROUBLE = re.compile(
     r"complain\w*|refund\w*|cancel\w*|return\w*|awful|terrible|horrible|bad|worse|worst|sad|upset|angry|"
     r"annoy\w*|frustrat\w*|disappoint\w*|nervous|worr\w+|anxious|stress\w*|sick|ill|hurt|injur\w*|pain|"
     r"miss(?:ed)?|sorry|unfortunately|died|dead|death|funeral|grie\w+)\b",
+    re.IGNORECASE,
+)
+# "Thanks for your help!", "Thank you again for all your assistance.", "Thanks for everything!"
+_THANKS_FOR_HELP = re.compile(
+    r"\bthank(?:s|\s+you)(?:\s+(?:again|so\s+much|very\s+much))?\s+for\s+(?:"
+    r"(?:all\s+)?(?:your|the)\s+(?:kind\s+)?(?:help|assistance|support)\b|everything\b|helping\s+me\b)",
     re.IGNORECASE,
 )
 _WRITING = re.compile(r"\b(?:write|draft|compose|rewrite|reword)\b", re.IGNORECASE)
@@ -138,6 +152,18 @@ def without_sympathy(reply: str, question: str) -> str:
     if not misplaced_sympathy(reply, question):
         return reply
     return without_sentences(reply, lambda sentence: _SYMPATHY.search(sentence) is not None)
+
+
+def misplaced_thanks(reply: str, question: str) -> bool:
+    """Whether `reply` thanks the customer for their help, unasked for in the customer's `question`."""
+    return _THANKS_FOR_HELP.search(reply) is not None and _WRITING.search(question) is None
+
+
+def without_thanks(reply: str, question: str) -> str:
+    """`reply` without its sentences thanking the customer for help (unchanged if nothing else is left)."""
+    if not misplaced_thanks(reply, question):
+        return reply
+    return without_sentences(reply, lambda sentence: _THANKS_FOR_HELP.search(sentence) is not None)
 
 
 def _about_itself(sentence: str) -> bool:

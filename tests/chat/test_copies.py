@@ -3,6 +3,8 @@ the stream is generated once more, best of n picks another candidate. A FakeEngi
 
 from __future__ import annotations
 
+import pytest
+
 from collections.abc import Sequence
 from dataclasses import replace
 
@@ -169,6 +171,40 @@ def test_the_customers_own_sentence_said_back_is_left_out() -> None:
     assert without_echo("Hi! How can I help?", "Hi!") == "Hi! How can I help?"  # two words: a greeting back
 
 
+@pytest.mark.parametrize(
+    ("message", "reply", "kept"),
+    [
+        ("Hi, I'm moving house next week.", "Hi, I'm moving house next week too. Good luck!", "Good luck!"),
+        ("We love this shop.", "We love this shop as well! Come again.", "Come again."),
+        (  # the opening words of the customer's sentence, in their voice
+            "hello, my order number is A-1234 and it hasn't shipped yet",
+            "Hello, my order number is A-1234. It ships within two days.",
+            "It ships within two days.",
+        ),
+        (  # the bot's own words in the first person about what the customer said: kept
+            "hello, my order number is A-1234 and it hasn't shipped yet",
+            "I can check order A-1234 for you.",
+            "I can check order A-1234 for you.",
+        ),
+        (  # the customer's opening words in the second person are an answer, not an echo
+            "my order number is A-1234 and it hasn't shipped yet",
+            "Your order number is A-1234. It ships within two days.",
+            "Your order number is A-1234. It ships within two days.",
+        ),
+        (
+            "I need help please",
+            "I need help too? Sure. What happened?",
+            "I need help too? Sure. What happened?",
+        ),
+    ],
+    ids=["too", "as-well", "opening-words", "own-words", "second-person", "three-words"],
+)
+def test_the_customers_sentence_said_back_with_too_or_in_part_is_left_out(
+    message: str, reply: str, kept: str
+) -> None:
+    assert without_echo(reply, message) == kept
+
+
 async def test_a_streamed_reply_never_shows_the_echo() -> None:
     message = "Hi, I'm doing a Sunday roast for friends this weekend."
     engine = FakeEngine(f"{message} {ANSWER}")
@@ -184,6 +220,8 @@ def test_a_reply_that_only_says_the_message_back_is_an_echo() -> None:
     assert not echoes("Just browsing for now, no problem to solve. Enjoy looking around!", message)
     assert not echoes("Enjoy looking around!", message)
     assert not echoes("Hi!", "Hi!") and not echoes("Thanks a lot", "Thanks!")  # short: a greeting back
+    moving = "Hi, I'm moving house next week."
+    assert echoes("Hi, I'm moving house next week too.", moving)  # nothing of its own: written again
 
 
 async def test_a_reply_that_only_echoes_the_customer_is_never_shown_and_is_written_again() -> None:

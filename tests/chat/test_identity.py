@@ -95,6 +95,15 @@ def test_the_question_whether_the_customer_talks_to_a_bot(question: str, asks: b
         ("Let me know.\n\nTake care,\n\nPete", "Let me know."),
         ("We stock these colours:\nNavy,\nRed", "We stock these colours:\nNavy,\nRed"),  # a list
         ("See you soon. Take care,\nAnna", "See you soon. Take care,\nAnna"),  # the customer's
+        (
+            "I hope all is well.\n\nThank you again.\nBest regards,\nAaron's Dad",
+            "I hope all is well.\n\nThank you again.",
+        ),
+        ("I wish you well!\nBest wishes, Aronys Mom", "I wish you well!"),
+        (
+            "Sure, here it is:\n\nHi all, I'm away.\nBest wishes, Anna",
+            "Sure, here it is:\n\nHi all, I'm away.\nBest wishes, Anna",
+        ),
     ],
 )
 def test_a_placeholder_or_made_up_signature_is_left_out(reply: str, sent: str) -> None:

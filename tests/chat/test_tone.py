@@ -1,5 +1,6 @@
-"""Condolences where nobody died, apologies for a confusion nobody had and sympathy for a trouble nobody
-mentioned are not sent: the rules on their own, then through ChatService."""
+"""Condolences where nobody died, apologies for a confusion nobody had, sympathy for a trouble nobody
+mentioned and thanks for the customer's help are not sent: the rules on their own, then through
+ChatService."""
 
 from __future__ import annotations
 
@@ -10,11 +11,13 @@ from bot.chat.service import Message
 from bot.chat.tone import (
     misplaced_condolence,
     misplaced_sympathy,
+    misplaced_thanks,
     only_role_talk,
     without_condolence,
     without_needless_apology,
     without_role_talk,
     without_sympathy,
+    without_thanks,
 )
 from tests.chat.fakes import FakeEngine
 from tests.chat.test_copies import ANSWER, service_over
@@ -196,6 +199,39 @@ async def test_a_reply_that_only_describes_its_role_is_generated_again_and_never
     assert len(engine.calls) == 2
     engine = FakeEngine(f"{role} {ANSWER}")  # in pieces of three characters, within the token budget
     reply = service_over(engine).respond(Message(chat_id=5, text="Do you usually deliver on weekends?"))
+    shown = "".join([piece async for piece in reply])
+    assert shown == (await reply.outcome()).text == ANSWER
+    assert len(engine.calls) == 1
+
+
+@pytest.mark.parametrize(
+    ("reply", "kept"),
+    [
+        ("I hope you're well. Thanks for your help!", "I hope you're well."),
+        ("Just let me know! Thanks again for everything!", "Just let me know!"),
+        ("It ships today. Thank you so much for all your assistance.", "It ships today."),
+        ("Thanks for your help!", "Thanks for your help!"),  # nothing else: kept (and generated again)
+        ("Thanks for your patience. It ships today.", None),
+        ("Thanks for helping us improve the shop!", None),  # thanks for feedback
+    ],
+)
+def test_the_bot_thanking_the_customer_for_their_help_is_cut_out(reply: str, kept: str | None) -> None:
+    question = "Hello, I placed an order two weeks ago."
+    assert without_thanks(reply, question) == (kept or reply)
+    assert misplaced_thanks(reply, question) is (kept is not None)
+    note = "Write a two-line thank-you note to our courier."  # asked-for text keeps it
+    assert without_thanks(reply, note) == reply and not misplaced_thanks(reply, note)
+
+
+async def test_a_reply_that_only_thanks_the_customer_for_their_help_is_generated_again() -> None:
+    question = "Hello, I placed an order two weeks ago."
+    engine = FakeEngine("Thanks for your help!", ANSWER, piece_chars=2)
+    reply = service_over(engine).respond(Message(chat_id=6, text=question))
+    shown = "".join([piece async for piece in reply])
+    assert shown == (await reply.outcome()).text == ANSWER
+    assert len(engine.calls) == 2
+    engine = FakeEngine(f"{ANSWER} Thanks again for everything!", piece_chars=2)
+    reply = service_over(engine).respond(Message(chat_id=7, text=question))
     shown = "".join([piece async for piece in reply])
     assert shown == (await reply.outcome()).text == ANSWER
     assert len(engine.calls) == 1
