@@ -3,10 +3,10 @@ the stream is generated once more, best of n picks another candidate. A FakeEngi
 
 from __future__ import annotations
 
-import pytest
-
 from collections.abc import Sequence
 from dataclasses import replace
+
+import pytest
 
 from bot.chat.likeness import echoes, without_echo
 from bot.chat.ranking import Embed
