@@ -78,44 +78,67 @@ def test_prompts_written_out_match_the_kernel(dtype: torch.dtype, mask: torch.Te
     q = torch.randn(rows, 6, 5, 16, dtype=dtype)
     k, v = (torch.randn(rows, 2, columns, 16, dtype=dtype) for _ in range(2))
     seen = allowed(mask, 5)
-    out = Attention(torch.float32, written_from=0)(q, k, v, seen)
+    out = Attention(torch.float32, steps=0, prompts=0)(q, k, v, seen)
     assert out.dtype == dtype
     tolerance = 1e-5 if dtype == torch.float32 else 0.05
     assert torch.allclose(out.float(), _expected(q, k, v, seen), atol=tolerance)
 
 
-def test_only_prompts_over_enough_keys_are_written_out(monkeypatch: pytest.MonkeyPatch) -> None:
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
+def test_decode_steps_written_out_match_the_kernel_over_a_cache_view(dtype: torch.dtype) -> None:
+    """One new token per row, keys a view of a longer buffer (as the cache hands them out), one row padded."""
+    q = torch.randn(3, 6, 1, 16, dtype=dtype)
+    k, v = (torch.randn(3, 2, 20, 16, dtype=dtype)[:, :, :11] for _ in range(2))
+    mask = torch.ones(3, 11, dtype=torch.long)
+    mask[1, :4] = 0
+    for seen in (allowed(mask, 1), None):
+        out = Attention(torch.float32, steps=0)(q, k, v, seen)
+        tolerance = 1e-5 if dtype == torch.float32 else 0.05
+        assert out.dtype == dtype and torch.allclose(out.float(), _expected(q, k, v, seen), atol=tolerance)
+
+
+def test_steps_and_prompts_are_written_out_from_their_own_number_of_query_key_pairs(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    shapes = ((1, 1, 20), (2, 1, 20), (1, 4, 9), (1, 4, 10), (2, 4, 30))  # (rows, new tokens, keys)
     cases = []
-    for new, columns in ((1, 20), (4, 9), (4, 10), (4, 30)):  # a step, a short prompt, two long ones
-        q = torch.randn(1, 6, new, 16)
-        k, v = (torch.randn(1, 2, columns, 16) for _ in range(2))
-        seen = allowed(torch.ones(1, columns, dtype=torch.long), new)
+    for rows, new, columns in shapes:
+        q = torch.randn(rows, 6, new, 16)
+        k, v = (torch.randn(rows, 2, columns, 16) for _ in range(2))
+        seen = allowed(torch.ones(rows, columns, dtype=torch.long), new)
         cases.append(((q, k, v, seen), _expected(q, k, v, seen)))
     kernel_calls = []
     kernel = functional.scaled_dot_product_attention
 
     def counted(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, **kwargs: Any) -> torch.Tensor:
-        kernel_calls.append(k.shape[2])
+        kernel_calls.append((q.shape[0], q.shape[2], k.shape[2]))
         return kernel(q, k, v, **kwargs)
 
     monkeypatch.setattr(functional, "scaled_dot_product_attention", counted)
-    attention = Attention(torch.float32, written_from=10)
+    attention = Attention(torch.float32, steps=40, prompts=40)
     for args, expected in cases:
         assert torch.allclose(attention(*args), expected, atol=1e-5)
-    assert kernel_calls == [20, 9]
+    assert kernel_calls == [(1, 1, 20), (1, 4, 9)]  # 20 and 36 pairs: under 40
+    never = Attention(torch.float32)
+    assert str(never) == "float32; written out: steps never, prompts never"
+    assert (
+        str(attention)
+        == "float32; written out: steps from 40 query-key pairs, prompts from 40 query-key pairs"
+    )
 
 
-def test_a_float32_model_attends_in_float32_and_measures_only_the_prompts(
+def test_a_float32_model_attends_in_float32_and_measures_only_where_to_write_it_out(
     caplog: pytest.LogCaptureFixture,
 ) -> None:
     with caplog.at_level(logging.INFO, logger="bot.llm.local.attention"):
         chosen = measured(torch.float32, 9, 3, 64)
     assert chosen.precision == torch.float32
-    assert chosen.written_from is None or chosen.written_from in attention_module._PROMPT_KEYS
+    pairs = {rows * new * keys for rows, new, keys in attention_module._STEPS + attention_module._PROMPTS}
+    assert all(limit is None or limit in pairs for limit in chosen.written_from.values())
     (record,) = caplog.records
     message = record.getMessage()
-    assert message.startswith(f"attention in {chosen} (measured here: float32 ")
-    assert "bfloat16" not in message and "kernel " in message and "written " in message
+    assert message.startswith(f"attention: {chosen} (measured here: float32 ")
+    assert "bfloat16" not in message and "steps 1x1x128 " in message and "prompts 1x25x128 " in message
 
 
 def test_a_bfloat16_model_attends_as_measured_faster(caplog: pytest.LogCaptureFixture) -> None:
@@ -124,5 +147,14 @@ def test_a_bfloat16_model_attends_as_measured_faster(caplog: pytest.LogCaptureFi
     assert chosen.precision in (torch.bfloat16, torch.float32)
     (record,) = caplog.records
     message = record.getMessage()
-    assert message.startswith(f"attention in {chosen} (measured here: bfloat16 ")
+    assert message.startswith(f"attention: {chosen} (measured here: bfloat16 ")
     assert "float32" in message and " us" in message
+
+
+def test_a_clear_win_is_needed_to_write_it_out() -> None:
+    shapes = ((1, 1, 8), (1, 1, 64), (4, 1, 64))
+    assert attention_module._crossover(shapes, {"kernel": [1.0, 1.0, 1.0], "written": [2.0, 0.5, 0.5]}) == 64
+    assert attention_module._crossover(shapes, {"kernel": [1.0, 1.0, 1.0], "written": [0.5, 2.0, 0.5]}) == 256
+    assert (
+        attention_module._crossover(shapes, {"kernel": [1.0, 1.0, 1.0], "written": [0.5, 0.5, 0.95]}) is None
+    )

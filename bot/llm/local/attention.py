@@ -1,17 +1,20 @@
 """Attention for the engine's own forward pass (llama.py): which tokens each new one sees, and how torch's
 CPU attention runs fastest here.
 
-Both choices are measured when the engine starts, not assumed (some 0.1 s, and up to 0.2 s more for a
+Both choices are measured when the engine starts, not assumed (some 0.3 s, and up to 0.2 s more for a
 process's first bfloat16 calls, which the first reply would pay otherwise):
 - the precision of `scaled_dot_product_attention`: for a bfloat16 model it was 3 to 5 times faster in
   float32 (after casting) on an AVX512-BF16 EPYC (118 against 37 us for one row of 100 tokens, 9 query
   and 3 key heads), and 2 to 10 times faster in bfloat16 on a Xeon with AMX (96 against 997 us for one
   row of 1,400 tokens; 447 against 1,466 us for 16 rows of 300);
-- from how many keys a prompt (several new tokens) attends written out instead: two batched products in
-  the model's dtype with the query heads of a key head stacked into one matrix, and a softmax between
-  them. On the AVX512-BF16 EPYC that took 477-598 against 792-884 us for a 25-token prompt after 1,500
-  cached tokens (a question late in a conversation) and 711 against 1,174 us for 80 after 800, but lost
-  on short histories (139 against 99 us for 25 after 100); in float32 it lost everywhere.
+- from how many query-key pairs (rows x new tokens x keys) decode steps, and prompts, go written out
+  instead: two batched products in the model's dtype, with the query heads that share a key head stacked
+  into one matrix, and a softmax between them. On the AVX512-BF16 EPYC, in the engine's own forward, a
+  step of 16 chats with 350 cached tokens each took 60 against 69 ms written out, with 800 tokens 75
+  against 127 ms; a 25-token prompt after 1,500 cached tokens 93 against 131 ms. One chat with a short
+  history and short prompts stay faster with the kernel, and in float32 writing it out won nowhere.
+  Each is chosen only where it wins clearly (by `_MARGIN`), so that a coin toss of the timer does not
+  flip it from one start to the next.
 """
 
 from __future__ import annotations
@@ -28,10 +31,13 @@ log = logging.getLogger(__name__)
 
 # (rows, new tokens, keys): one chat's decode step, a batch of chats' step, a prompt
 _SHAPES = ((1, 1, 512), (16, 1, 256), (1, 128, 128))
-# keys behind a typical question's prompt (25 new tokens): where the written-out form may start to win
-_PROMPT_NEW, _PROMPT_KEYS = 25, (128, 256, 512, 1024, 2048)
+# where writing it out may start to win, in query-key pairs (rows x new tokens x keys): decode steps of
+# one chat and of several, a question's prompt after a short and a long history, a first prompt alone
+_STEPS = ((1, 1, 128), (1, 1, 512), (4, 1, 512), (1, 1, 2048), (16, 1, 512))
+_PROMPTS = ((1, 25, 128), (1, 25, 512), (1, 128, 128), (1, 25, 2048))
+_MARGIN = 0.9  # written out only where it took at most this share of the kernel's time: a clear win
 _REPEATS = 3  # calls per shape, the fastest counts
-_ROUNDS = 2  # after a warm-up round, both candidates in turn
+_ROUNDS = 2  # after a warm-up round, the candidates in turn
 
 
 def allowed(mask: torch.Tensor, new: int) -> torch.Tensor | None:
@@ -50,19 +56,21 @@ def allowed(mask: torch.Tensor, new: int) -> torch.Tensor | None:
 
 class Attention:
     """Grouped-query attention of new queries against a row's keys: by torch's kernel in `precision`
-    whatever the model's dtype, or, for prompts over at least `written_from` keys (None: never), written
-    out in the model's dtype. The result comes back in the queries' dtype."""
+    whatever the model's dtype, or written out in the model's dtype from `steps` query-key pairs (rows x
+    keys) for decode steps and from `prompts` pairs (rows x new tokens x keys) for prompts (None: never).
+    The result comes back in the queries' dtype."""
 
-    def __init__(self, precision: torch.dtype, written_from: int | None = None) -> None:
+    def __init__(self, precision: torch.dtype, steps: int | None = None, prompts: int | None = None) -> None:
         self.precision = precision
-        self.written_from = written_from
+        self.written_from = {False: steps, True: prompts}  # by "several new tokens"
 
     def __call__(
         self, q: torch.Tensor, keys: torch.Tensor, values: torch.Tensor, seen: torch.Tensor | None
     ) -> torch.Tensor:
         """`seen`: what `allowed` returned; None with several queries is plain causal attention."""
-        new = q.shape[2]
-        if new > 1 and self.written_from is not None and keys.shape[2] >= self.written_from:
+        rows, _, new, _ = q.shape
+        limit = self.written_from[new > 1]
+        if limit is not None and rows * new * keys.shape[2] >= limit:
             return _written_out(q, keys, values, seen)
         dtype, precision = q.dtype, self.precision
         out = functional.scaled_dot_product_attention(
@@ -76,8 +84,14 @@ class Attention:
         return out.to(dtype)
 
     def __str__(self) -> str:
-        written = "never" if self.written_from is None else f"from {self.written_from} keys"
-        return f"{str(self.precision).removeprefix('torch.')}, prompts written out {written}"
+        def written(limit: int | None) -> str:
+            return "never" if limit is None else f"from {limit} query-key pairs"
+
+        steps, prompts = self.written_from[False], self.written_from[True]
+        return (
+            f"{str(self.precision).removeprefix('torch.')}; written out: steps {written(steps)}, "
+            f"prompts {written(prompts)}"
+        )
 
 
 def _written_out(
@@ -90,11 +104,14 @@ def _written_out(
     group = heads // kv_heads
     # query head i uses key head i // group, so the heads of a group are adjacent
     stacked = (q * dim**-0.5).reshape(rows, kv_heads, group * new, dim)
+    # the cache's keys are a view of a longer buffer: bfloat16 products over it ran 5 times slower than
+    # copying it first (599 against 38 + 109 us, 16 rows of 512 keys); float32 ones ran the same
+    keys = keys if keys.dtype == torch.float32 else keys.contiguous()
     scores = torch.matmul(stacked, keys.transpose(-1, -2)).view(rows, kv_heads, group, new, columns)
-    if seen is None:  # plain causal: only the new tokens' own columns hide anything
+    if seen is None and new > 1:  # plain causal: only the new tokens' own columns hide anything
         hidden = torch.ones(new, new, dtype=torch.bool).triu(1)
         scores[..., columns - new :].masked_fill_(hidden, float("-inf"))
-    else:
+    elif seen is not None:
         scores.masked_fill_(~seen[:, :, None], float("-inf"))
     weights = torch.softmax(scores.view(rows, kv_heads, group * new, columns), dim=-1)
     return torch.matmul(weights, values).view(rows, heads, new, dim)
@@ -102,29 +119,50 @@ def _written_out(
 
 def measured(dtype: torch.dtype, heads: int, kv_heads: int, dim: int) -> Attention:
     """The attention measured fastest on this CPU for a model of this dtype and these heads: the kernel's
-    precision (`dtype` or float32; a float32 model needs no choice) and where prompts go written out."""
+    precision (`dtype` or float32; a float32 model needs no choice), and from how many query-key pairs
+    decode steps and prompts go written out."""
     candidates = (dtype,) if dtype == torch.float32 else (dtype, torch.float32)
+
+    def inputs(shapes: tuple[tuple[int, int, int], ...]) -> list[Inputs]:
+        return [_inputs(shape, dtype, heads, kv_heads, dim) for shape in shapes]
+
     with torch.inference_mode():
-        steps = [_inputs(shape, dtype, heads, kv_heads, dim) for shape in _SHAPES]
-        times = _fastest({str(p): Attention(p) for p in candidates}, steps)
+        times = _fastest({str(p): Attention(p) for p in candidates}, inputs(_SHAPES))
         precision = min(candidates, key=lambda p: sum(times[str(p)]))
-        shapes = [(1, _PROMPT_NEW, keys) for keys in _PROMPT_KEYS]
-        prompts = [_inputs(shape, dtype, heads, kv_heads, dim) for shape in shapes]
-        ways = {"kernel": Attention(precision), "written": Attention(precision, written_from=0)}
-        prompt_times = _fastest(ways, prompts)
-    wins = [w < k for w, k in zip(prompt_times["written"], prompt_times["kernel"], strict=True)]
-    # from the fewest keys at which writing it out wins at every larger count measured
-    start = next((i for i in range(len(wins)) if all(wins[i:])), None)
-    chosen = Attention(precision, None if start is None else _PROMPT_KEYS[start])
+        ways = {"kernel": Attention(precision), "written": Attention(precision, steps=0, prompts=0)}
+        steps, prompts = _fastest(ways, inputs(_STEPS)), _fastest(ways, inputs(_PROMPTS))
+    chosen = Attention(precision, _crossover(_STEPS, steps), _crossover(_PROMPTS, prompts))
     log.info(
-        "attention in %s (measured here: %s; a %d-token prompt over %s keys: %s)",
+        "attention: %s (measured here: %s; steps %s, prompts %s)",
         chosen,
         ", ".join(f"{name.removeprefix('torch.')} {sum(t) * 1e6:.0f} us" for name, t in times.items()),
-        _PROMPT_NEW,
-        "/".join(map(str, _PROMPT_KEYS)),
-        ", ".join(f"{name} {'/'.join(f'{s * 1e6:.0f}' for s in t)} us" for name, t in prompt_times.items()),
+        _shown(_STEPS, steps),
+        _shown(_PROMPTS, prompts),
     )
     return chosen
+
+
+def _pairs(shape: tuple[int, int, int]) -> int:
+    rows, new, keys = shape
+    return rows * new * keys
+
+
+def _crossover(shapes: tuple[tuple[int, int, int], ...], times: dict[str, list[float]]) -> int | None:
+    """The fewest query-key pairs from which writing it out won (by a margin) at every larger shape
+    measured."""
+    order = sorted(range(len(shapes)), key=lambda index: _pairs(shapes[index]))
+    wins = [times["written"][index] < _MARGIN * times["kernel"][index] for index in order]
+    start = next((i for i in range(len(wins)) if all(wins[i:])), None)
+    return None if start is None else _pairs(shapes[order[start]])
+
+
+def _shown(shapes: tuple[tuple[int, int, int], ...], times: dict[str, list[float]]) -> str:
+    """ "rows x new x keys kernel/written us, ..." (no run of bare digits: the log's redaction takes those
+    for card numbers)."""
+    return ", ".join(
+        f"{rows}x{new}x{keys} {kernel * 1e6:.0f}/{written * 1e6:.0f} us"
+        for (rows, new, keys), kernel, written in zip(shapes, times["kernel"], times["written"], strict=True)
+    )
 
 
 Inputs = tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor | None]
@@ -145,9 +183,11 @@ def _fastest(candidates: dict[str, Attention], inputs: list[Inputs]) -> dict[str
 
 
 def _inputs(shape: tuple[int, int, int], dtype: torch.dtype, heads: int, kv_heads: int, dim: int) -> Inputs:
+    """Random inputs of a shape; keys and values are views of a longer buffer, as the cache hands them out
+    (casting a strided view to float32 costs more than a contiguous tensor)."""
     rows, new, keys = shape
     q = torch.randn(rows, heads, new, dim, dtype=dtype)
-    k, v = (torch.randn(rows, kv_heads, keys, dim, dtype=dtype) for _ in range(2))
+    k, v = (torch.randn(rows, kv_heads, 2 * keys, dim, dtype=dtype)[:, :, :keys] for _ in range(2))
     return q, k, v, allowed(torch.ones(rows, keys, dtype=torch.long), new)
 
 
