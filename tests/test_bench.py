@@ -61,7 +61,7 @@ def test_bench_writes_figures_ratios_and_a_chart(tiny_llama_dir: Path, tmp_path:
     assert "aggregate tokens/s, 16 chats" in done.stdout and "ratios:" in done.stdout
     assert "TTFT probes, last turn (median s)" in done.stdout
     assert figures["format"] == "float32" and figures["format_calibration"] == "explicit MODEL_DTYPE"
-    forward = "the engine's own Llama forward, attention in float32; written out: steps "
+    forward = "the engine's own Llama forward, attention: kernel in float32; steps: "
     assert figures["engine_forward_pass"].startswith(forward)
     assert f"engine: {figures['engine_forward_pass']}" in " ".join(done.stdout.split())
     assert figures["cpu"] and f"CPU: {figures['cpu']}" in done.stdout

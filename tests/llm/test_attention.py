@@ -78,29 +78,37 @@ def test_prompts_written_out_match_the_kernel(dtype: torch.dtype, mask: torch.Te
     q = torch.randn(rows, 6, 5, 16, dtype=dtype)
     k, v = (torch.randn(rows, 2, columns, 16, dtype=dtype) for _ in range(2))
     seen = allowed(mask, 5)
-    out = Attention(torch.float32, steps=0, prompts=0)(q, k, v, seen)
+    out = Attention(torch.float32, prompts=[(0, "written")])(q, k, v, seen)
     assert out.dtype == dtype
     tolerance = 1e-5 if dtype == torch.float32 else 0.05
     assert torch.allclose(out.float(), _expected(q, k, v, seen), atol=tolerance)
 
 
+@pytest.mark.parametrize("way", ["folded", "written"])
 @pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
-def test_decode_steps_written_out_match_the_kernel_over_a_cache_view(dtype: torch.dtype) -> None:
+def test_decode_steps_folded_or_written_out_match_the_kernel_over_a_cache_view(
+    dtype: torch.dtype, way: str
+) -> None:
     """One new token per row, keys a view of a longer buffer (as the cache hands them out), one row padded."""
     q = torch.randn(3, 6, 1, 16, dtype=dtype)
     k, v = (torch.randn(3, 2, 20, 16, dtype=dtype)[:, :, :11] for _ in range(2))
     mask = torch.ones(3, 11, dtype=torch.long)
     mask[1, :4] = 0
     for seen in (allowed(mask, 1), None):
-        out = Attention(torch.float32, steps=0)(q, k, v, seen)
+        out = Attention(torch.float32, steps=[(0, way)])(q, k, v, seen)
         tolerance = 1e-5 if dtype == torch.float32 else 0.05
         assert out.dtype == dtype and torch.allclose(out.float(), _expected(q, k, v, seen), atol=tolerance)
 
 
-def test_steps_and_prompts_are_written_out_from_their_own_number_of_query_key_pairs(
-    monkeypatch: pytest.MonkeyPatch,
-) -> None:
-    shapes = ((1, 1, 20), (2, 1, 20), (1, 4, 9), (1, 4, 10), (2, 4, 30))  # (rows, new tokens, keys)
+def test_each_size_of_step_and_prompt_runs_the_way_chosen_for_it(monkeypatch: pytest.MonkeyPatch) -> None:
+    shapes = (
+        (1, 1, 20),
+        (2, 1, 20),
+        (4, 1, 20),
+        (1, 4, 9),
+        (1, 4, 10),
+        (2, 4, 30),
+    )  # (rows, new tokens, keys)
     cases = []
     for rows, new, columns in shapes:
         q = torch.randn(rows, 6, new, 16)
@@ -111,34 +119,39 @@ def test_steps_and_prompts_are_written_out_from_their_own_number_of_query_key_pa
     kernel = functional.scaled_dot_product_attention
 
     def counted(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, **kwargs: Any) -> torch.Tensor:
-        kernel_calls.append((q.shape[0], q.shape[2], k.shape[2]))
+        kernel_calls.append((q.shape[0], q.shape[1], q.shape[2], k.shape[2], bool(kwargs.get("enable_gqa"))))
         return kernel(q, k, v, **kwargs)
 
     monkeypatch.setattr(functional, "scaled_dot_product_attention", counted)
-    attention = Attention(torch.float32, steps=40, prompts=40)
+    steps, prompts = [(0, "kernel"), (40, "folded"), (80, "written")], [(0, "kernel"), (40, "written")]
+    attention = Attention(torch.float32, steps, prompts)
     for args, expected in cases:
         assert torch.allclose(attention(*args), expected, atol=1e-5)
-    assert kernel_calls == [(1, 1, 20), (1, 4, 9)]  # 20 and 36 pairs: under 40
-    never = Attention(torch.float32)
-    assert str(never) == "float32; written out: steps never, prompts never"
-    assert (
-        str(attention)
-        == "float32; written out: steps from 40 query-key pairs, prompts from 40 query-key pairs"
+    # 20 pairs: the kernel; 40: folded (the 6 query heads as 2 heads of 3 queries); 80: written out;
+    # prompts of 36 pairs by the kernel, of 40 and 240 written out
+    assert kernel_calls == [(1, 6, 1, 20, True), (2, 2, 3, 20, False), (1, 6, 4, 9, True)]
+    assert str(attention) == (
+        "kernel in float32; steps: kernel, folded from 40 query-key pairs, written from 80 query-key pairs; "
+        "prompts: kernel, written from 40 query-key pairs"
     )
+    assert str(Attention(torch.bfloat16)) == "kernel in bfloat16; steps: kernel; prompts: kernel"
 
 
-def test_a_float32_model_attends_in_float32_and_measures_only_where_to_write_it_out(
-    caplog: pytest.LogCaptureFixture,
-) -> None:
+def test_a_float32_model_attends_in_float32_and_measures_the_ways(caplog: pytest.LogCaptureFixture) -> None:
     with caplog.at_level(logging.INFO, logger="bot.llm.local.attention"):
         chosen = measured(torch.float32, 9, 3, 64)
     assert chosen.precision == torch.float32
-    pairs = {rows * new * keys for rows, new, keys in attention_module._STEPS + attention_module._PROMPTS}
-    assert all(limit is None or limit in pairs for limit in chosen.written_from.values())
+    for kind, shapes in ((False, attention_module._STEPS), (True, attention_module._PROMPTS)):
+        starts = [start for start, _ in chosen.ways[kind]]
+        assert starts[0] == 0 and set(starts[1:]) <= {rows * new * keys for rows, new, keys in shapes}
     (record,) = caplog.records
     message = record.getMessage()
     assert message.startswith(f"attention: {chosen} (measured here: float32 ")
-    assert "bfloat16" not in message and "steps 1x1x128 " in message and "prompts 1x25x128 " in message
+    assert "bfloat16" not in message
+    assert (
+        "steps kernel/folded/written at 1x1x128 " in message
+        and "prompts kernel/written at 1x25x128 " in message
+    )
 
 
 def test_a_bfloat16_model_attends_as_measured_faster(caplog: pytest.LogCaptureFixture) -> None:
@@ -151,10 +164,14 @@ def test_a_bfloat16_model_attends_as_measured_faster(caplog: pytest.LogCaptureFi
     assert "float32" in message and " us" in message
 
 
-def test_a_clear_win_is_needed_to_write_it_out() -> None:
-    shapes = ((1, 1, 8), (1, 1, 64), (4, 1, 64))
-    assert attention_module._crossover(shapes, {"kernel": [1.0, 1.0, 1.0], "written": [2.0, 0.5, 0.5]}) == 64
-    assert attention_module._crossover(shapes, {"kernel": [1.0, 1.0, 1.0], "written": [0.5, 2.0, 0.5]}) == 256
-    assert (
-        attention_module._crossover(shapes, {"kernel": [1.0, 1.0, 1.0], "written": [0.5, 0.5, 0.95]}) is None
-    )
+def test_another_way_is_chosen_only_where_it_clearly_beats_the_kernel() -> None:
+    shapes = ((1, 1, 8), (1, 1, 64), (4, 1, 64))  # 8, 64 and 256 query-key pairs
+    kernel = [1.0, 1.0, 1.0]
+    chosen = attention_module._chosen
+    assert chosen(shapes, {"kernel": kernel, "written": [2.0, 0.5, 0.5]}) == [(0, "kernel"), (64, "written")]
+    assert chosen(shapes, {"kernel": kernel, "folded": [0.5, 0.95, 0.5], "written": [0.6, 2.0, 0.4]}) == [
+        (0, "folded"),
+        (64, "kernel"),
+        (256, "written"),
+    ]
+    assert chosen(shapes, {"kernel": kernel, "written": [0.95, 0.95, 0.95]}) == [(0, "kernel")]

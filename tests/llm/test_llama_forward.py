@@ -89,7 +89,8 @@ def test_lean_prompts_equal_transformers_forward_with_and_without_a_cached_prefi
     ids, new = ids[:, :12], 12 - cached
     positions = torch.arange(cached, 12)[None]
     results = []
-    attention = Attention(torch.float32, steps=0, prompts=0) if written_out else Attention(torch.float32)
+    way = [(0, "written")] if written_out else [(0, "kernel")]
+    attention = Attention(torch.float32, way, way)
     for forward in (TransformersForward(tiny_llama.model), LlamaForward(tiny_llama.model, attention)):
         with torch.inference_mode():
             prefix = None

@@ -1,26 +1,28 @@
 """Attention for the engine's own forward pass (llama.py): which tokens each new one sees, and how torch's
 CPU attention runs fastest here.
 
-Both choices are measured when the engine starts, not assumed (some 0.3 s, and up to 0.2 s more for a
+Both choices are measured when the engine starts, not assumed (0.2 to 0.6 s, and up to 0.2 s more for a
 process's first bfloat16 calls, which the first reply would pay otherwise):
-- the precision of `scaled_dot_product_attention`: for a bfloat16 model it was 3 to 5 times faster in
-  float32 (after casting) on an AVX512-BF16 EPYC (118 against 37 us for one row of 100 tokens, 9 query
-  and 3 key heads), and 2 to 10 times faster in bfloat16 on a Xeon with AMX (96 against 997 us for one
-  row of 1,400 tokens; 447 against 1,466 us for 16 rows of 300);
-- from how many query-key pairs (rows x new tokens x keys) decode steps, and prompts, go written out
-  instead: two batched products in the model's dtype, with the query heads that share a key head stacked
-  into one matrix, and a softmax between them. On the AVX512-BF16 EPYC, in the engine's own forward, a
-  step of 16 chats with 350 cached tokens each took 60 against 69 ms written out, with 800 tokens 75
-  against 127 ms; a 25-token prompt after 1,500 cached tokens 93 against 131 ms. One chat with a short
-  history and short prompts stay faster with the kernel, and in float32 writing it out won nowhere.
-  Each is chosen only where it wins clearly (by `_MARGIN`), so that a coin toss of the timer does not
-  flip it from one start to the next.
+- the precision of torch's `scaled_dot_product_attention` kernel: for a bfloat16 model it was 3 to 5
+  times faster in float32 (after casting) on an AVX512-BF16 EPYC (118 against 37 us for one row of 100
+  tokens, 9 query and 3 key heads), and 2 to 10 times faster in bfloat16 on a Xeon with AMX (96 against
+  997 us for one row of 1,400 tokens; 447 against 1,466 us for 16 rows of 300);
+- which way decode steps and prompts of each size run (`Attention`): the kernel; the kernel "folded",
+  in the model's dtype with the query heads that share a key head passed as one head's queries (decode
+  steps only); or "written" out as two batched products and a softmax in the model's dtype. For a
+  bfloat16 model on the AVX512-BF16 EPYC, the kernel's own grouped-query path and the cast of the cache
+  were most of a step's attention: in the engine's forward, one chat's step after 300 tokens took 11.9
+  against 13.5 ms (folded), a step of 16 chats with 350 tokens each 53.7 against 61.6 ms and with 800
+  tokens 80 against 116 ms (written out), a 25-token prompt after 1,500 tokens 91 against 99 ms
+  (written out). For a float32 model the kernel won nearly everywhere. Another way replaces the kernel
+  only where it wins clearly (by `_MARGIN`), so that a coin toss of the timer does not decide.
 """
 
 from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Callable, Sequence
 
 import torch
 from torch.nn import functional
@@ -29,15 +31,17 @@ __all__ = ["Attention", "allowed", "measured"]
 
 log = logging.getLogger(__name__)
 
-# (rows, new tokens, keys): one chat's decode step, a batch of chats' step, a prompt
+# (rows, new tokens, keys) where the kernel's precision is measured: one chat's decode step, a batch of
+# chats' step, a prompt
 _SHAPES = ((1, 1, 512), (16, 1, 256), (1, 128, 128))
-# where writing it out may start to win, in query-key pairs (rows x new tokens x keys): decode steps of
-# one chat and of several, a question's prompt after a short and a long history, a first prompt alone
-_STEPS = ((1, 1, 128), (1, 1, 512), (4, 1, 512), (1, 1, 2048), (16, 1, 512))
-_PROMPTS = ((1, 25, 128), (1, 25, 512), (1, 128, 128), (1, 25, 2048))
-_MARGIN = 0.9  # written out only where it took at most this share of the kernel's time: a clear win
-_REPEATS = 3  # calls per shape, the fastest counts
-_ROUNDS = 2  # after a warm-up round, the candidates in turn
+# where another way may win, by query-key pairs (rows x new tokens x keys, each a different count): decode
+# steps of one chat over a short and a longer history and of several chats; a question's prompt after a
+# short, a longer and a long history
+_STEPS = ((1, 1, 128), (1, 1, 512), (1, 1, 1024), (4, 1, 512), (16, 1, 512))
+_PROMPTS = ((1, 25, 128), (1, 25, 512), (1, 25, 2048))
+_MARGIN = 0.9  # another way only where it took at most this share of the kernel's time: a clear win
+_REPEATS = 5  # calls per shape, the fastest counts
+_ROUNDS = 3  # after a warm-up round, the candidates in turn
 
 
 def allowed(mask: torch.Tensor, new: int) -> torch.Tensor | None:
@@ -54,44 +58,73 @@ def allowed(mask: torch.Tensor, new: int) -> torch.Tensor | None:
     return seen[:, None]
 
 
-class Attention:
-    """Grouped-query attention of new queries against a row's keys: by torch's kernel in `precision`
-    whatever the model's dtype, or written out in the model's dtype from `steps` query-key pairs (rows x
-    keys) for decode steps and from `prompts` pairs (rows x new tokens x keys) for prompts (None: never).
-    The result comes back in the queries' dtype."""
+Shape = tuple[int, int, int]  # (rows, new tokens, keys)
+Way = Callable[[torch.Tensor, torch.Tensor, torch.Tensor, "torch.Tensor | None"], torch.Tensor]
 
-    def __init__(self, precision: torch.dtype, steps: int | None = None, prompts: int | None = None) -> None:
+
+class Attention:
+    """Grouped-query attention of new queries against a row's keys, the result in the queries' dtype.
+
+    `steps` and `prompts` list, for decode steps (one new token a row) and for prompts, the ways they run
+    from a number of query-key pairs (rows x new tokens x keys) on, in increasing order, the first one
+    for any size: "kernel" (torch's kernel in `precision` whatever the model's dtype), "folded" (the
+    kernel in the model's dtype, the query heads that share a key head stacked as one head's queries: one
+    new token a row only) or "written" (`_written_out`, in the model's dtype)."""
+
+    def __init__(
+        self,
+        precision: torch.dtype,
+        steps: Sequence[tuple[int, str]] = ((0, "kernel"),),
+        prompts: Sequence[tuple[int, str]] = ((0, "kernel"),),
+    ) -> None:
         self.precision = precision
-        self.written_from = {False: steps, True: prompts}  # by "several new tokens"
+        self.ways = {False: tuple(steps), True: tuple(prompts)}  # by "several new tokens"
+        self._by_name: dict[str, Way] = {"kernel": self._kernel, "folded": _folded, "written": _written_out}
 
     def __call__(
         self, q: torch.Tensor, keys: torch.Tensor, values: torch.Tensor, seen: torch.Tensor | None
     ) -> torch.Tensor:
         """`seen`: what `allowed` returned; None with several queries is plain causal attention."""
         rows, _, new, _ = q.shape
-        limit = self.written_from[new > 1]
-        if limit is not None and rows * new * keys.shape[2] >= limit:
-            return _written_out(q, keys, values, seen)
+        pairs, ways = rows * new * keys.shape[2], self.ways[new > 1]
+        way = next((name for start, name in reversed(ways) if pairs >= start), ways[0][1])
+        return self._by_name[way](q, keys, values, seen)
+
+    def _kernel(
+        self, q: torch.Tensor, keys: torch.Tensor, values: torch.Tensor, seen: torch.Tensor | None
+    ) -> torch.Tensor:
         dtype, precision = q.dtype, self.precision
         out = functional.scaled_dot_product_attention(
             q.to(precision),
             keys.to(precision),
             values.to(precision),
             attn_mask=seen,
-            is_causal=seen is None and new > 1,
+            is_causal=seen is None and q.shape[2] > 1,
             enable_gqa=True,
         )
         return out.to(dtype)
 
     def __str__(self) -> str:
-        def written(limit: int | None) -> str:
-            return "never" if limit is None else f"from {limit} query-key pairs"
+        def ways(kind: Sequence[tuple[int, str]]) -> str:
+            return kind[0][1] + "".join(f", {name} from {start} query-key pairs" for start, name in kind[1:])
 
-        steps, prompts = self.written_from[False], self.written_from[True]
-        return (
-            f"{str(self.precision).removeprefix('torch.')}; written out: steps {written(steps)}, "
-            f"prompts {written(prompts)}"
-        )
+        precision, steps, prompts = str(self.precision), ways(self.ways[False]), ways(self.ways[True])
+        return f"kernel in {precision.removeprefix('torch.')}; steps: {steps}; prompts: {prompts}"
+
+
+def _folded(
+    q: torch.Tensor, keys: torch.Tensor, values: torch.Tensor, seen: torch.Tensor | None
+) -> torch.Tensor:
+    """The kernel in the model's dtype for one new token a row, the `group` query heads that share a key
+    head passed as that head's `group` queries: no copy of the keys, no cast (a bfloat16 step of 16 rows
+    over 350 keys took 385 against 7,117 us with the kernel's own grouped-query path, on the AVX512-BF16
+    EPYC). Each row's mask is the same for all its queries, so it applies as it is."""
+    rows, heads, _, dim = q.shape
+    kv_heads = keys.shape[1]
+    stacked = q.reshape(rows, kv_heads, heads // kv_heads, dim)
+    return functional.scaled_dot_product_attention(stacked, keys, values, attn_mask=seen).view(
+        rows, heads, 1, dim
+    )
 
 
 def _written_out(
@@ -119,21 +152,22 @@ def _written_out(
 
 def measured(dtype: torch.dtype, heads: int, kv_heads: int, dim: int) -> Attention:
     """The attention measured fastest on this CPU for a model of this dtype and these heads: the kernel's
-    precision (`dtype` or float32; a float32 model needs no choice), and from how many query-key pairs
-    decode steps and prompts go written out."""
+    precision (`dtype` or float32; a float32 model needs no choice), and the way decode steps and prompts
+    of each size run."""
     candidates = (dtype,) if dtype == torch.float32 else (dtype, torch.float32)
 
-    def inputs(shapes: tuple[tuple[int, int, int], ...]) -> list[Inputs]:
+    def inputs(shapes: tuple[Shape, ...]) -> list[Inputs]:
         return [_inputs(shape, dtype, heads, kv_heads, dim) for shape in shapes]
 
     with torch.inference_mode():
-        times = _fastest({str(p): Attention(p) for p in candidates}, inputs(_SHAPES))
+        times = _fastest({str(p): Attention(p)._kernel for p in candidates}, inputs(_SHAPES))
         precision = min(candidates, key=lambda p: sum(times[str(p)]))
-        ways = {"kernel": Attention(precision), "written": Attention(precision, steps=0, prompts=0)}
-        steps, prompts = _fastest(ways, inputs(_STEPS)), _fastest(ways, inputs(_PROMPTS))
-    chosen = Attention(precision, _crossover(_STEPS, steps), _crossover(_PROMPTS, prompts))
+        kernel = Attention(precision)._kernel
+        steps = _fastest({"kernel": kernel, "folded": _folded, "written": _written_out}, inputs(_STEPS))
+        prompts = _fastest({"kernel": kernel, "written": _written_out}, inputs(_PROMPTS))
+    chosen = Attention(precision, _chosen(_STEPS, steps), _chosen(_PROMPTS, prompts))
     log.info(
-        "attention: %s (measured here: %s; steps %s, prompts %s)",
+        "attention: %s (measured here: %s; steps %s; prompts %s)",
         chosen,
         ", ".join(f"{name.removeprefix('torch.')} {sum(t) * 1e6:.0f} us" for name, t in times.items()),
         _shown(_STEPS, steps),
@@ -142,33 +176,41 @@ def measured(dtype: torch.dtype, heads: int, kv_heads: int, dim: int) -> Attenti
     return chosen
 
 
-def _pairs(shape: tuple[int, int, int]) -> int:
+def _pairs(shape: Shape) -> int:
     rows, new, keys = shape
     return rows * new * keys
 
 
-def _crossover(shapes: tuple[tuple[int, int, int], ...], times: dict[str, list[float]]) -> int | None:
-    """The fewest query-key pairs from which writing it out won (by a margin) at every larger shape
-    measured."""
-    order = sorted(range(len(shapes)), key=lambda index: _pairs(shapes[index]))
-    wins = [times["written"][index] < _MARGIN * times["kernel"][index] for index in order]
-    start = next((i for i in range(len(wins)) if all(wins[i:])), None)
-    return None if start is None else _pairs(shapes[order[start]])
+def _chosen(shapes: tuple[Shape, ...], times: dict[str, list[float]]) -> list[tuple[int, str]]:
+    """From how many query-key pairs each way runs: at each shape measured (by increasing pairs), the
+    fastest other way if it clearly beat the kernel (by `_MARGIN`), else the kernel; the smallest shape's
+    way for anything smaller."""
+    ways: list[tuple[int, str]] = []
+    for index in sorted(range(len(shapes)), key=lambda i: _pairs(shapes[i])):
+        others = {name: seconds[index] for name, seconds in times.items() if name != "kernel"}
+        best = min(others, key=others.__getitem__)
+        way = best if others[best] < _MARGIN * times["kernel"][index] else "kernel"
+        if not ways or way != ways[-1][1]:
+            ways.append((_pairs(shapes[index]) if ways else 0, way))
+    return ways
 
 
-def _shown(shapes: tuple[tuple[int, int, int], ...], times: dict[str, list[float]]) -> str:
-    """ "rows x new x keys kernel/written us, ..." (no run of bare digits: the log's redaction takes those
-    for card numbers)."""
-    return ", ".join(
-        f"{rows}x{new}x{keys} {kernel * 1e6:.0f}/{written * 1e6:.0f} us"
-        for (rows, new, keys), kernel, written in zip(shapes, times["kernel"], times["written"], strict=True)
+def _shown(shapes: tuple[Shape, ...], times: dict[str, list[float]]) -> str:
+    """ "rows x new x keys kernel/folded/written us, ..." (no run of bare digits: the log's redaction takes
+    those for card numbers)."""
+    names = "/".join(times)
+    return f"{names} at " + ", ".join(
+        f"{rows}x{new}x{keys} "
+        + "/".join(f"{seconds[index] * 1e6:.0f}" for seconds in times.values())
+        + " us"
+        for index, (rows, new, keys) in enumerate(shapes)
     )
 
 
 Inputs = tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor | None]
 
 
-def _fastest(candidates: dict[str, Attention], inputs: list[Inputs]) -> dict[str, list[float]]:
+def _fastest(candidates: dict[str, Way], inputs: list[Inputs]) -> dict[str, list[float]]:
     """The fastest of a few calls of each candidate on each input, after a warm-up round (the first
     bfloat16 calls of a process took 8 ms instead of 40 us for a whole round of calls on an AMX Xeon:
     kernels prepared, threads woken), the candidates taking turns."""
@@ -182,7 +224,7 @@ def _fastest(candidates: dict[str, Attention], inputs: list[Inputs]) -> dict[str
     return best
 
 
-def _inputs(shape: tuple[int, int, int], dtype: torch.dtype, heads: int, kv_heads: int, dim: int) -> Inputs:
+def _inputs(shape: Shape, dtype: torch.dtype, heads: int, kv_heads: int, dim: int) -> Inputs:
     """Random inputs of a shape; keys and values are views of a longer buffer, as the cache hands them out
     (casting a strided view to float32 costs more than a contiguous tensor)."""
     rows, new, keys = shape
@@ -192,7 +234,7 @@ def _inputs(shape: tuple[int, int, int], dtype: torch.dtype, heads: int, kv_head
 
 
 def _timed(
-    attention: Attention, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, seen: torch.Tensor | None
+    attention: Way, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, seen: torch.Tensor | None
 ) -> float:
     started = time.perf_counter()
     attention(q, k, v, seen)

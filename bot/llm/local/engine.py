@@ -95,7 +95,7 @@ class TransformersEngine:
         }
         forward = _forward_pass(loaded.model, lean=lean_forward)
         self.forward_pass = (
-            f"the engine's own Llama forward, attention in {forward.attention}"
+            f"the engine's own Llama forward, attention: {forward.attention}"
             if isinstance(forward, LlamaForward)
             else "transformers' forward"
         )  # for the benchmark's report
