@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import pytest
 import torch
@@ -19,11 +20,16 @@ from bot.llm.local.formats import (
     Calibration,
     FormatFigures,
     apply_format,
+    calibrate,
     choose,
     load_or_calibrate,
     quality,
 )
+from bot.llm.local.kvcache import KV, BatchCache
+from bot.llm.local.llama import LlamaForward
 from bot.llm.local.loader import LoadedModel, describe_format, load_model
+from bot.llm.local.slots import Forward
+from bot.llm.local.speed import decode_rate, prefill_rate
 from tests.llm.test_engine import prompt_ids
 
 
@@ -56,6 +62,43 @@ def test_calibration_chooses_a_format_within_tolerance_and_caches_it(
             tiny_llama.model, tiny_llama.tokenizer, weights=tiny_llama_dir, cache_dir=tmp_path, batch=3
         )
     assert cached.is_file()
+
+
+def test_calibration_times_the_engines_own_forward_and_leaves_the_model_as_it_was(
+    tiny_llama: LoadedModel, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    used: list[str] = []
+    real = formats.forward_pass
+
+    def spied(model: Any, *, lean: bool) -> Forward:
+        forward = real(model, lean=lean)
+        used.append(type(forward).__name__)
+        return forward
+
+    monkeypatch.setattr(formats, "forward_pass", spied)
+    weight = tiny_llama.model.model.layers[0].self_attn.q_proj.weight
+    before, storage = weight.detach().clone(), weight.untyped_storage().data_ptr()
+    calibrate(tiny_llama.model, tiny_llama.tokenizer, batch=2)
+    assert used == ["LlamaForward"] * len(FORMATS)
+    # the engine's forward joins a Llama's projections in place: done on copies, never on this model
+    assert weight.untyped_storage().data_ptr() == storage and torch.equal(weight, before)
+
+
+def test_decode_rates_are_taken_over_rows_that_each_hold_the_history(tiny_llama: LoadedModel) -> None:
+    forward, layers = LlamaForward(tiny_llama.model), tiny_llama.model.config.num_hidden_layers
+    placed: list[int] = []
+    place = BatchCache.place
+
+    def counted(cache: BatchCache, row: int, kv: KV) -> None:
+        placed.append(kv[0][0].shape[2])
+        place(cache, row, kv)
+
+    history = torch.tensor([prompt_ids(tiny_llama, "Where is my order? " * 8)])
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(BatchCache, "place", counted)
+        assert decode_rate(forward, layers, history, 3, 2) > 0
+    assert placed == [history.shape[1]] * 3
+    assert prefill_rate(forward, layers, history) > 0
 
 
 def test_the_choice_is_never_far_off_the_best_at_any_load() -> None:

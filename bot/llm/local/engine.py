@@ -29,12 +29,12 @@ from bot.core.errors import EngineBusy, GenerationError, GenerationTimeout
 from bot.llm.base import Candidate
 from bot.llm.local.detok import IncrementalDecoder, StopMatcher, without_broken_bytes
 from bot.llm.local.events import Event, Failed, Finished, Released, Request, Started, Token
-from bot.llm.local.hf_cache import TransformersForward
 from bot.llm.local.jobs import Jobs
-from bot.llm.local.llama import LlamaForward, unsupported
+from bot.llm.local.llama import LlamaForward
 from bot.llm.local.loader import LoadedModel
 from bot.llm.local.scheduler import Scheduler
 from bot.llm.local.slots import Forward
+from bot.llm.local.speed import forward_pass
 from bot.llm.local.watchdog import Watchdog
 from bot.llm.threads import on_fresh_thread
 
@@ -282,14 +282,9 @@ def _emitter(loop: asyncio.AbstractEventLoop, events: asyncio.Queue[Event]) -> C
 
 def _forward_pass(model: Any, *, lean: bool) -> Forward:
     """The engine's own forward pass for the models it reproduces, transformers' for the others."""
-    reason = unsupported(model.config) if lean else "ENGINE_LEAN_FORWARD=false"
-    if reason is None:
-        log.info("forward passes: the engine's own Llama forward")
-        # joining the weights runs multi-threaded torch ops: on a thread that ends, so that it leaves no
-        # OpenMP team behind on the event loop's thread (measured: 21 instead of 13 ms a step, threads.py)
-        return on_fresh_thread(lambda: LlamaForward(model), name="join-weights")
-    log.info("forward passes: transformers' forward (%s)", reason)
-    return TransformersForward(model)
+    # joining the weights runs multi-threaded torch ops: on a thread that ends, so that it leaves no
+    # OpenMP team behind on the event loop's thread (measured: 21 instead of 13 ms a step, threads.py)
+    return on_fresh_thread(lambda: forward_pass(model, lean=lean), name="join-weights")
 
 
 def _eos_ids(loaded: LoadedModel) -> set[int]:

@@ -32,6 +32,7 @@ import torch
 
 from bot.llm.local.int4 import PackedWeights, pack_linears
 from bot.llm.local.llama import JOINED
+from bot.llm.local.speed import decode_rate, forward_pass, layer_count, prefill_rate
 
 __all__ = [
     "FORMATS",
@@ -55,8 +56,9 @@ ACTIVATIONS = {"int8": torch.float32, "int4": torch.bfloat16, "int4-float32": to
 # float32's at this share of positions or more, and its perplexity is at most this factor above float32's.
 MIN_AGREEMENT = 0.90
 MAX_PERPLEXITY_RATIO = 1.05
-MEASUREMENT = 2  # raised when what is measured changes, so that every machine measures again
+MEASUREMENT = 3  # raised when what is measured changes, so that every machine measures again
 DECODE_STEPS = 4
+HISTORY_TOKENS = 320  # what each decoded row holds: a system prompt and a turn or two
 PREFILL_TOKENS = 96  # a short prompt's worth; a reply's prompt reuses the cached system prompt
 
 QUALITY_TEXT = (
@@ -184,54 +186,30 @@ def quality(reference: Any, candidate: Any, ids: torch.Tensor) -> tuple[float, f
     return agreement, float(torch.exp(out_nll - ref_nll))
 
 
-def _decode_rate(model: Any, ids: torch.Tensor, rows: int) -> float:
-    """Decode tokens/s for `rows` sequences: a forward over the prompt, then DECODE_STEPS one-token steps."""
-    batch = ids.expand(rows, -1)
-    with torch.inference_mode():
-        out = model(input_ids=batch, use_cache=True, logits_to_keep=1)
-        cache, token = out.cache, out.logits[:, -1:].argmax(-1)
-        out = model(input_ids=token, cache=cache, use_cache=True)  # warm-up: kernels, allocation
-        cache, token = out.cache, out.logits[:, -1:].argmax(-1)
-        started = time.perf_counter()
-        for _ in range(DECODE_STEPS):
-            out = model(input_ids=token, cache=cache, use_cache=True)
-            cache, token = out.cache, out.logits[:, -1:].argmax(-1)
-        elapsed = time.perf_counter() - started
-    return rows * DECODE_STEPS / max(elapsed, 1e-9)
-
-
-def _prefill_rate(model: Any, ids: torch.Tensor) -> float:
-    """Prompt tokens/s: the best of two forward passes over `ids` after a warm-up pass."""
-    with torch.inference_mode():
-        model(input_ids=ids, logits_to_keep=1)
-        best = float("inf")
-        for _ in range(2):
-            started = time.perf_counter()
-            model(input_ids=ids, logits_to_keep=1)
-            best = min(best, time.perf_counter() - started)
-    return ids.shape[1] / max(best, 1e-9)
-
-
 def calibrate(model: Any, tokenizer: Any, *, batch: int, formats: tuple[str, ...] = FORMATS) -> Calibration:
     """Time every format on `model` (float32) and choose the fastest that keeps float32's quality.
 
-    Formats are measured back to back in one process (a few decode steps each after a warm-up step, so
-    the whole calibration stays short on a small machine). The choice maximises the worst of its three
+    Formats are measured back to back in one process, through the forward pass the engine will run them
+    with (speed.py; a few decode steps each after a warm-up step, so the whole calibration stays short on
+    a small machine). The choice maximises the worst of its three
     ratios to the fastest format (one chat, `batch` chats, reading a prompt): the format never far off.
     """
     started = time.perf_counter()
     ids = torch.tensor([tokenizer.encode(QUALITY_TEXT)])
-    prompt, text = ids[:, :8], ids[:, :PREFILL_TOKENS]
-    figures = {}
+    history = ids.repeat(1, -(-HISTORY_TOKENS // ids.shape[1]))[:, :HISTORY_TOKENS]
+    text = ids[:, :PREFILL_TOKENS]
+    figures, layers = {}, layer_count(model)
     for name in formats:  # one copy at a time: several float32 copies of a bigger model would not fit
-        variant = apply_format(model, name)
-        decode = _decode_rate(variant, prompt, 1), _decode_rate(variant, prompt, batch)
-        figures[name] = FormatFigures(*decode, _prefill_rate(variant, text))
+        # the engine's forward joins a Llama's projections in place: never the caller's model's
+        variant = apply_format(model, name) if name != "float32" else copy.deepcopy(model)
+        forward = forward_pass(variant, lean=True)
+        alone, batched = (decode_rate(forward, layers, history, rows, DECODE_STEPS) for rows in (1, batch))
+        figures[name] = FormatFigures(alone, batched, prefill_rate(forward, layers, text))
         if name != "float32":
             f = figures[name]
             f.agreement, f.perplexity_ratio = quality(model, variant, ids)
             f.within_tolerance = f.agreement >= MIN_AGREEMENT and f.perplexity_ratio <= MAX_PERPLEXITY_RATIO
-        del variant
+        del variant, forward
     cpu, _flags = cpu_description()
     return Calibration(
         choice=choose(figures),
