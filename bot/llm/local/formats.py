@@ -57,7 +57,7 @@ ACTIVATIONS = {"int8": torch.float32, "int4": torch.bfloat16, "int4-float32": to
 MIN_AGREEMENT = 0.90
 MAX_PERPLEXITY_RATIO = 1.05
 MEASUREMENT = 3  # raised when what is measured changes, so that every machine measures again
-DECODE_STEPS = 4
+DECODE_STEPS = 8
 HISTORY_TOKENS = 320  # what each decoded row holds: a system prompt and a turn or two
 PREFILL_TOKENS = 96  # a short prompt's worth; a reply's prompt reuses the cached system prompt
 
