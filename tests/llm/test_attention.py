@@ -3,6 +3,7 @@ fastest on this CPU (measured)."""
 
 from __future__ import annotations
 
+import json
 import logging
 from typing import Any
 
@@ -135,6 +136,8 @@ def test_each_size_of_step_and_prompt_runs_the_way_chosen_for_it(monkeypatch: py
         "prompts: kernel, written from 40 query-key pairs"
     )
     assert str(Attention(torch.bfloat16)) == "kernel in bfloat16; steps: kernel; prompts: kernel"
+    again = Attention.from_dict(json.loads(json.dumps(attention.to_dict())))  # as the calibration keeps it
+    assert again.precision == torch.float32 and again.ways == attention.ways
 
 
 def test_a_float32_model_attends_in_float32_and_measures_the_ways(caplog: pytest.LogCaptureFixture) -> None:
@@ -148,10 +151,8 @@ def test_a_float32_model_attends_in_float32_and_measures_the_ways(caplog: pytest
     message = record.getMessage()
     assert message.startswith(f"attention: {chosen} (measured here: float32 ")
     assert "bfloat16" not in message
-    assert (
-        "steps kernel/folded/written at 1x1x128 " in message
-        and "prompts kernel/written at 1x25x128 " in message
-    )
+    assert "steps 1x1x128: kernel " in message and " folded " in message
+    assert "prompts 1x25x128: kernel " in message
 
 
 def test_a_bfloat16_model_attends_as_measured_faster(caplog: pytest.LogCaptureFixture) -> None:

@@ -9,7 +9,8 @@ import pytest
 import torch
 
 from bot.core.domain import GenerationParams, Prompt
-from bot.llm.local import formats
+from bot.llm.local import formats, llama
+from bot.llm.local.attention import Attention
 from bot.llm.local.detok import without_broken_bytes
 from bot.llm.local.engine import TransformersEngine
 from bot.llm.local.formats import (
@@ -78,8 +79,11 @@ def test_calibration_times_the_engines_own_forward_and_leaves_the_model_as_it_wa
     monkeypatch.setattr(formats, "forward_pass", spied)
     weight = tiny_llama.model.model.layers[0].self_attn.q_proj.weight
     before, storage = weight.detach().clone(), weight.untyped_storage().data_ptr()
-    calibrate(tiny_llama.model, tiny_llama.tokenizer, batch=2)
+    calibration = calibrate(tiny_llama.model, tiny_llama.tokenizer, batch=2)
     assert used == ["LlamaForward"] * len(FORMATS)
+    for name in FORMATS:  # how attention ran, kept for later starts
+        attention = calibration.attention(name)
+        assert attention is not None and attention.ways[False][0][0] == 0
     # the engine's forward joins a Llama's projections in place: done on copies, never on this model
     assert weight.untyped_storage().data_ptr() == storage and torch.equal(weight, before)
 
@@ -156,3 +160,22 @@ def test_bot_config_can_show_the_measured_format_without_loading_the_model(
         tiny_llama.model, tiny_llama.tokenizer, weights=tiny_llama_dir, cache_dir=tmp_path, batch=16
     )
     assert describe_format(str(tiny_llama_dir), "auto", cache_dir=tmp_path) == f"auto: {measured.summary()}"
+
+
+async def test_later_starts_take_attention_as_the_calibration_measured_it(
+    tiny_llama_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    first = load_model(str(tiny_llama_dir), dtype="auto", device="cpu", cache_dir=tmp_path, batch=2)
+    assert first.calibration is not None
+    kept = first.calibration.attention(first.format)
+    assert kept is not None
+
+    def never(*_args: object) -> Attention:
+        raise AssertionError("attention measured again although the calibration holds it")
+
+    monkeypatch.setattr(llama, "measured", never)
+    later = load_model(str(tiny_llama_dir), dtype="auto", device="cpu", cache_dir=tmp_path, batch=2)
+    engine = TransformersEngine(later)
+    assert engine.forward_pass == f"the engine's own Llama forward, attention: {kept}"
+    await streams_what_its_own_generate_gives(later)
+    await engine.aclose()

@@ -23,6 +23,7 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Callable, Sequence
+from typing import Any
 
 import torch
 from torch.nn import functional
@@ -39,6 +40,8 @@ _SHAPES = ((1, 1, 512), (16, 1, 256), (1, 128, 128))
 # short, a longer and a long history
 _STEPS = ((1, 1, 128), (1, 1, 512), (1, 1, 1024), (4, 1, 512), (16, 1, 512))
 _PROMPTS = ((1, 25, 128), (1, 25, 512), (1, 25, 2048))
+_KERNEL = ((0, "kernel"),)  # torch's kernel for every size
+_WAYS = ("kernel", "folded", "written")
 _MARGIN = 0.9  # another way only where it took at most this share of the kernel's time: a clear win
 _REPEATS = 5  # calls per shape, the fastest counts
 _ROUNDS = 3  # after a warm-up round, the candidates in turn
@@ -74,8 +77,8 @@ class Attention:
     def __init__(
         self,
         precision: torch.dtype,
-        steps: Sequence[tuple[int, str]] = ((0, "kernel"),),
-        prompts: Sequence[tuple[int, str]] = ((0, "kernel"),),
+        steps: Sequence[tuple[int, str]] = _KERNEL,
+        prompts: Sequence[tuple[int, str]] = _KERNEL,
     ) -> None:
         self.precision = precision
         self.ways = {False: tuple(steps), True: tuple(prompts)}  # by "several new tokens"
@@ -103,6 +106,21 @@ class Attention:
             enable_gqa=True,
         )
         return out.to(dtype)
+
+    def to_dict(self) -> dict[str, Any]:
+        """What was chosen, for the format calibration's cache (`from_dict` reads it back)."""
+        return {
+            "precision": str(self.precision).removeprefix("torch."),
+            "steps": [list(way) for way in self.ways[False]],
+            "prompts": [list(way) for way in self.ways[True]],
+        }
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> Attention:
+        def ways(kind: str) -> list[tuple[int, str]]:
+            return [(int(start), str(name)) for start, name in data[kind] if name in _WAYS]
+
+        return cls(getattr(torch, data["precision"]), ways("steps") or _KERNEL, ways("prompts") or _KERNEL)
 
     def __str__(self) -> str:
         def ways(kind: Sequence[tuple[int, str]]) -> str:
@@ -196,12 +214,11 @@ def _chosen(shapes: tuple[Shape, ...], times: dict[str, list[float]]) -> list[tu
 
 
 def _shown(shapes: tuple[Shape, ...], times: dict[str, list[float]]) -> str:
-    """ "rows x new x keys kernel/folded/written us, ..." (no run of bare digits: the log's redaction takes
-    those for card numbers)."""
-    names = "/".join(times)
-    return f"{names} at " + ", ".join(
-        f"{rows}x{new}x{keys} "
-        + "/".join(f"{seconds[index] * 1e6:.0f}" for seconds in times.values())
+    """ "1x1x128: kernel 41 folded 23 written 76 us, ..." (numbers between words: the log's redaction
+    takes runs of numbers for phone or card numbers)."""
+    return ", ".join(
+        f"{rows}x{new}x{keys}: "
+        + " ".join(f"{name} {seconds[index] * 1e6:.0f}" for name, seconds in times.items())
         + " us"
         for index, (rows, new, keys) in enumerate(shapes)
     )

@@ -27,6 +27,7 @@ import torch
 from bot.core.domain import GenerationParams, Prompt
 from bot.core.errors import EngineBusy, GenerationError, GenerationTimeout
 from bot.llm.base import Candidate
+from bot.llm.local.attention import Attention
 from bot.llm.local.detok import IncrementalDecoder, StopMatcher, without_broken_bytes
 from bot.llm.local.events import Event, Failed, Finished, Released, Request, Started, Token
 from bot.llm.local.jobs import Jobs
@@ -93,7 +94,9 @@ class TransformersEngine:
             "on_step": on_step,
             "on_prefill": on_prefill,
         }
-        forward = _forward_pass(loaded.model, lean=lean_forward)
+        # as MODEL_DTYPE=auto measured it for this format on this machine, else measured now (some 0.3 s)
+        attention = loaded.calibration.attention(loaded.format) if loaded.calibration else None
+        forward = _forward_pass(loaded.model, lean=lean_forward, attention=attention)
         self.forward_pass = (
             f"the engine's own Llama forward, attention: {forward.attention}"
             if isinstance(forward, LlamaForward)
@@ -280,11 +283,11 @@ def _emitter(loop: asyncio.AbstractEventLoop, events: asyncio.Queue[Event]) -> C
     return emit
 
 
-def _forward_pass(model: Any, *, lean: bool) -> Forward:
+def _forward_pass(model: Any, *, lean: bool, attention: Attention | None) -> Forward:
     """The engine's own forward pass for the models it reproduces, transformers' for the others."""
     # joining the weights runs multi-threaded torch ops: on a thread that ends, so that it leaves no
     # OpenMP team behind on the event loop's thread (measured: 21 instead of 13 ms a step, threads.py)
-    return on_fresh_thread(lambda: forward_pass(model, lean=lean), name="join-weights")
+    return on_fresh_thread(lambda: forward_pass(model, lean=lean, attention=attention), name="join-weights")
 
 
 def _eos_ids(loaded: LoadedModel) -> set[int]:

@@ -30,8 +30,9 @@ from typing import Any
 
 import torch
 
+from bot.llm.local.attention import Attention
 from bot.llm.local.int4 import PackedWeights, pack_linears
-from bot.llm.local.llama import JOINED
+from bot.llm.local.llama import JOINED, LlamaForward
 from bot.llm.local.speed import decode_rate, forward_pass, layer_count, prefill_rate
 
 __all__ = [
@@ -81,6 +82,7 @@ class FormatFigures:
     agreement: float = 1.0  # share of positions where the greedy next token equals float32's
     perplexity_ratio: float = 1.0  # perplexity on QUALITY_TEXT over float32's
     within_tolerance: bool = True
+    attention: dict[str, Any] | None = None  # how the engine's forward ran attention (attention.py)
 
 
 @dataclass
@@ -108,6 +110,11 @@ class Calibration:
             f"{self.choice} (measured on {self.cpu}, torch {self.torch}, {self.threads} threads; "
             f"batched = {self.batch} chats: " + "; ".join(parts) + ")"
         )
+
+    def attention(self, name: str) -> Attention | None:
+        """How the engine's forward ran attention in format `name` when it was measured (None: unknown)."""
+        figures = self.figures.get(name)
+        return Attention.from_dict(figures.attention) if figures and figures.attention else None
 
     def to_json(self) -> str:
         return json.dumps(asdict(self), indent=2)
@@ -205,6 +212,8 @@ def calibrate(model: Any, tokenizer: Any, *, batch: int, formats: tuple[str, ...
         forward = forward_pass(variant, lean=True)
         alone, batched = (decode_rate(forward, layers, history, rows, DECODE_STEPS) for rows in (1, batch))
         figures[name] = FormatFigures(alone, batched, prefill_rate(forward, layers, text))
+        if isinstance(forward, LlamaForward):  # measured while at it: later starts take it from here
+            figures[name].attention = forward.attention.to_dict()
         if name != "float32":
             f = figures[name]
             f.agreement, f.perplexity_ratio = quality(model, variant, ids)

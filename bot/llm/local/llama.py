@@ -144,9 +144,9 @@ class LlamaForward:
             self._attention = attention if isinstance(attention, Attention) else Attention(attention)
 
     @property
-    def attention(self) -> str:
+    def attention(self) -> Attention:
         """How attention runs, as measured on this CPU (see attention.py)."""
-        return str(self._attention)
+        return self._attention
 
     def __call__(self, tokens: torch.Tensor, positions: torch.Tensor, cache: BatchCache) -> torch.Tensor:
         """Feed `tokens[i]` (one or more new tokens) at `positions[i]` to row i of `cache`, both [rows, new]:

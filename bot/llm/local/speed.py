@@ -16,6 +16,7 @@ from typing import Any
 
 import torch
 
+from bot.llm.local.attention import Attention
 from bot.llm.local.hf_cache import TransformersForward
 from bot.llm.local.kvcache import BatchCache
 from bot.llm.local.llama import LlamaForward, unsupported
@@ -26,12 +27,13 @@ __all__ = ["decode_rate", "forward_pass", "layer_count", "prefill_rate"]
 log = logging.getLogger(__name__)
 
 
-def forward_pass(model: Any, *, lean: bool) -> Forward:
-    """The engine's own forward pass for the models it reproduces, transformers' for the others."""
+def forward_pass(model: Any, *, lean: bool, attention: Attention | None = None) -> Forward:
+    """The engine's own forward pass for the models it reproduces (with `attention`, or attention measured
+    now), transformers' for the others."""
     reason = unsupported(model.config) if lean else "ENGINE_LEAN_FORWARD=false"
     if reason is None:
         log.info("forward passes: the engine's own Llama forward")
-        return LlamaForward(model)
+        return LlamaForward(model, attention)
     log.info("forward passes: transformers' forward (%s)", reason)
     return TransformersForward(model)
 
