@@ -127,7 +127,7 @@ class Answers:
                 draft = safety.check_output(against.tidied(raw), final=False)
                 if draft.blocked:
                     await self._audit(chat_id, "out", draft)
-                    yield Generated(safety.message_for(draft), replaced=True)
+                    yield Generated(safety.message_for(draft, reply=True), replaced=True)
                     return
                 cut = draft.text.rfind(" ", len(shown), len(draft.text) - HOLD_BACK_CHARS)
                 held = against.held(draft.text, draft.text[:cut])
@@ -151,7 +151,7 @@ class Answers:
         final = self._safety.check_output(raw)
         await self._audit(chat_id, "out", final)
         if final.blocked:
-            yield Generated(self._safety.message_for(final), replaced=True)
+            yield Generated(self._safety.message_for(final, reply=True), replaced=True)
         elif not final.text.startswith(shown):  # a redaction reached text already shown
             yield Generated(final.text, replaced=True)
         elif not shown and against.unfit(final.text):

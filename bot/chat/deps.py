@@ -33,7 +33,7 @@ class Safety(Protocol):
 
     def check_output(self, text: str, *, final: bool = True) -> Verdict: ...
 
-    def message_for(self, verdict: Verdict) -> str: ...
+    def message_for(self, verdict: Verdict, *, reply: bool = False) -> str: ...
 
     def allow_public(self, text: str) -> None: ...
 
@@ -52,7 +52,7 @@ class NoSafety:
     def check_output(self, text: str, *, final: bool = True) -> Verdict:
         return Verdict(Action.ALLOW, text)
 
-    def message_for(self, verdict: Verdict) -> str:
+    def message_for(self, verdict: Verdict, *, reply: bool = False) -> str:
         return self.refusal_text
 
     def allow_public(self, text: str) -> None:

@@ -92,7 +92,7 @@ class GroundedAnswers:
             fallback = self._knowledge.ground(question, "", retrieval)
             grounded = replace(fallback, problems=tuple(f"output:{r}" for r in verdict.reasons))
             verdict = self._safety.check_output(grounded.text)
-        text = self._safety.message_for(verdict) if verdict.blocked else verdict.text
+        text = self._safety.message_for(verdict, reply=True) if verdict.blocked else verdict.text
         if grounded.problems and grounded.answered:  # the usual way (direct, drafts off) is not news
             level = logging.DEBUG if grounded.problems[0] in _BY_DESIGN else logging.INFO
             problems = ",".join(grounded.problems)

@@ -119,15 +119,18 @@ class SafetyPipeline:
             reasons.append("too_long")
         return self._count(self._verdict(text, reasons), final)
 
-    def message_for(self, verdict: Verdict) -> str:
-        """What the person is told instead of a refused message or reply."""
+    def message_for(self, verdict: Verdict, *, reply: bool = False) -> str:
+        """What the person is told instead of a refused message or, `reply`, instead of a reply that failed
+        the output checks. A reply that swore or insulted was the model's doing: the customer is asked to
+        rephrase, never told to "keep it respectful" (which an ordinary request got when the model's
+        answer to it was blocked)."""
         s = self._settings
-        if "too_long" in verdict.reasons:
+        if "too_long" in verdict.reasons and not reply:
             return s.too_long_text
         if "degenerate" in verdict.reasons:
             return s.fallback_text
         if {"profanity", "abuse"} & set(verdict.reasons):
-            return s.abuse_text
+            return s.fallback_text if reply else s.abuse_text
         return s.refusal_text
 
     def allow_public(self, text: str) -> None:

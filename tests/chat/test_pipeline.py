@@ -104,6 +104,27 @@ async def test_a_refused_message_streams_nothing_and_is_counted_as_refused() -> 
     assert engine.calls == [] and metrics.replies.labels("refused")._value.get() == 1
 
 
+async def test_a_reply_the_bot_swore_in_asks_to_rephrase_and_never_calls_the_customer_rude() -> None:
+    """An ordinary request whose answer the output check blocked was told "let's keep it respectful"."""
+    settings = SafetySettings()
+    for answer in (
+        "Pack a tent, you idiot.",
+        "Pack a tent, some good boots and a stove, the nights get shit cold out there.",
+    ):
+        safety = SafetyPipeline(settings, system_prompt="Be brief.")
+        service = ChatService(fake_deps(FakeEngine(answer, piece_chars=4), store(), safety=safety))
+        text = "give me a list of 3 things to pack for a weekend camping trip"
+        reply = service.respond(Message(chat_id=8, text=text))
+        shown = "".join([piece async for piece in reply])
+        outcome = await reply.outcome()
+        assert outcome.text == settings.fallback_text != settings.abuse_text
+        assert "idiot" not in shown and "shit" not in shown
+    safety = SafetyPipeline(settings, system_prompt="Be brief.")  # the customer's own insult: as before
+    service = ChatService(fake_deps(FakeEngine("never"), store(), safety=safety))
+    outcome = await service.respond(Message(chat_id=9, text="you are a useless idiot")).outcome()
+    assert outcome.text == settings.abuse_text
+
+
 async def test_a_burst_is_limited_on_arrival_not_when_its_turn_comes() -> None:
     """The engine holds the first reply: the rest are told at once, while it is still generating."""
     engine = FakeEngine("fine")
