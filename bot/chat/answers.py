@@ -224,7 +224,7 @@ class Answers:
         await self._audit(chat_id, "out", verdict)
         if not verdict.blocked and verdict.text and not against.unfit(verdict.text):
             log.info("chat %s: the model's reply refused or repeated; sent a regenerated one", chat_id)
-            return verdict.text
+            return against.cleaned(verdict.text)  # a made-up signature goes here too
         options = [verdict.text, first] if not verdict.blocked and verdict.text else [first]
         chosen = _least_copied(options, against.others)
         if chosen is None:

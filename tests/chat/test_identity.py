@@ -126,3 +126,16 @@ async def test_a_streamed_reply_is_sent_without_its_placeholder_signature() -> N
     reply = service_over(engine).respond(Message(chat_id=3, text="hello"))
     shown = "".join([piece async for piece in reply])
     assert shown == (await reply.outcome()).text == "Hello! Tell me what you need and I will help."
+
+
+@pytest.mark.parametrize(
+    "closing", ["Best regards,\n[Your Name]", "Best regards,\nAlex", "Take care,\n\nPete"]
+)
+async def test_a_regenerated_reply_loses_its_sign_off_too(closing: str) -> None:
+    """The first reply refused, so another was written: that one reached customers signed "[Your Name]"."""
+    answer = "It ships today, and we hope this is just what you needed!"
+    engine = FakeEngine("I'm sorry, I'm not able to help with that.", f"{answer}\n\n{closing}", piece_chars=3)
+    reply = service_over(engine).respond(Message(chat_id=32, text="when does my order ship?"))
+    shown = "".join([piece async for piece in reply])
+    assert shown == (await reply.outcome()).text == answer
+    assert len(engine.calls) == 2
