@@ -153,7 +153,7 @@ class Answers:
         if final.blocked:
             yield Generated(self._safety.message_for(final, reply=True), replaced=True)
         elif not final.text.startswith(shown):  # a redaction reached text already shown
-            yield Generated(final.text, replaced=True)
+            yield Generated(unsigned(final.text, against.facts), replaced=True)
         elif not shown and against.unfit(final.text):
             # advice wrapped in a needless refusal is kept, unwrapped; an echoed greeting loses that sentence
             text = against.cleaned(final.text)

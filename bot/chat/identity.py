@@ -80,6 +80,14 @@ _SIGNED = re.compile(
 # a closing line of its own with the name after the comma: "...well!\nBest wishes, Aronys Mom" (on the line
 # of a sentence, "Glad it worked. Thanks, Alex!" addresses someone)
 _SIGNED_LINE = re.compile(rf"\n[ \t]*{_CLOSING},[ \t]+(?P<who>(?-i:{_NAME}))[.!]?\s*$", re.IGNORECASE)
+# placeholders to the end, perhaps under a closing line of any words: "...again! Thanks for your
+# kindness,\n\n[Your Name]", "Ladies and gentlemen,\n[Your Name]\n[Your Position]"
+_PLACEHOLDER = r"\[(?:your|my)\s+[^\]\n]{1,30}\]"
+_PLACEHOLDERS = re.compile(
+    rf"(?:(?<=[.!?])[ \t]+|\n\s*)(?:[^\n\[.!?]{{1,60}},[ \t]*)?(?:\n\s*)?"
+    rf"{_PLACEHOLDER}(?:\s*\n\s*{_PLACEHOLDER})*[.!]?\s*$",
+    re.IGNORECASE,
+)
 _CLOSING_WORD = re.compile(
     r"\b(?:love|care|hugs|cheers|best|regards|wishes|thanks|thank|yours|sincerely|warmly)\b", re.IGNORECASE
 )
@@ -106,12 +114,12 @@ def unsigned(reply: str, facts: Mapping[str, str]) -> str:
     """`reply` without a closing "Best regards, [Your Name]" or a signature with a made-up name ("Best,
     Alex"): a chat reply is not a letter, and a drafted message is the customer's to sign (with their own
     name, which is kept)."""
-    match = _SIGN_OFF.search(reply) or _SIGNED_LINE.search(reply)
+    match = _SIGN_OFF.search(reply) or _SIGNED_LINE.search(reply) or _PLACEHOLDERS.search(reply)
     if match is None:
         match = _SIGNED.search(reply)
         if match is not None and not (_CLOSING_WORD.search(match["line"]) or len(match["line"].split()) >= 3):
             match = None
-    if match is None or match.start() == 0 or match.group("who") == facts.get("name", "").strip():
+    if match is None or match.start() == 0 or match.groupdict().get("who") == facts.get("name", "").strip():
         return reply
     return reply[: match.start()].rstrip()
 

@@ -96,6 +96,18 @@ def test_the_question_whether_the_customer_talks_to_a_bot(question: str, asks: b
         ("We stock these colours:\nNavy,\nRed", "We stock these colours:\nNavy,\nRed"),  # a list
         ("See you soon. Take care,\nAnna", "See you soon. Take care,\nAnna"),  # the customer's
         (
+            "Happy to help find it again! Thanks for your kindness,\n\n[Your Name]",
+            "Happy to help find it again!",
+        ),
+        (
+            "Best wishes for your future!\n\nLadies and gentlemen,\n[Your Name]\n[Your Position]",
+            "Best wishes for your future!",
+        ),
+        (
+            "Write to us at [your email] and we reply.",
+            "Write to us at [your email] and we reply.",
+        ),  # mid-sentence
+        (
             "I hope all is well.\n\nThank you again.\nBest regards,\nAaron's Dad",
             "I hope all is well.\n\nThank you again.",
         ),
