@@ -69,17 +69,20 @@ def is_degenerate(text: str) -> bool:
 
 def babble_start(text: str) -> int | None:
     """Where a babbled tail of `text` begins, or None: its last lines (at least _MIN_BABBLE_LINES of
-    them, to the very end) are short, end no sentence, and most are variants of the line before (the same
-    first four letters, not the same words: "Size 38", "Size 39" is a list, not babble)."""
+    them, to the very end but for one closing sentence) are short, end no sentence, and most are
+    variants of the line before (the same first four letters, not the same words: "Size 38", "Size 39" is
+    a list, not babble). "1. Screenshot Capture / 2. Screencasto / ... / 20. Screel-a-laser" and then
+    "You can find these apps at any electronics store." was one reply: the babble and what follows go."""
     lines = [(m.start(), m.group().strip()) for m in re.finditer(r"[^\n]+", text) if m.group().strip()]
+    end = len(lines) - (1 if lines and not _short(lines[-1][1]) else 0)
     run = 0
-    while run < len(lines) and _short(lines[-1 - run][1]):
+    while run < end and _short(lines[end - 1 - run][1]):
         run += 1
     if run < _MIN_BABBLE_LINES:
         return None
-    tail = [line for _start, line in lines[-run:]]
+    tail = [line for _start, line in lines[end - run : end]]
     variants = sum(_variant(a, b) for a, b in itertools.pairwise(tail))
-    return lines[-run][0] if 2 * variants >= len(tail) - 1 else None
+    return lines[end - run][0] if 2 * variants >= len(tail) - 1 else None
 
 
 def _short(line: str) -> bool:

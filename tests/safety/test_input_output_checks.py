@@ -124,6 +124,17 @@ def test_a_babbled_tail_is_found_where_it_begins() -> None:
     letter = "Dear customer,\n\nCould you send us a photo of the damaged item? Thank you."
     assert babble_start(f"{letter}\n{BABBLE}") == len(letter) + 1
     assert babble_start(BABBLE) == 0
+    # a numbered babble with one closing sentence after it (a development reply, how-008)
+    apps = "\n".join(
+        f"{n}. {name}"
+        for n, name in enumerate(
+            ("Screenshot Capture", "Screencasto", "Screencaster", "Screencat", "Screencad 8", "Screencap",
+             "Screencraft", "Screecamp", "Screetools", "Screwcraft"), 1
+        )
+    )  # fmt: skip
+    opening = "To take a screenshot you'll need an app. The most popular ones are:"
+    reply = f"{opening}\n\n{apps}\n\nYou can find these apps at any electronics store."
+    assert babble_start(reply) == reply.index("1. Screenshot")
 
 
 @pytest.mark.parametrize(
@@ -133,6 +144,7 @@ def test_a_babbled_tail_is_found_where_it_begins() -> None:
         "You need:\nFlour\nSugar\nEggs\nButter\nMilk\nSalt\nYeast\nWater",  # short, not variants
         "Steps:\n" + "\n".join(f"Press the button {n}." for n in range(9)),  # sentences
         "Colours:\nRed\nBlue\nGreen",  # too few
+        "Sizes we stock:\n" + "\n".join(f"Size {n}" for n in range(36, 46)) + "\nWhich one would you like?",
         LONG_ANSWER,
     ],
 )
