@@ -138,6 +138,8 @@ def test_each_size_of_step_and_prompt_runs_the_way_chosen_for_it(monkeypatch: py
     assert str(Attention(torch.bfloat16)) == "kernel in bfloat16; steps: kernel; prompts: kernel"
     again = Attention.from_dict(json.loads(json.dumps(attention.to_dict())))  # as the calibration keeps it
     assert again.precision == torch.float32 and again.ways == attention.ways
+    odd = {"precision": "bfloat16", "steps": [[0, "fast"]], "prompts": [[0, "folded"]]}  # not ours: ignored
+    assert Attention.from_dict(odd).ways == Attention(torch.bfloat16).ways
 
 
 def test_a_float32_model_attends_in_float32_and_measures_the_ways(caplog: pytest.LogCaptureFixture) -> None:

@@ -117,10 +117,11 @@ class Attention:
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> Attention:
-        def ways(kind: str) -> list[tuple[int, str]]:
-            return [(int(start), str(name)) for start, name in data[kind] if name in _WAYS]
+        def ways(kind: str, known: tuple[str, ...]) -> list[tuple[int, str]]:
+            return [(int(start), str(name)) for start, name in data[kind] if name in known]
 
-        return cls(getattr(torch, data["precision"]), ways("steps") or _KERNEL, ways("prompts") or _KERNEL)
+        steps, prompts = ways("steps", _WAYS), ways("prompts", ("kernel", "written"))  # folded: steps only
+        return cls(getattr(torch, data["precision"]), steps or _KERNEL, prompts or _KERNEL)
 
     def __str__(self) -> str:
         def ways(kind: Sequence[tuple[int, str]]) -> str:
