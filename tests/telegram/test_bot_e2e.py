@@ -83,7 +83,9 @@ async def test_start_help_and_unknown_commands(fake_api: FakeBotApi, start_bot: 
     assert await replies_in(fake_api, ANNA, 1) == ["Welcome to Acme support!"]
     fake_api.send_text(ANNA, ANNA, "/help")
     fake_api.send_text(ANNA, ANNA, "/frobnicate")
-    assert (await replies_in(fake_api, ANNA, 3))[1:] == [Texts.HELP, Texts.UNKNOWN_COMMAND]
+    # each is answered; two commands of the same instant race (updates run concurrently, and only chat
+    # messages are kept in order), so the two replies may come either way round (seen once in CI)
+    assert sorted((await replies_in(fake_api, ANNA, 3))[1:]) == sorted([Texts.HELP, Texts.UNKNOWN_COMMAND])
 
 
 async def test_groups_are_answered_only_when_addressed(
