@@ -133,9 +133,7 @@ def misplaced_condolence(reply: str, question: str) -> bool:
 
 def without_condolence(reply: str, question: str) -> str:
     """`reply` without its misplaced condolence sentences (unchanged if that would leave nothing)."""
-    if not misplaced_condolence(reply, question):
-        return reply
-    return without_sentences(reply, lambda sentence: _CONDOLENCE.search(sentence) is not None)
+    return _without(reply, _CONDOLENCE, misplaced_condolence(reply, question))
 
 
 def misplaced_sympathy(reply: str, question: str) -> bool:
@@ -149,9 +147,7 @@ def misplaced_sympathy(reply: str, question: str) -> bool:
 
 def without_sympathy(reply: str, question: str) -> str:
     """`reply` without its misplaced "sorry to hear that" sentences (unchanged if nothing else is left)."""
-    if not misplaced_sympathy(reply, question):
-        return reply
-    return without_sentences(reply, lambda sentence: _SYMPATHY.search(sentence) is not None)
+    return _without(reply, _SYMPATHY, misplaced_sympathy(reply, question))
 
 
 def misplaced_thanks(reply: str, question: str) -> bool:
@@ -161,9 +157,16 @@ def misplaced_thanks(reply: str, question: str) -> bool:
 
 def without_thanks(reply: str, question: str) -> str:
     """`reply` without its sentences thanking the customer for help (unchanged if nothing else is left)."""
-    if not misplaced_thanks(reply, question):
-        return reply
-    return without_sentences(reply, lambda sentence: _THANKS_FOR_HELP.search(sentence) is not None)
+    return _without(reply, _THANKS_FOR_HELP, misplaced_thanks(reply, question))
+
+
+def _without(reply: str, pattern: re.Pattern[str], misplaced: bool) -> str:
+    """`reply` without the sentences `pattern` finds when they are `misplaced` (see `without_sentences`)."""
+    return (
+        without_sentences(reply, lambda sentence: pattern.search(sentence) is not None)
+        if misplaced
+        else reply
+    )
 
 
 def _about_itself(sentence: str) -> bool:

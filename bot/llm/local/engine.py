@@ -35,7 +35,7 @@ from bot.llm.local.llama import LlamaForward
 from bot.llm.local.loader import LoadedModel
 from bot.llm.local.scheduler import Scheduler
 from bot.llm.local.slots import Forward
-from bot.llm.local.speed import forward_pass
+from bot.llm.local.speed import forward_pass, layer_count
 from bot.llm.local.watchdog import Watchdog
 from bot.llm.threads import on_fresh_thread
 
@@ -86,7 +86,7 @@ class TransformersEngine:
         self.tokenizer = loaded.tokenizer
         self.context_tokens = loaded.context_tokens
         scheduler_args: dict[str, Any] = {
-            "layers": int(loaded.model.config.get_text_config(decoder=True).num_hidden_layers),
+            "layers": layer_count(loaded.model),
             "eos_ids": _eos_ids(loaded),
             "max_batch": max_batch,
             "cache_bytes": cache_mb * 1024 * 1024,
